@@ -1,0 +1,215 @@
+"""Signal-processing building blocks shared by the restorers and the analysis.
+
+Everything here works on arrays shaped ``[..., samples]`` and is vectorised over
+the leading axes, so one call handles every channel of a clip at once.
+
+The STFT is time-major: a spectrogram is shaped ``[..., frames, bins]``, which
+keeps each frame contiguous for the FFT and makes recursions over time cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+import scipy.signal
+
+
+@lru_cache(maxsize=16)
+def hann(n_fft: int) -> np.ndarray:
+    """Periodic Hann window (the one that overlap-adds to a constant)."""
+    return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Stft:
+    """A short-time Fourier transform with a Hann window and exact inverse.
+
+    Frames are centred: the signal is zero-padded by ``n_fft // 2`` on both
+    sides, so frame ``t`` is centred on sample ``t * hop``. The inverse
+    overlap-adds with the same window and divides by the summed squared
+    window, which reconstructs any signal exactly (to float rounding) as long as
+    ``hop <= n_fft // 2``.
+
+    Magnitudes are not normalised: a full-scale sine of amplitude 1 reads
+    ``n_fft / 4`` at its bin, as with ``torch.stft`` and ``scipy.fft``.
+    """
+
+    n_fft: int = 2048
+    hop: int = 512
+
+    def __post_init__(self) -> None:
+        if self.n_fft < 16 or self.n_fft % 2:
+            raise ValueError(f"n_fft must be an even number >= 16, got {self.n_fft}")
+        if not 0 < self.hop <= self.n_fft // 2:
+            raise ValueError(f"hop must be in (0, n_fft/2], got {self.hop} for n_fft {self.n_fft}")
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        return n_samples // self.hop + 1
+
+    def bin_frequencies_hz(self, sample_rate: float) -> np.ndarray:
+        return np.arange(self.n_bins) * (sample_rate / self.n_fft)
+
+    def bin_index(self, frequency_hz: float, sample_rate: float) -> int:
+        """First bin whose centre frequency is at or above ``frequency_hz``."""
+        return int(np.clip(np.ceil(frequency_hz * self.n_fft / sample_rate), 0, self.n_bins))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """``[..., samples]`` real -> ``[..., frames, bins]`` complex64."""
+        x = np.asarray(x, dtype=np.float32)
+        half = self.n_fft // 2
+        n_frames = self.n_frames(x.shape[-1])
+        total = (n_frames - 1) * self.hop + self.n_fft
+        padded = np.zeros(x.shape[:-1] + (total,), dtype=np.float32)
+        padded[..., half : half + x.shape[-1]] = x
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft, axis=-1)[
+            ..., :: self.hop, :
+        ]
+        return scipy.fft.rfft(frames * hann(self.n_fft), axis=-1)
+
+    def inverse(self, spec: np.ndarray, n_samples: int) -> np.ndarray:
+        """``[..., frames, bins]`` complex -> ``[..., n_samples]`` float32."""
+        window = hann(self.n_fft)
+        frames = scipy.fft.irfft(spec, n=self.n_fft, axis=-1).astype(np.float32, copy=False)
+        frames *= window
+        n_frames = frames.shape[-2]
+        total = (n_frames - 1) * self.hop + self.n_fft
+        out = np.zeros(frames.shape[:-2] + (total,), dtype=np.float32)
+        _overlap_add(out, frames, self.hop)
+        norm = _window_square_sum(self.n_fft, self.hop, n_frames)
+        half = self.n_fft // 2
+        out = out[..., half : half + n_samples]
+        return out / norm[half : half + n_samples]
+
+
+def _overlap_add(out: np.ndarray, frames: np.ndarray, hop: int) -> None:
+    """Add ``frames`` [..., T, n] into ``out`` at multiples of ``hop``.
+
+    Frames ``r, r + k, r + 2k, ...`` with ``k = ceil(n / hop)`` never overlap one
+    another, so each such group is laid down with one reshaped add.
+    """
+    n_frames, n = frames.shape[-2], frames.shape[-1]
+    stride = -(-n // hop)
+    for r in range(min(stride, n_frames)):
+        group = frames[..., r::stride, :]
+        count = group.shape[-2]
+        span = stride * hop
+        padded_len = count * span
+        if span != n:
+            block = np.zeros(group.shape[:-1] + (span,), dtype=group.dtype)
+            block[..., :n] = group
+        else:
+            block = group
+        flat = block.reshape(group.shape[:-2] + (padded_len,))
+        start = r * hop
+        stop = min(start + padded_len, out.shape[-1])
+        out[..., start:stop] += flat[..., : stop - start]
+
+
+@lru_cache(maxsize=8)
+def _window_square_sum(n_fft: int, hop: int, n_frames: int) -> np.ndarray:
+    w2 = hann(n_fft) ** 2
+    total = (n_frames - 1) * hop + n_fft
+    norm = np.zeros(total, dtype=np.float32)
+    _overlap_add(norm[None], np.broadcast_to(w2, (1, n_frames, n_fft)), hop)
+    # Only the zero-padded outer edges can fall below this; they are cut away.
+    return np.maximum(norm, 1e-8)
+
+
+def lowpass_fir(cutoff_hz: float, sample_rate: float, transition_hz: float = 500.0) -> np.ndarray:
+    """Linear-phase (odd-length, symmetric) Kaiser low-pass with 100 dB stop band.
+
+    Args:
+        cutoff_hz: -6 dB point of the filter.
+        sample_rate: in Hz.
+        transition_hz: width of the transition band; narrower costs more taps.
+    """
+    nyquist = sample_rate / 2
+    if not 0 < cutoff_hz < nyquist:
+        raise ValueError(f"cutoff_hz must be in (0, {nyquist:g}), got {cutoff_hz:g}")
+    n_taps, beta = scipy.signal.kaiserord(100.0, transition_hz / nyquist)
+    n_taps |= 1
+    return scipy.signal.firwin(n_taps, cutoff_hz, window=("kaiser", beta), fs=sample_rate)
+
+
+def zero_phase_filter(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """Apply a symmetric odd-length FIR with its delay removed (output aligned)."""
+    delay = (len(taps) - 1) // 2
+    y = scipy.signal.oaconvolve(x.astype(np.float64, copy=False), taps[(None,) * (x.ndim - 1)], axes=-1)
+    return y[..., delay : delay + x.shape[-1]]
+
+
+def split_bands(x: np.ndarray, crossover_hz: float, sample_rate: float,
+                transition_hz: float = 500.0) -> tuple[np.ndarray, np.ndarray]:
+    """Complementary two-band split: ``low + high == x`` (float64, exactly up to rounding).
+
+    The low band is a zero-phase linear-phase FIR low-pass; the high band is
+    the remainder, so the split itself can never colour the signal.
+    """
+    x64 = x.astype(np.float64, copy=False)
+    low = zero_phase_filter(x64, lowpass_fir(crossover_hz, sample_rate, transition_hz))
+    return low, x64 - low
+
+
+def frame_rms(x: np.ndarray, frame: int, hop: int) -> np.ndarray:
+    """RMS of non-centred frames ``[..., samples] -> [..., frames]`` (at least one frame)."""
+    if x.shape[-1] < frame:
+        x = np.concatenate([x, np.zeros(x.shape[:-1] + (frame - x.shape[-1],), x.dtype)], axis=-1)
+    windows = np.lib.stride_tricks.sliding_window_view(x, frame, axis=-1)[..., ::hop, :]
+    return np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=-1))
+
+
+def db(power: np.ndarray | float, floor: float = 1e-20) -> np.ndarray:
+    """``10 log10(max(power, floor))``."""
+    return 10.0 * np.log10(np.maximum(power, floor))
+
+
+def long_term_power(spec: np.ndarray) -> np.ndarray:
+    """Mean power per bin over frames and channels: ``[..., frames, bins] -> [bins]``."""
+    power = np.square(np.abs(spec), dtype=np.float64)
+    return power.reshape(-1, power.shape[-1]).mean(axis=0)
+
+
+def smooth_bins(values: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over ``width`` bins (edges use the available bins)."""
+    if width <= 1:
+        return values
+    kernel = np.ones(width) / width
+    num = np.convolve(values, kernel, mode="same")
+    den = np.convolve(np.ones_like(values), kernel, mode="same")
+    return num / den
+
+
+def estimate_cutoff_hz(power: np.ndarray, sample_rate: float, margin_db: float = 20.0,
+                       floor_band_hz: float = 1000.0, smooth_hz: float = 200.0) -> float:
+    """Frequency where a long-term spectrum falls into its empty-band floor.
+
+    The floor is the median level of the top ``floor_band_hz`` below Nyquist;
+    the cutoff is the upper edge of the highest bin still more than
+    ``margin_db`` above it. A spectrum whose peak is not at least twice the
+    margin above that floor has no empty band: the cutoff is Nyquist.
+
+    Args:
+        power: long-term power per bin, bins evenly spaced from 0 to Nyquist.
+        sample_rate: in Hz.
+        margin_db: how far above the floor counts as content.
+
+    Returns:
+        The cutoff in Hz (Nyquist when the spectrum has no empty band or is silent).
+    """
+    n_bins = len(power)
+    nyquist = sample_rate / 2
+    bin_hz = nyquist / (n_bins - 1)
+    level = db(smooth_bins(power, max(1, int(round(smooth_hz / bin_hz)))))
+    top = max(1, int(round(floor_band_hz / bin_hz)))
+    floor = float(np.median(level[-top:]))
+    if level.max() - floor < 2 * margin_db:
+        return nyquist
+    above = np.flatnonzero(level > floor + margin_db)
+    return float(min((above[-1] + 1) * bin_hz, nyquist))

@@ -1,0 +1,58 @@
+"""The restorer family and its registry.
+
+Adding a restorer: one new module in this package, one line in ``REGISTRY``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from restorers.bandwidth_extension_dsp import BandwidthExtensionDsp
+from restorers.base import Availability, Restorer, RestorerParams
+from restorers.mcra_wiener import McraWiener
+from restorers.passthrough import Passthrough
+from restorers.spectral_gate import SpectralGate
+from restorers.spectral_gate_hf import SpectralGateHF
+from restorers.spectral_subtraction_hf import SpectralSubtractionHF
+
+REGISTRY: dict[str, type[Restorer]] = {
+    "passthrough": Passthrough,
+    "spectral_gate_hf": SpectralGateHF,
+    "spectral_subtraction_hf": SpectralSubtractionHF,
+    "mcra_wiener": McraWiener,
+    "spectral_gate": SpectralGate,
+    "bandwidth_extension_dsp": BandwidthExtensionDsp,
+}
+
+
+def restorer_class(name: str) -> type[Restorer]:
+    """The class registered under ``name``; an unknown name lists the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        known = ", ".join(REGISTRY)
+        raise KeyError(f"unknown restorer {name!r}; known restorers: {known}") from None
+
+
+def get_restorer(name: str, **params: Any) -> Restorer:
+    """Build the restorer ``name`` with parameter overrides, e.g. ``alpha=1.5``."""
+    return restorer_class(name)(**params)
+
+
+def restorer_info(name: str) -> dict[str, Any]:
+    """One row of the ``restorelab restorers`` listing."""
+    cls = restorer_class(name)
+    availability = cls.availability()
+    return {
+        "name": name,
+        "kind": cls.kind,
+        "available": availability.available,
+        "reason": availability.reason,
+        "description": cls.description,
+    }
+
+
+__all__ = [
+    "REGISTRY", "Availability", "Restorer", "RestorerParams",
+    "get_restorer", "restorer_class", "restorer_info",
+]

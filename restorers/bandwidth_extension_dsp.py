@@ -1,0 +1,127 @@
+"""Spectral band replication above the input's measured cutoff."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from restorelab.dsp import Stft, db, estimate_cutoff_hz, long_term_power
+from restorers.base import Restorer, RestorerParams
+
+_MAX_GAIN_DB = 30.0
+
+
+@dataclass(frozen=True)
+class BandwidthExtensionDspParams(RestorerParams):
+    """Knobs of the DSP bandwidth extension.
+
+    Attributes:
+        cutoff_hz: where the input's content ends; 0 measures it per clip (the
+            highest frequency more than ``margin_db`` above the empty-band floor).
+        max_frequency_hz: the generated band stops here (with a half-octave
+            fade above it).
+        gain_db: level of the generated band relative to the continued
+            envelope; lower is safer (less added hiss), higher is brighter.
+        min_slope_db_per_octave, max_slope_db_per_octave: bounds on the
+            envelope slope fitted below the cutoff and continued above it.
+        margin_db: content threshold over the floor for measuring the cutoff.
+        n_fft: STFT size; hop is a quarter, which keeps replicated partials
+            phase-coherent from frame to frame.
+    """
+
+    cutoff_hz: float = 0.0
+    max_frequency_hz: float = 20000.0
+    gain_db: float = -3.0
+    min_slope_db_per_octave: float = -24.0
+    max_slope_db_per_octave: float = -3.0
+    margin_db: float = 20.0
+    n_fft: int = 2048
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cutoff_hz < 0:
+            raise ValueError(f"cutoff_hz must be >= 0 (0 measures it), got {self.cutoff_hz}")
+        if self.max_frequency_hz <= 0:
+            raise ValueError(f"max_frequency_hz must be positive, got {self.max_frequency_hz}")
+        if self.min_slope_db_per_octave > self.max_slope_db_per_octave:
+            raise ValueError("min_slope_db_per_octave must not exceed max_slope_db_per_octave")
+        if self.margin_db <= 0:
+            raise ValueError(f"margin_db must be positive, got {self.margin_db}")
+        if self.n_fft < 256 or self.n_fft & (self.n_fft - 1):
+            raise ValueError(f"n_fft must be a power of two >= 256, got {self.n_fft}")
+
+
+def fit_slope_db_per_octave(level_db: np.ndarray, freqs_hz: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares line of level (dB) over ``log2(f)``.
+
+    Returns:
+        ``(slope, centre_octave, centre_level_db)``: the line passes through its
+        centroid, which stays the pivot when the slope is later clamped.
+    """
+    octaves = np.log2(freqs_hz)
+    slope = np.polyfit(octaves, level_db, 1)[0]
+    return float(slope), float(octaves.mean()), float(level_db.mean())
+
+
+class BandwidthExtensionDsp(Restorer):
+    """Fill the empty band above the cutoff by spectral band replication.
+
+    Method: with cutoff bin ``kc`` and shift ``D`` (the octave below the cutoff,
+    rounded to a multiple of ``n_fft / hop`` bins so the copied partials keep
+    coherent phase across frames), each target bin ``k >= kc`` takes
+    ``X(t, k - m D)`` for the smallest ``m`` that lands in ``[kc - D, kc)``,
+    scaled by ``E(k) / E_src(k - m D)``: ``E`` is the long-term envelope fitted
+    as a line in dB per octave over ``[fc/2, fc)`` and continued upwards, so the
+    copy keeps the source's timing (transients) but takes the continued slope.
+    ``y = x + istft(H)``, and ``H`` is zero below ``kc``: the band below the
+    cutoff is untouched.
+
+    Trade-off: ``gain_db`` trades air against audible replicated hiss; the
+    slope bounds keep an odd source band (a resonance, a roll-off dip) from
+    producing an implausibly bright or dark top octave.
+
+    Reference: M. Dietz, L. Liljeryd, K. Kjorling, O. Kunz, "Spectral Band
+    Replication, a novel approach in audio coding", AES 112th Convention, 2002.
+    """
+
+    name = "bandwidth_extension_dsp"
+    description = "Spectral band replication above the measured cutoff, envelope continued from below."
+    Params = BandwidthExtensionDspParams
+    context_s = 0.2
+
+    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        p = self.params
+        stft = Stft(p.n_fft, p.n_fft // 4)
+        spec = stft.forward(audio)
+        power = long_term_power(spec)
+        cutoff = p.cutoff_hz or estimate_cutoff_hz(power, sample_rate, p.margin_db)
+        nyquist = sample_rate / 2
+        stop_hz = min(p.max_frequency_hz * 2 ** 0.5, nyquist)
+        kc = stft.bin_index(cutoff, sample_rate)
+        k_stop = stft.bin_index(stop_hz, sample_rate)
+        phase_step = p.n_fft // stft.hop
+        shift = (kc // 2) // phase_step * phase_step
+        if shift < phase_step or k_stop <= kc or not np.any(power[:kc] > 0):
+            return audio
+
+        freqs = stft.bin_frequencies_hz(sample_rate)
+        # The fit skips the last half-kilohertz, where codecs roll off.
+        guard = min(stft.bin_index(500.0, sample_rate), shift // 2)
+        fit_bins = np.arange(kc - shift, kc - guard)
+        slope, centre_octave, centre_db = fit_slope_db_per_octave(db(power[fit_bins]), freqs[fit_bins])
+        slope = float(np.clip(slope, p.min_slope_db_per_octave, p.max_slope_db_per_octave))
+        level_at_cutoff = centre_db + slope * (np.log2(freqs[kc]) - centre_octave)
+
+        target_bins = np.arange(kc, k_stop)
+        origin = target_bins - np.ceil((target_bins - kc + 1) / shift).astype(int) * shift
+        octaves_above = np.log2(freqs[target_bins] / freqs[kc])
+        target_db = level_at_cutoff + slope * octaves_above + p.gain_db
+        fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / 0.5, 0.0, 1.0)
+        # Capped so a near-empty source bin cannot turn its noise into a whistle.
+        gain_db = np.minimum(target_db - db(power[origin]), _MAX_GAIN_DB)
+        gain = 10.0 ** (gain_db / 20.0) * fade
+
+        high = np.zeros_like(spec)
+        high[..., kc:k_stop] = spec[..., origin] * gain.astype(np.float32)
+        return audio + stft.inverse(high, audio.shape[-1])

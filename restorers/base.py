@@ -1,0 +1,187 @@
+"""The restorer contract and the plumbing every restorer shares.
+
+A restorer is called as ``restorer(audio, sample_rate) -> audio``:
+
+* ``audio`` is float, shaped ``[channels, samples]`` (a 1-D array is treated as
+  mono and comes back 1-D);
+* the output has the same shape, dtype and rate, is finite, and the input is
+  never modified;
+* the same parameters give the same output (any randomness is seeded from the
+  parameters).
+
+A member implements one hook, ``_process(audio, sample_rate)``, on a float32
+``[channels, samples]`` block. The base class owns validation, chunking of
+long inputs with discarded context and a crossfade (so memory stays bounded),
+and the dry/wet ``mix``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RestorerParams:
+    """Parameters every restorer has.
+
+    Attributes:
+        mix: dry/wet balance, ``out = mix * wet + (1 - mix) * dry``; 0 returns
+            the input unchanged, 1 the fully processed signal.
+    """
+
+    mix: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mix <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {self.mix}")
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a restorer can run here, and if not, why and how to fix it."""
+
+    available: bool
+    reason: str = ""
+
+
+def coerce_value(field: dataclasses.Field, text: str) -> Any:
+    """Turn a command-line string into the type a parameter field declares."""
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if kind == "bool":
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{field.name} expects true or false, got {text!r}")
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    return text
+
+
+class Restorer:
+    """Base class of every restorer.
+
+    Subclasses set ``name``, ``kind``, ``Params`` and ``description``, and
+    implement ``_process``. ``context_s`` is how much audio each side of a chunk
+    the method needs to have settled (its longest time constant); it is
+    processed and then discarded.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "dsp"
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[RestorerParams]] = RestorerParams
+    context_s: ClassVar[float] = 1.0
+
+    #: Chunk length used for long inputs; shorter inputs are processed whole.
+    default_chunk_s: ClassVar[float] = 30.0
+    crossfade_s: ClassVar[float] = 0.05
+
+    def __init__(self, params: RestorerParams | None = None, *, chunk_s: float | None = None,
+                 **overrides: Any) -> None:
+        if params is None:
+            params = self.Params(**overrides)
+        elif overrides:
+            params = dataclasses.replace(params, **overrides)
+        if not isinstance(params, self.Params):
+            raise TypeError(f"{self.name} takes {self.Params.__name__}, got {type(params).__name__}")
+        self.params = params
+        self.chunk_s = self.default_chunk_s if chunk_s is None else float(chunk_s)
+        if self.chunk_s <= 0:
+            raise ValueError(f"chunk_s must be positive, got {self.chunk_s}")
+
+    # -- discovery ---------------------------------------------------------
+    @classmethod
+    def availability(cls) -> Availability:
+        """DSP restorers are always available; neural ones override this."""
+        return Availability(True)
+
+    @classmethod
+    def param_fields(cls) -> tuple[dataclasses.Field, ...]:
+        return dataclasses.fields(cls.Params)
+
+    @classmethod
+    def parse_overrides(cls, assignments: dict[str, str]) -> dict[str, Any]:
+        """Convert ``{"param": "text"}`` into typed values, rejecting unknown names."""
+        fields = {f.name: f for f in cls.param_fields()}
+        typed = {}
+        for key, text in assignments.items():
+            if key not in fields:
+                known = ", ".join(sorted(fields))
+                raise ValueError(f"{cls.name} has no parameter {key!r}; known: {known}")
+            typed[key] = coerce_value(fields[key], text)
+        return typed
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"
+
+    # -- the contract ------------------------------------------------------
+    def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        audio = np.asarray(audio)
+        if audio.ndim not in (1, 2):
+            raise ValueError(f"audio must be [channels, samples] or [samples], got shape {audio.shape}")
+        if not np.issubdtype(audio.dtype, np.floating):
+            raise ValueError(f"audio must be floating point, got {audio.dtype}")
+        if not sample_rate or sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if audio.shape[-1] == 0:
+            raise ValueError("audio has no samples")
+        if not np.all(np.isfinite(audio)):
+            raise ValueError("audio contains NaN or Inf samples")
+
+        if self.params.mix == 0.0:
+            return audio.copy()
+
+        block = np.atleast_2d(audio).astype(np.float32, copy=True)
+        wet = self._process_chunked(block, int(sample_rate))
+        if wet.shape != block.shape:
+            raise RuntimeError(f"{self.name} returned shape {wet.shape} for input {block.shape}")
+        if not np.all(np.isfinite(wet)):
+            raise RuntimeError(f"{self.name} produced non-finite samples")
+
+        mix = self.params.mix
+        if mix < 1.0:
+            wet = mix * wet + (1.0 - mix) * block
+        return wet.reshape(audio.shape).astype(audio.dtype, copy=False)
+
+    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Restore one float32 ``[channels, samples]`` block (may be modified in place)."""
+        raise NotImplementedError
+
+    # -- chunking ----------------------------------------------------------
+    def _process_chunked(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Run ``_process`` over chunks with discarded context and a linear crossfade.
+
+        Chunk ``i`` owns samples ``[i*L, (i+1)*L)``; it is processed with
+        ``context_s`` of extra audio on each side (thrown away afterwards) and
+        extends ``crossfade`` samples into the next chunk, where the two outputs
+        are blended with complementary linear ramps. Memory is the input, the
+        output and one chunk's working set, whatever the input's length.
+        """
+        n = audio.shape[-1]
+        chunk = int(round(self.chunk_s * sample_rate))
+        context = int(round(self.context_s * sample_rate))
+        fade = min(int(round(self.crossfade_s * sample_rate)), chunk)
+        if n <= chunk + fade:
+            return self._process(audio, sample_rate)
+
+        out = np.zeros_like(audio)
+        ramp = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]
+        for start in range(0, n, chunk):
+            stop = min(start + chunk + fade, n)
+            lo, hi = max(start - context, 0), min(stop + context, n)
+            piece = self._process(audio[:, lo:hi].copy(), sample_rate)
+            piece = piece[:, start - lo : stop - lo]
+            if start > 0:
+                head = min(fade, piece.shape[-1])
+                piece[:, :head] *= ramp[:head]
+                out[:, start : start + head] *= 1.0 - ramp[:head]
+            out[:, start:stop] += piece
+        return out
