@@ -1,0 +1,5 @@
+import sys
+
+from restorelab.cli import main
+
+sys.exit(main())

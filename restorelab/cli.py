@@ -1,0 +1,302 @@
+"""The ``restorelab`` command line: restorers, restore, compare, degrade, evaluate, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from restorelab import __version__, analysis
+from restorelab.audio import AudioError, find_audio_files, load_audio, write_wav
+from restorelab.report import columns_of, to_markdown, write_table
+from restorers import REGISTRY, get_restorer, restorer_class, restorer_info
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_settings(assignments: list[str]) -> dict[str, dict]:
+    """``["mcra_wiener.gain_floor_db=-20"]`` -> ``{"mcra_wiener": {"gain_floor_db": -20.0}}``."""
+    raw: dict[str, dict[str, str]] = defaultdict(dict)
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        name, dot, param = key.partition(".")
+        if not sep or not dot or not name or not param:
+            raise ValueError(f"--set expects NAME.param=value, got {item!r}")
+        restorer_class(name)
+        raw[name][param] = value
+    return {name: restorer_class(name).parse_overrides(values) for name, values in raw.items()}
+
+
+def _restorer_names(requested: list[str] | None) -> list[str]:
+    names = requested or list(REGISTRY)
+    for name in names:
+        restorer_class(name)
+    return names
+
+
+# -- commands -----------------------------------------------------------------
+
+def cmd_restorers(args) -> int:
+    rows = [restorer_info(name) for name in REGISTRY]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        print(f"{row['name']:26s} {row['kind']:7s} {state}\n    {row['description']}")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    settings = parse_settings(args.set)
+    names = _restorer_names(args.restorer)
+    restorers = {}
+    for name in names:
+        availability = restorer_class(name).availability()
+        if not availability.available:
+            print(f"skipping {name}: unavailable: {availability.reason}", file=sys.stderr)
+            continue
+        restorers[name] = get_restorer(name, **settings.get(name, {}))
+    files = find_audio_files(args.inputs)
+    if not files:
+        return _fail("no audio files found in the inputs")
+    failures = 0
+    for path in tqdm(files, desc="restoring", unit="file", disable=args.quiet):
+        try:
+            clip = load_audio(path, max_duration_s=args.max_duration_s)
+        except AudioError as exc:
+            failures += 1
+            tqdm.write(f"skipped {exc}", file=sys.stderr)
+            continue
+        if args.verbose:
+            for note in clip.notes:
+                tqdm.write(f"{path}: {note}", file=sys.stderr)
+        for name, restorer in restorers.items():
+            out = restorer(clip.audio, clip.sample_rate)
+            write_wav(Path(args.output) / name / f"{path.stem}.wav", out, clip.sample_rate)
+    done = len(files) - failures
+    print(f"restored {done} of {len(files)} file(s) with {len(restorers)} restorer(s) into {args.output}")
+    return 1 if failures else 0
+
+
+def cmd_compare(args) -> int:
+    from restorelab.compare import run_comparison, write_comparison
+
+    settings = parse_settings(args.set)
+    names = _restorer_names(args.restorer)
+    try:
+        clip = load_audio(args.input, max_duration_s=args.max_duration_s)
+        reference = None
+        if args.reference:
+            reference = load_audio(args.reference, max_duration_s=args.max_duration_s).audio
+            if reference.shape[0] != clip.channels:
+                return _fail(f"{args.reference}: has {reference.shape[0]} channel(s), "
+                             f"the input has {clip.channels}")
+            n = min(reference.shape[-1], clip.audio.shape[-1])
+            reference, clip.audio = reference[:, :n], clip.audio[:, :n]
+    except AudioError as exc:
+        return _fail(str(exc))
+    bar = tqdm(total=len(names) + 1, desc="comparing", unit="step", disable=args.quiet)
+
+    def progress(name, index, total):
+        bar.set_postfix_str(name)
+        bar.n = index
+        bar.refresh()
+
+    result = run_comparison(clip, names, settings, reference, args.cutoff_hz, args.visqol, progress)
+    bar.n = bar.total
+    bar.close()
+    written = write_comparison(result, args.output, figures=not args.no_figures)
+    for name, reason in result.skipped.items():
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(to_markdown(result.rows, ["name", "hf_energy_db", "hpss_ratio_db", "log_mel_distance",
+                                    "effective_bandwidth_hz", "loudness_lufs", "pass"]))
+    if result.reference_rows:
+        print(to_markdown(result.reference_rows, columns_of(result.reference_rows,
+                                                            ("name", *analysis.REFERENCE_COLUMNS))))
+    print(f"wrote {len(written)} file(s) to {args.output}")
+    return 0
+
+
+def cmd_degrade(args) -> int:
+    from restorelab.degrade import PRESETS, degrade
+
+    if args.preset not in PRESETS:
+        return _fail(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
+    files = find_audio_files(args.inputs)
+    failures = 0
+    for index, path in enumerate(tqdm(files, desc="degrading", unit="file", disable=args.quiet)):
+        try:
+            clip = load_audio(path, max_duration_s=args.max_duration_s)
+        except AudioError as exc:
+            failures += 1
+            tqdm.write(f"skipped {exc}", file=sys.stderr)
+            continue
+        out, steps = degrade(clip.audio, clip.sample_rate, args.preset, seed=args.seed + index)
+        write_wav(Path(args.output) / f"{path.stem}.wav", out, clip.sample_rate)
+    print(f"degraded {len(files) - failures} of {len(files)} file(s) with {args.preset} into {args.output}")
+    return 1 if failures else 0
+
+
+def cmd_evaluate(args) -> int:
+    from restorelab import evaluate as ev
+
+    names = _restorer_names(args.restorer)
+    files = find_audio_files(args.inputs)
+    if not files:
+        return _fail("no audio files found in the inputs")
+    if args.reference_dir:
+        pairs = ev.pairs_from_folders(files, Path(args.reference_dir))
+        cutoff = args.cutoff_hz
+        label = f"degraded clips paired with {args.reference_dir}"
+    else:
+        if args.preset is None:
+            return _fail("give --preset to degrade clean clips, or --reference-dir for degraded ones")
+        pairs = ev.pairs_from_preset(files, args.preset, args.seed)
+        cutoff = args.cutoff_hz if args.cutoff_hz is not None else ev.preset_cutoff(args.preset)
+        label = f"preset {args.preset}, seed {args.seed}"
+    bar = tqdm(total=len(files), desc="evaluating", unit="clip", disable=args.quiet)
+
+    def on_clip(clip_id):
+        bar.set_postfix_str(clip_id[:30])
+        bar.update(1)
+
+    try:
+        result = ev.evaluate(pairs, names, cutoff, args.visqol, on_clip)
+    except (AudioError, FileNotFoundError) as exc:
+        bar.close()
+        return _fail(str(exc))
+    bar.close()
+    out = Path(args.output)
+    note = (f"{len(files)} clip(s), {label}; LSD low/high split at "
+            f"{cutoff if cutoff is not None else 'n/a'} Hz. {analysis.SETTINGS_NOTE}")
+    write_table(result.per_clip, columns_of(result.per_clip), out / "per_clip.csv")
+    summary_columns = columns_of(result.summary)
+    write_table(result.summary, summary_columns, out / "summary.csv", out / "summary.md", note=note)
+    compact = [{"restorer": row["restorer"],
+                **{m: f"{row[m + '_mean']:.3f} ± {row[m + '_std']:.3f}"
+                   for m in analysis.REFERENCE_COLUMNS if m + "_mean" in row}} for row in result.summary]
+    print(to_markdown(compact, columns_of(compact)))
+    print(note)
+    for name, reason in result.skipped.items():
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from restorelab import bench
+
+    names = ["stft_roundtrip", *_restorer_names(args.restorer)]
+    names = [n for n in dict.fromkeys(names) if n != "passthrough"]
+    total = len(names) * len(args.durations)
+    bar = tqdm(total=total, desc="benchmarking", unit="run", disable=args.quiet)
+    rows = bench.bench(names, args.durations, on_result=lambda row: bar.update(1))
+    bar.close()
+    scaling = bench.scaling_rows(rows)
+    table = []
+    for row in rows:
+        if "error" in row:
+            table.append({"restorer": row["restorer"], "duration_s": row["duration_s"], "error": row["error"]})
+            continue
+        table.append({"restorer": row["restorer"], "duration_s": f"{row['duration_s']:.0f}",
+                      "seconds": f"{row['seconds']:.3f}", "rtf": f"{row['rtf']:.4f}",
+                      "peak_rss_mb": f"{row['peak_rss_mb']:.0f}",
+                      "rss_before_mb": f"{row['rss_before_mb']:.0f}",
+                      "scaling": f"{scaling.get(row['restorer'], float('nan')):.2f}"})
+    note = (f"Machine: {bench.machine_description()}. rtf = processing seconds / audio seconds "
+            "(stereo, 44.1 kHz, float32). peak_rss_mb: the process's peak resident memory; "
+            "rss_before_mb: after a 1 s warm-up, before the timed call. scaling: seconds per "
+            "audio second at the longest duration over that at the shortest above 10 s (1.00 = linear).")
+    columns = columns_of(table)
+    write_table(table, columns, Path(args.output).with_suffix(".csv"), Path(args.output), note=note)
+    print(to_markdown(table, columns))
+    print(note)
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="restorelab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"restorelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, restorers=True):
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--max-duration-s", type=float, default=20 * 60.0,
+                       help="refuse inputs longer than this (default 1200 s)")
+        if restorers:
+            p.add_argument("-r", "--restorer", action="append",
+                           help=f"restorer to run (repeatable; default all): {', '.join(REGISTRY)}")
+
+    p = sub.add_parser("restorers", help="list the restorers and whether they can run here")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=cmd_restorers)
+
+    p = sub.add_parser("restore", help="restore files or folders with one or more restorers")
+    p.add_argument("inputs", nargs="+", help="audio files or folders")
+    p.add_argument("-o", "--output", required=True, help="writes OUTPUT/RESTORER/<stem>.wav")
+    p.add_argument("--set", action="append", default=[], metavar="NAME.param=value",
+                   help="override a restorer parameter (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="report resampling and downmixes")
+    common(p)
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("compare", help="run restorers side by side on one clip, with metrics and figures")
+    p.add_argument("input", help="audio file")
+    p.add_argument("-o", "--output", required=True, help="folder for WAVs, metrics and figures")
+    p.add_argument("--reference", help="clean original, for reference metrics")
+    p.add_argument("--cutoff-hz", type=float, default=16000.0,
+                   help="LSD low/high split with --reference (default 16000)")
+    p.add_argument("--visqol", action="store_true", help="add ViSQOL (slow: about 1 s per second)")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--set", action="append", default=[], metavar="NAME.param=value")
+    common(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("degrade", help="apply a seeded degradation preset")
+    p.add_argument("inputs", nargs="+", help="audio files or folders")
+    p.add_argument("--preset", required=True, help="band_limit_16k, musicgen_like, hiss, group_a, group_b")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--seed", type=int, default=0, help="file i uses seed + i")
+    common(p, restorers=False)
+    p.set_defaults(func=cmd_degrade)
+
+    p = sub.add_parser("evaluate", help="reference metrics per restorer over a set of clips")
+    p.add_argument("inputs", nargs="+", help="clean clips (with --preset) or degraded ones")
+    p.add_argument("--preset", help="degrade the (clean) inputs with this preset first")
+    p.add_argument("--reference-dir", help="clean originals matched to the degraded inputs by stem")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cutoff-hz", type=float, default=None,
+                   help="LSD low/high split (default: the preset's band limit)")
+    p.add_argument("--visqol", action="store_true", help="add ViSQOL (slow: about 1 s per second)")
+    p.add_argument("-o", "--output", required=True, help="folder for per_clip.csv and summary.csv/.md")
+    common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="real-time factor and peak memory per restorer")
+    p.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0, 600.0])
+    p.add_argument("-o", "--output", default="bench-results/bench.md", help="Markdown table (CSV beside it)")
+    common(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (KeyError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        return _fail(str(message))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

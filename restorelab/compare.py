@@ -1,0 +1,93 @@
+"""Run several restorers on one clip and measure them side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from restorelab import analysis, plots
+from restorelab.audio import Clip, write_wav
+from restorelab.report import columns_of, write_table
+from restorers import REGISTRY, get_restorer, restorer_class
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class Comparison:
+    """Outputs of every restorer on one clip, with their measurements.
+
+    Attributes:
+        clip: the input at the working rate.
+        outputs: restorer name -> restored audio (same shape as the input).
+        skipped: restorer name -> why it did not run (unavailable, failed).
+        rows: no-reference rows, the input first.
+        reference_rows: reference rows (the input first) when a clean reference was given.
+    """
+
+    clip: Clip
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    reference_rows: list[dict] = field(default_factory=list)
+
+
+def run_comparison(clip: Clip, names: list[str] | None = None,
+                   params: dict[str, dict[str, Any]] | None = None,
+                   reference: np.ndarray | None = None, cutoff_hz: float | None = None,
+                   with_visqol: bool = False, progress: ProgressCallback | None = None) -> Comparison:
+    """Restore ``clip`` with each named restorer (all registered ones by default) and measure.
+
+    ``passthrough`` is not run as an output: the input row already is the
+    unprocessed control.
+    """
+    names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
+    params = params or {}
+    result = Comparison(clip=clip)
+    for index, name in enumerate(names):
+        if progress:
+            progress(name, index, len(names))
+        availability = restorer_class(name).availability()
+        if not availability.available:
+            result.skipped[name] = availability.reason
+            continue
+        restorer = get_restorer(name, **params.get(name, {}))
+        result.outputs[name] = restorer(clip.audio, clip.sample_rate)
+    if progress:
+        progress("measuring", len(names), len(names))
+    result.rows = analysis.compare_no_reference(clip.audio, result.outputs, clip.sample_rate)
+    if reference is not None:
+        candidates = {"input": clip.audio, **result.outputs}
+        result.reference_rows = [
+            {"name": name, **analysis.reference_metrics(reference, audio, clip.sample_rate, cutoff_hz,
+                                                        with_visqol)}
+            for name, audio in candidates.items()
+        ]
+    return result
+
+
+def write_comparison(result: Comparison, outdir: str | Path, figures: bool = True) -> list[Path]:
+    """Write every output WAV, ``metrics.csv``/``metrics.md`` and the figures; return the paths."""
+    outdir = Path(outdir)
+    sr = result.clip.sample_rate
+    written = [write_wav(outdir / f"{name}.wav", audio, sr) for name, audio in result.outputs.items()]
+    columns = ["name", *analysis.NO_REFERENCE_COLUMNS, "hf_energy_down", "hpss_kept", "faithful", "pass"]
+    write_table(result.rows, columns, outdir / "metrics.csv", outdir / "metrics.md",
+                note=analysis.SETTINGS_NOTE)
+    written += [outdir / "metrics.csv", outdir / "metrics.md"]
+    if result.reference_rows:
+        ref_columns = columns_of(result.reference_rows, ("name", *analysis.REFERENCE_COLUMNS))
+        write_table(result.reference_rows, ref_columns, outdir / "reference_metrics.csv",
+                    outdir / "reference_metrics.md", note=analysis.SETTINGS_NOTE)
+        written += [outdir / "reference_metrics.csv", outdir / "reference_metrics.md"]
+    if figures:
+        clips = {"input": result.clip.audio, **result.outputs}
+        written.append(plots.save(plots.spectrogram_grid(clips, sr, "mel"), outdir / "mel_spectrograms.png"))
+        written.append(plots.save(plots.spectrogram_grid(clips, sr, "linear"),
+                                  outdir / "linear_spectrograms.png"))
+        written.append(plots.save(plots.psd_overlay(clips, sr), outdir / "psd_overlay.png"))
+        written.append(plots.save(plots.metric_change_bars(result.rows), outdir / "metric_changes.png"))
+    return written

@@ -1,0 +1,97 @@
+"""Reference-based evaluation: degrade clean music (or pair degraded with clean), restore, score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from restorelab import analysis
+from restorelab.audio import load_audio
+from restorelab.degrade import PRESETS, degrade
+from restorers import REGISTRY, get_restorer, restorer_class
+
+INPUT_ROW = "input"
+
+
+@dataclass
+class Evaluation:
+    """Per-clip rows and the per-restorer summary (mean and standard deviation).
+
+    The unprocessed (degraded) input is scored like a restorer and always comes first.
+    """
+
+    per_clip: list[dict] = field(default_factory=list)
+    summary: list[dict] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    cutoff_hz: float | None = None
+
+
+def pairs_from_preset(clean_files: Iterable[Path], preset: str, seed: int = 0):
+    """Yield ``(clip_id, clean, degraded)``; each clip gets seed ``seed + index``."""
+    for index, path in enumerate(clean_files):
+        clean = load_audio(path).audio
+        degraded, _ = degrade(clean, 44100, preset, seed=seed + index)
+        yield path.stem, clean, degraded
+
+
+def pairs_from_folders(degraded_files: Iterable[Path], reference_dir: Path):
+    """Yield ``(clip_id, clean, degraded)`` matching files by stem."""
+    references = {p.stem: p for p in Path(reference_dir).rglob("*") if p.is_file()}
+    for path in degraded_files:
+        if path.stem not in references:
+            raise FileNotFoundError(f"{path}: no reference with the stem {path.stem!r} in {reference_dir}")
+        clean = load_audio(references[path.stem]).audio
+        degraded = load_audio(path).audio
+        n = min(clean.shape[-1], degraded.shape[-1])
+        yield path.stem, clean[:, :n], degraded[:, :n]
+
+
+def evaluate(pairs, names: list[str] | None = None, cutoff_hz: float | None = None,
+             with_visqol: bool = False, on_clip: Callable[[str], None] | None = None) -> Evaluation:
+    """Score the input and every available restorer on each ``(clip_id, clean, degraded)``.
+
+    ``on_clip`` is called with each clip's id once it has been scored.
+    """
+    names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
+    result = Evaluation(cutoff_hz=cutoff_hz)
+    restorers = {}
+    for name in names:
+        availability = restorer_class(name).availability()
+        if availability.available:
+            restorers[name] = get_restorer(name)
+        else:
+            result.skipped[name] = availability.reason
+    for clip_id, clean, degraded in pairs:
+        candidates = {INPUT_ROW: degraded}
+        candidates.update({name: r(degraded, 44100) for name, r in restorers.items()})
+        for name, audio in candidates.items():
+            row = analysis.reference_metrics(clean, audio, 44100, cutoff_hz, with_visqol)
+            result.per_clip.append({"clip": clip_id, "restorer": name, **row})
+        if on_clip:
+            on_clip(clip_id)
+    result.summary = summarise(result.per_clip, [INPUT_ROW, *restorers])
+    return result
+
+
+def summarise(per_clip: list[dict], order: list[str]) -> list[dict]:
+    """Mean and standard deviation per restorer for every numeric column."""
+    metrics = [c for c in analysis.REFERENCE_COLUMNS if any(c in row for row in per_clip)]
+    summary = []
+    for name in order:
+        rows = [row for row in per_clip if row["restorer"] == name]
+        if not rows:
+            continue
+        entry: dict = {"restorer": name, "clips": len(rows)}
+        for metric in metrics:
+            values = np.array([row[metric] for row in rows], dtype=np.float64)
+            entry[f"{metric}_mean"] = float(np.mean(values))
+            entry[f"{metric}_std"] = float(np.std(values))
+        summary.append(entry)
+    return summary
+
+
+def preset_cutoff(preset: str) -> float | None:
+    return PRESETS[preset].cutoff_hz

@@ -1,0 +1,114 @@
+"""Figures from analysis numbers: spectrogram grids, PSD overlays, metric-change bars.
+
+Every function takes arrays or metric rows from :mod:`restorelab.analysis` and
+returns a matplotlib ``Figure``; :func:`save` writes it atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from restorelab import analysis  # noqa: E402
+
+PASS_COLOUR = "#2e7d32"
+FAIL_COLOUR = "#c62828"
+NEUTRAL_COLOUR = "#607d8b"
+
+
+def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str = "mel",
+                     dynamic_range_db: float = 90.0):
+    """One spectrogram per clip, all on the same colour scale (max over all clips).
+
+    Args:
+        kind: ``mel`` or ``linear``.
+        dynamic_range_db: the colour scale spans this far below the loudest bin.
+    """
+    compute = analysis.mel_spectrogram_db if kind == "mel" else analysis.linear_spectrogram_db
+    spectra = {name: compute(audio, sample_rate) for name, audio in clips.items()}
+    vmax = max(float(level.max()) for _, _, level in spectra.values())
+    vmin = vmax - dynamic_range_db
+    n = len(spectra)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False,
+                             constrained_layout=True)
+    image = None
+    for ax, (name, (times, freqs, level)) in zip(axes.flat, spectra.items()):
+        if kind == "mel":
+            extent = (times[0], times[-1] if len(times) > 1 else 1.0, 0, level.shape[0])
+            image = ax.imshow(level, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
+                              cmap="magma")
+            ticks = np.linspace(0, level.shape[0] - 1, 5).astype(int)
+            ax.set_yticks(ticks, [f"{freqs[i] / 1000:.1f}" for i in ticks])
+            ax.set_ylabel("Mel band centre (kHz)")
+        else:
+            image = ax.pcolormesh(times, freqs / 1000, level, vmin=vmin, vmax=vmax, cmap="magma",
+                                  shading="auto", rasterized=True)
+            ax.set_ylabel("Frequency (kHz)")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("Time (s)")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, label="dB re full scale")
+    fig.suptitle(f"{'Mel' if kind == 'mel' else 'Linear'} spectrograms (shared colour scale)")
+    return fig
+
+
+def psd_overlay(clips: dict[str, np.ndarray], sample_rate: int):
+    """Welch PSD of every clip on one log-frequency axis."""
+    fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
+    for name, audio in clips.items():
+        freqs, level = analysis.welch_psd_db(audio, sample_rate)
+        keep = freqs > 0
+        ax.semilogx(freqs[keep], level[keep], label=name, linewidth=1.6 if name == "input" else 1.0)
+    ax.set_xlim(20, sample_rate / 2)
+    ax.set_xlabel("Frequency (Hz)")
+    ax.set_ylabel("PSD (dB re FS²/Hz)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Power spectral density (Welch, 4096-point)")
+    return fig
+
+
+def metric_change_bars(rows: list[dict], metrics: tuple[str, ...] = (
+        "hf_energy_db", "hpss_ratio_db", "log_mel_distance", "noise_floor_db")):
+    """Change of each metric against the input row, bars coloured by the clip's verdict."""
+    baseline = rows[0]
+    outputs = rows[1:]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.6), squeeze=False,
+                             constrained_layout=True)
+    for ax, metric in zip(axes.flat, metrics):
+        names = [row["name"] for row in outputs]
+        delta = [row[metric] - (baseline[metric] if metric != "log_mel_distance" else 0.0)
+                 for row in outputs]
+        colours = [NEUTRAL_COLOUR if "pass" not in row else (PASS_COLOUR if row["pass"] else FAIL_COLOUR)
+                   for row in outputs]
+        ax.barh(names, delta, color=colours)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(metric if metric == "log_mel_distance" else f"Δ {metric}", fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.invert_yaxis()
+    fig.suptitle("Change against the input (green: passes every check, red: fails one)")
+    return fig
+
+
+def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write a figure through a temporary file and a rename, then close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
