@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from restorelab.dsp import Stft, db, estimate_cutoff_hz, long_term_power
+from restorelab.dsp import Stft, db, estimate_cutoff_hz, long_term_power, lowpass_fir, zero_phase_filter
 from restorers.base import Restorer, RestorerParams
 
 _MAX_GAIN_DB = 30.0
+_GUARD_TRANSITION_HZ = 200.0
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,9 @@ class BandwidthExtensionDsp(Restorer):
     scaled by ``E(k) / E_src(k - m D)``: ``E`` is the long-term envelope fitted
     as a line in dB per octave over ``[fc/2, fc)`` and continued upwards, so the
     copy keeps the source's timing (transients) but takes the continued slope.
-    ``y = x + istft(H)``, and ``H`` is zero below ``kc``: the band below the
-    cutoff is untouched.
+    ``y = x + hp(istft(H))``: ``H`` is zero below ``kc`` and ``hp`` is a
+    linear-phase high-pass with a 100 dB stop band ending 200 Hz below the
+    cutoff, so the band below the cutoff is untouched.
 
     Trade-off: ``gain_db`` trades air against audible replicated hiss; the
     slope bounds keep an odd source band (a resonance, a roll-off dip) from
@@ -90,7 +92,7 @@ class BandwidthExtensionDsp(Restorer):
     Params = BandwidthExtensionDspParams
     context_s = 0.2
 
-    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
         p = self.params
         stft = Stft(p.n_fft, p.n_fft // 4)
         spec = stft.forward(audio)
@@ -124,4 +126,10 @@ class BandwidthExtensionDsp(Restorer):
 
         high = np.zeros_like(spec)
         high[..., kc:k_stop] = spec[..., origin] * gain.astype(np.float32)
-        return audio + stft.inverse(high, audio.shape[-1])
+        generated = stft.inverse(high, audio.shape[-1])
+        # The synthesis window spreads each bin over its neighbours; a steep
+        # linear-phase high-pass at the cutoff keeps the band below it exact.
+        guard_hz = min(_GUARD_TRANSITION_HZ, freqs[kc] / 4)
+        taps = lowpass_fir(freqs[kc] - guard_hz / 2, sample_rate, guard_hz)
+        generated = generated - zero_phase_filter(generated, taps)
+        return (audio + generated).astype(np.float32)

@@ -9,10 +9,12 @@ A restorer is called as ``restorer(audio, sample_rate) -> audio``:
 * the same parameters give the same output (any randomness is seeded from the
   parameters).
 
-A member implements one hook, ``_process(audio, sample_rate)``, on a float32
-``[channels, samples]`` block. The base class owns validation, chunking of
-long inputs with discarded context and a crossfade (so memory stays bounded),
-and the dry/wet ``mix``.
+A member implements one hook, ``_process(audio, sample_rate, fitted)``, on a
+float32 ``[channels, samples]`` block, and optionally ``_fit(audio,
+sample_rate)``, which gathers whole-signal statistics (a noise profile) once,
+in bounded memory, so that every chunk of a long file uses the same ones. The
+base class owns validation, chunking of long inputs with discarded context and
+a crossfade (so memory stays bounded), and the dry/wet ``mix``.
 """
 
 from __future__ import annotations
@@ -140,7 +142,8 @@ class Restorer:
             return audio.copy()
 
         block = np.atleast_2d(audio).astype(np.float32, copy=True)
-        wet = self._process_chunked(block, int(sample_rate))
+        fitted = self._fit(block, int(sample_rate))
+        wet = self._process_chunked(block, int(sample_rate), fitted)
         if wet.shape != block.shape:
             raise RuntimeError(f"{self.name} returned shape {wet.shape} for input {block.shape}")
         if not np.all(np.isfinite(wet)):
@@ -151,12 +154,26 @@ class Restorer:
             wet = mix * wet + (1.0 - mix) * block
         return wet.reshape(audio.shape).astype(audio.dtype, copy=False)
 
-    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _fit(self, audio: np.ndarray, sample_rate: int) -> Any:
+        """Whole-signal statistics shared by every chunk (``None`` unless overridden).
+
+        Runs on the full input, so it must stay in bounded memory: walk long
+        inputs with :meth:`blocks`.
+        """
+        return None
+
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: Any) -> np.ndarray:
         """Restore one float32 ``[channels, samples]`` block (may be modified in place)."""
         raise NotImplementedError
 
+    def blocks(self, n_samples: int, sample_rate: int, multiple: int = 1):
+        """``(start, stop)`` spans of at most one chunk (a multiple of ``multiple``) covering the input."""
+        size = max(multiple, int(round(self.chunk_s * sample_rate)) // multiple * multiple)
+        for start in range(0, n_samples, size):
+            yield start, min(start + size, n_samples)
+
     # -- chunking ----------------------------------------------------------
-    def _process_chunked(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: Any) -> np.ndarray:
         """Run ``_process`` over chunks with discarded context and a linear crossfade.
 
         Chunk ``i`` owns samples ``[i*L, (i+1)*L)``; it is processed with
@@ -170,14 +187,14 @@ class Restorer:
         context = int(round(self.context_s * sample_rate))
         fade = min(int(round(self.crossfade_s * sample_rate)), chunk)
         if n <= chunk + fade:
-            return self._process(audio, sample_rate)
+            return self._process(audio, sample_rate, fitted)
 
         out = np.zeros_like(audio)
         ramp = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]
         for start in range(0, n, chunk):
             stop = min(start + chunk + fade, n)
             lo, hi = max(start - context, 0), min(stop + context, n)
-            piece = self._process(audio[:, lo:hi].copy(), sample_rate)
+            piece = self._process(audio[:, lo:hi].copy(), sample_rate, fitted)
             piece = piece[:, start - lo : stop - lo]
             if start > 0:
                 head = min(fade, piece.shape[-1])

@@ -135,7 +135,7 @@ class McraWiener(Restorer):
     def context_s(self) -> float:  # type: ignore[override]
         return self.params.min_window_s + 1.0
 
-    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
         p = self.params
         stft = Stft(p.n_fft, p.n_fft // 4)
         spec = stft.forward(audio)

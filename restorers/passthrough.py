@@ -14,5 +14,5 @@ class Passthrough(Restorer):
     description = "The input itself, unchanged (the control in every comparison)."
     context_s = 0.0
 
-    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
         return audio

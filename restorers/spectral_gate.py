@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class SpectralGateParams(RestorerParams):
     time_constant_s: float = 2.0
     freq_mask_smooth_hz: float = 100.0
     time_mask_smooth_ms: float = 50.0
-    noise_window_s: float = 1.0
+    noise_window_s: float = 0.25
     n_fft: int = 2048
 
     def __post_init__(self) -> None:
@@ -62,38 +63,68 @@ class SpectralGateParams(RestorerParams):
             raise ValueError(f"noise_window_s must be >= 0 (0 = whole clip), got {self.noise_window_s}")
 
 
-def quietest_window(audio: np.ndarray, window: int) -> np.ndarray:
-    """The contiguous ``window`` samples with the lowest RMS over all channels.
+def quietest_window(band: Callable[[int, int], np.ndarray], n_samples: int, window: int,
+                    spans: Iterable[tuple[int, int]]) -> np.ndarray:
+    """The contiguous ``window`` samples with the lowest energy over all channels.
 
-    Candidates start every tenth of a window; returns ``[channels, window]``
-    (the whole input when it is not longer than ``window``).
+    Args:
+        band: ``band(start, stop)`` returns the (possibly filtered) signal over
+            that span, ``[channels, stop - start]``.
+        n_samples: length of the signal.
+        window: length of the stretch to find.
+        spans: blocks covering the signal, each a multiple of ``window // 10``
+            long, so the search runs in bounded memory.
+
+    Returns:
+        ``band`` over the quietest stretch; candidates start every tenth of a
+        window (the whole signal when it is not longer than ``window``).
     """
-    n = audio.shape[-1]
-    if window >= n:
-        return audio
+    if window >= n_samples:
+        return band(0, n_samples)
     step = max(1, window // 10)
-    energy = np.cumsum(np.concatenate([[0.0], np.sum(np.square(audio, dtype=np.float64), axis=0)]))
-    starts = np.arange(0, n - window + 1, step)
-    best = int(starts[np.argmin(energy[starts + window] - energy[starts])])
-    return audio[:, best : best + window]
+    energies = []
+    for start, stop in spans:
+        power = np.sum(np.square(band(start, stop), dtype=np.float64), axis=0)
+        steps = -(-power.size // step)
+        power = np.pad(power, (0, steps * step - power.size))
+        energies.append(power.reshape(steps, step).sum(axis=1))
+    energy = np.concatenate(energies)
+    per_window = window // step
+    cumulative = np.concatenate([[0.0], np.cumsum(energy)])
+    totals = cumulative[per_window:] - cumulative[:-per_window]
+    last_start = (n_samples - window) // step
+    best = int(np.argmin(totals[: last_start + 1])) * step
+    return band(best, best + window)
 
 
-def spectral_gate(audio: np.ndarray, sample_rate: int, params: SpectralGateParams) -> np.ndarray:
-    """Gate ``[channels, samples]`` with noisereduce; returns float64 of the same shape."""
+def spectral_gate(audio: np.ndarray, sample_rate: int, params: SpectralGateParams,
+                  noise_sample: np.ndarray | None) -> np.ndarray:
+    """Gate ``[channels, samples]`` with noisereduce; returns float64 of the same shape.
+
+    ``noise_sample`` gives the stationary gate its noise statistics; ``None``
+    lets noisereduce take them from the signal itself.
+
+    noisereduce smooths its mask against zeros beyond the spectrogram's edges,
+    which would pull down the first and last frames; the clip is therefore
+    reflected at both ends first and the padding cut away afterwards.
+    """
     import noisereduce
 
+    if params.prop_decrease == 0.0:
+        return audio.astype(np.float64)
     n = audio.shape[-1]
+    pad = min(4 * params.n_fft, n - 1)
     rng = np.random.default_rng(0)
-    noisy = audio.astype(np.float64) + _DITHER_RMS * rng.standard_normal(audio.shape)
+    padded = np.pad(audio.astype(np.float64), ((0, 0), (pad, pad)), mode="reflect")
+    padded += _DITHER_RMS * rng.standard_normal(padded.shape)
     hop = params.n_fft // 4
     # noisereduce rejects smoothing narrower than one bin or one hop.
     freq_smooth = max(params.freq_mask_smooth_hz, 2 * sample_rate / params.n_fft)
     time_smooth = max(params.time_mask_smooth_ms, 1000.0 * hop / sample_rate + 1e-6)
-    noise_sample = None
-    if params.stationary and params.noise_window_s > 0:
-        noise_sample = quietest_window(noisy, int(round(params.noise_window_s * sample_rate)))
+    if noise_sample is not None:
+        noise_sample = noise_sample.astype(np.float64) + _DITHER_RMS * rng.standard_normal(noise_sample.shape)
     out = noisereduce.reduce_noise(
-        y=noisy,
+        y=padded,
         sr=sample_rate,
         y_noise=noise_sample,
         stationary=params.stationary,
@@ -103,11 +134,11 @@ def spectral_gate(audio: np.ndarray, sample_rate: int, params: SpectralGateParam
         freq_mask_smooth_hz=freq_smooth,
         time_mask_smooth_ms=time_smooth,
         n_fft=params.n_fft,
-        chunk_size=n,  # the restorer base already chunks long inputs
+        chunk_size=padded.shape[-1],  # the restorer base already chunks long inputs
         padding=params.n_fft,
         clip_noise_stationary=False,
     )
-    return np.asarray(out, dtype=np.float64).reshape(audio.shape)
+    return np.asarray(out, dtype=np.float64).reshape(padded.shape)[:, pad : pad + n]
 
 
 class SpectralGate(Restorer):
@@ -132,5 +163,14 @@ class SpectralGate(Restorer):
     Params = SpectralGateParams
     context_s = 2.0
 
-    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        return spectral_gate(audio, sample_rate, self.params).astype(np.float32)
+    def _fit(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        """The noise sample: the quietest ``noise_window_s`` of the whole input."""
+        p = self.params
+        if not p.stationary or p.noise_window_s == 0:
+            return None
+        window = int(round(p.noise_window_s * sample_rate))
+        spans = self.blocks(audio.shape[-1], sample_rate, multiple=max(1, window // 10))
+        return quietest_window(lambda a, b: audio[:, a:b], audio.shape[-1], window, spans)
+
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: np.ndarray | None) -> np.ndarray:
+        return spectral_gate(audio, sample_rate, self.params, fitted).astype(np.float32)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from restorelab.dsp import split_bands
+from restorelab.dsp import lowpass_fir, split_bands
 from restorers.base import Restorer
-from restorers.spectral_gate import SpectralGateParams, spectral_gate
+from restorers.spectral_gate import SpectralGateParams, quietest_window, spectral_gate
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,26 @@ class SpectralGateHF(Restorer):
     Params = SpectralGateHFParams
     context_s = 2.0
 
-    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _fit(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        """The noise sample: the high band of the input's quietest ``noise_window_s`` up there."""
+        p = self.params
+        if not p.stationary or p.noise_window_s == 0 or p.crossover_hz >= sample_rate / 2:
+            return None
+        n = audio.shape[-1]
+        margin = len(lowpass_fir(p.crossover_hz, sample_rate, p.transition_hz))
+
+        def high_band(start: int, stop: int) -> np.ndarray:
+            lo, hi = max(start - margin, 0), min(stop + margin, n)
+            high = split_bands(audio[:, lo:hi], p.crossover_hz, sample_rate, p.transition_hz)[1]
+            return high[:, start - lo : stop - lo]
+
+        window = int(round(p.noise_window_s * sample_rate))
+        spans = self.blocks(n, sample_rate, multiple=max(1, window // 10))
+        return quietest_window(high_band, n, window, spans)
+
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: np.ndarray | None) -> np.ndarray:
         p = self.params
         if p.crossover_hz >= sample_rate / 2:
             return audio
         low, high = split_bands(audio, p.crossover_hz, sample_rate, p.transition_hz)
-        return (low + spectral_gate(high, sample_rate, p)).astype(np.float32)
+        return (low + spectral_gate(high, sample_rate, p, fitted)).astype(np.float32)

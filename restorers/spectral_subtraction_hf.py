@@ -46,7 +46,7 @@ class SpectralSubtractionHFParams(RestorerParams):
 
 
 def quietest_frames_mean(magnitude: np.ndarray, quantile: float) -> np.ndarray:
-    """Mean magnitude over the quietest frames, per channel and bin.
+    """Mean magnitude over the quietest frames, per channel and bin (the slow, obvious form).
 
     Shape: ``[channels, frames, bins] -> [channels, 1, bins]``; "quietest" ranks
     frames by their energy over the given bins.
@@ -80,16 +80,46 @@ class SpectralSubtractionHF(Restorer):
     Params = SpectralSubtractionHFParams
     context_s = 1.0
 
-    def _process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    def _band_magnitudes(self, audio: np.ndarray, sample_rate: int, spans):
         p = self.params
         stft = Stft(p.n_fft, p.n_fft // 4)
         k0 = stft.bin_index(p.cutoff_hz, sample_rate)
-        if k0 >= stft.n_bins:
+        for start, stop in spans:
+            yield np.abs(stft.forward(audio[:, start:stop])[..., k0:])
+
+    def _fit(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        """N: the mean band magnitude of the quietest ``noise_quantile`` of all frames.
+
+        Two passes over the input in chunk-sized blocks (frame energies, then
+        the mean over the frames at or below the quantile's energy), so a long
+        file needs one block's spectrogram at a time.
+        """
+        p = self.params
+        hop = p.n_fft // 4
+        if Stft(p.n_fft, hop).bin_index(p.cutoff_hz, sample_rate) >= p.n_fft // 2 + 1:
+            return None
+        spans = list(self.blocks(audio.shape[-1], sample_rate, multiple=hop))
+        energies = np.concatenate([np.sum(np.square(m), axis=-1)
+                                   for m in self._band_magnitudes(audio, sample_rate, spans)], axis=-1)
+        count = max(1, int(round(p.noise_quantile * energies.shape[-1])))
+        threshold = np.sort(energies, axis=-1)[:, count - 1 : count]
+        total, frames = 0.0, 0
+        for magnitude in self._band_magnitudes(audio, sample_rate, spans):
+            quiet = np.sum(np.square(magnitude), axis=-1) <= threshold
+            total = total + np.einsum("cf,cfk->ck", quiet, magnitude)
+            frames = frames + quiet.sum(axis=-1)
+        return (total / np.maximum(frames, 1)[:, None])[:, None, :]
+
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: np.ndarray | None) -> np.ndarray:
+        if fitted is None:
             return audio
+        p = self.params
+        stft = Stft(p.n_fft, p.n_fft // 4)
+        k0 = stft.bin_index(p.cutoff_hz, sample_rate)
         spec = stft.forward(audio)
         band = spec[..., k0:]
         magnitude = np.abs(band)
-        noise = quietest_frames_mean(magnitude, p.noise_quantile)
+        noise = fitted.astype(np.float32)
         target = np.maximum(magnitude - p.alpha * noise, p.beta * magnitude)
         # Scaling by |Y|/|X| keeps the phase; empty bins stay empty.
         gain = np.divide(target, magnitude, out=np.zeros_like(magnitude), where=magnitude > 0)

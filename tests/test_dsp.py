@@ -1,0 +1,75 @@
+"""Structural identities of the shared signal-processing blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SR, band_level_db, band_limited_noise
+from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power, split_bands
+
+
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (2048, 441), (1024, 256), (512, 128), (256, 128)])
+@pytest.mark.parametrize("n", [1, 100, 4410, 44101])
+def test_stft_round_trip(n_fft, hop, n, rng):
+    x = rng.standard_normal((2, n)).astype(np.float32)
+    stft = Stft(n_fft, hop)
+    spec = stft.forward(x)
+    assert spec.shape == (2, stft.n_frames(n), n_fft // 2 + 1)
+    np.testing.assert_allclose(stft.inverse(spec, n), x, atol=2e-6)
+
+
+def test_stft_matches_direct_dft(rng):
+    """Frame t is the windowed DFT of the zero-padded signal centred on t * hop."""
+    x = rng.standard_normal(3000).astype(np.float32)
+    stft = Stft(256, 64)
+    spec = stft.forward(x)
+    padded = np.concatenate([np.zeros(128), x, np.zeros(256)])
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(256) / 256)
+    for t in (0, 5, 20, spec.shape[0] - 1):
+        frame = padded[t * 64 : t * 64 + 256] * window
+        np.testing.assert_allclose(spec[t], np.fft.rfft(frame), atol=1e-3)
+
+
+def test_stft_sine_amplitude():
+    """A full-scale sine on a bin centre reads n_fft / 4 (unnormalised Hann)."""
+    stft = Stft(2048, 512)
+    k = 100
+    t = np.arange(SR) / SR
+    x = np.sin(2 * np.pi * k * SR / 2048 * t)
+    spec = stft.forward(x)
+    assert np.abs(spec[10, k]) == pytest.approx(2048 / 4, rel=1e-3)
+
+
+def test_stft_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        Stft(2048, 2048)
+    with pytest.raises(ValueError):
+        Stft(1001, 100)
+
+
+def test_split_bands_is_complementary_and_splits(rng):
+    x = rng.standard_normal((2, SR)).astype(np.float32)
+    low, high = split_bands(x, 6000.0, SR, 1000.0)
+    np.testing.assert_allclose(low + high, x, atol=1e-12)
+    # 100 dB stop band: away from the clip's ends (the FIR's 3 ms half-length),
+    # each band is empty to the measurement's -90 dB on the other side.
+    inner = slice(1000, -1000)
+    low, high, x = low[:, inner], high[:, inner], x[:, inner]
+    assert band_level_db(low, x, 6600.0, 20000.0) < -85
+    assert band_level_db(high, x, 0.0, 5400.0) < -85
+    assert band_level_db(low, x, 0.0, 5000.0) == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.parametrize("cutoff", [8000.0, 11000.0, 16000.0, 19500.0])
+def test_estimate_cutoff_finds_a_band_limit(cutoff, rng):
+    x = band_limited_noise(3.0, cutoff, rng, channels=2)
+    x = x + 1e-5 * rng.standard_normal(x.shape).astype(np.float32)  # a -100 dB floor
+    power = long_term_power(Stft().forward(x))
+    assert estimate_cutoff_hz(power, SR) == pytest.approx(cutoff, abs=300)
+
+
+def test_estimate_cutoff_full_band_and_silence(rng):
+    white = rng.standard_normal((1, SR)).astype(np.float32)
+    assert estimate_cutoff_hz(long_term_power(Stft().forward(white)), SR) == SR / 2
+    assert estimate_cutoff_hz(np.zeros(1025), SR) == SR / 2
