@@ -156,7 +156,10 @@ def hpss_ratio_db(power: np.ndarray, kernel: int = 17) -> float:
     energy = np.square(magnitude, dtype=np.float64)
     e_h = float(np.sum(energy * mask_h))
     e_p = float(np.sum(energy * (1.0 - mask_h)))
-    return float(db(e_h) - db(e_p)) if e_h > 0 and e_p > 0 else 0.0
+    floor = 1e-6 * (e_h + e_p)  # bounds the ratio at +-60 dB; silence reads 0 dB
+    if floor == 0:
+        return 0.0
+    return float(10.0 * np.log10((e_h + floor) / (e_p + floor)))
 
 
 def log_mel_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:

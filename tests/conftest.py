@@ -58,18 +58,22 @@ def band_limited_noise(duration_s: float, cutoff_hz: float, rng: np.random.Gener
 
 
 def band_level_db(signal: np.ndarray, reference: np.ndarray, low_hz: float, high_hz: float,
-                  sample_rate: int = SR) -> float:
-    """Power of ``signal`` relative to ``reference`` within [low_hz, high_hz), in dB.
+                  sample_rate: int = SR, reference_band: tuple[float, float] | None = None) -> float:
+    """Power of ``signal`` within [low_hz, high_hz) relative to ``reference``, in dB.
+
+    The reference is taken over the same band, or over ``reference_band``.
 
     Welch with an 8192-point Blackman-Harris window, whose -92 dB sidelobes
     keep energy outside the band from leaking into the measurement.
     """
     import scipy.signal
 
-    def band_power(x):
+    def band_power(x, low, high):
         f, p = scipy.signal.welch(np.atleast_2d(x).astype(np.float64), sample_rate, window="blackmanharris",
                                   nperseg=8192, axis=-1)
-        keep = (f >= low_hz) & (f < high_hz)
+        keep = (f >= low) & (f < high)
         return float(np.sum(p[..., keep]))
 
-    return 10 * np.log10(max(band_power(signal), 1e-300) / band_power(reference))
+    ref_low, ref_high = reference_band or (low_hz, high_hz)
+    return 10 * np.log10(max(band_power(signal, low_hz, high_hz), 1e-300)
+                         / band_power(reference, ref_low, ref_high))

@@ -1,0 +1,160 @@
+"""Metrics: ideal values on (x, x) and the right values on constructed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SR, add_noise, band_limited_noise, melody
+from restorelab import analysis as A
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    return np.stack([add_noise(melody(4.0, seed=s), 30, rng) for s in (1, 2)])
+
+
+def test_reference_metrics_ideal_on_identical_signals(music):
+    row = A.reference_metrics(music, music, SR, cutoff_hz=16000.0)
+    assert row["lsd"] == row["lsd_low"] == row["lsd_high"] == 0.0
+    assert row["si_sdr_db"] > 100
+    assert row["mrstft"] == 0.0
+    assert row["spec_mse_db2"] == row["spec_mae_db"] == 0.0
+    assert row["spec_cosine"] == pytest.approx(1.0)
+    assert A.log_mel_distance(music, music, SR) == 0.0
+
+
+@pytest.mark.parametrize("snr", [0.0, 10.0, 20.0])
+def test_si_sdr_of_added_noise(snr, rng):
+    """x + noise at a known SNR: SI-SDR equals it (to the random projection of noise on x)."""
+    x = melody(4.0)
+    noisy = add_noise(x, snr, rng)
+    assert A.si_sdr_db(x, noisy) == pytest.approx(snr, abs=0.1)
+
+
+def test_si_sdr_ignores_scale(music):
+    assert A.si_sdr_db(music, 0.25 * music) > 100
+
+
+def test_lsd_of_a_pure_gain(rng):
+    """Scaling by 10 (power x100) moves every log10 power by exactly 2: LSD = 2."""
+    x = rng.standard_normal((1, 2 * SR)).astype(np.float32)
+    row = A.lsd(x, 10 * x, SR, cutoff_hz=16000.0)
+    assert row["lsd"] == pytest.approx(2.0, abs=1e-3)
+    assert row["lsd_low"] == pytest.approx(2.0, abs=1e-3)
+    assert row["lsd_high"] == pytest.approx(2.0, abs=1e-3)
+
+
+def test_lsd_splits_at_the_cutoff(rng):
+    """Band-limiting white noise damages only the bins above the cutoff."""
+    x = rng.standard_normal((1, 2 * SR)).astype(np.float32)
+    spectrum = np.fft.rfft(x, axis=-1)
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / SR)
+    spectrum[..., freqs >= 16000] = 0
+    y = np.fft.irfft(spectrum, n=x.shape[-1], axis=-1).astype(np.float32)
+    row = A.lsd(x, y, SR, cutoff_hz=16000.0)
+    assert row["lsd_low"] < 0.05
+    assert row["lsd_high"] > 2.0
+
+
+def test_mrstft_and_spectrogram_errors_grow_with_damage(music, rng):
+    mild = add_noise(music, 30, rng)
+    strong = add_noise(music, 5, rng)
+    assert 0 < A.multi_resolution_stft_distance(music, mild) < A.multi_resolution_stft_distance(music, strong)
+    mild_errors, strong_errors = A.spectrogram_errors(music, mild), A.spectrogram_errors(music, strong)
+    assert mild_errors["spec_mae_db"] < strong_errors["spec_mae_db"]
+    assert mild_errors["spec_cosine"] > strong_errors["spec_cosine"]
+
+
+def test_log_mel_distance_of_a_gain():
+    """A gain of g dB moves every log10 mel power by g/10 (clear of the floor)."""
+    x = np.random.default_rng(2).standard_normal((1, SR)).astype(np.float32) * 0.1
+    assert A.log_mel_distance(x, x * 10 ** (3 / 20), SR) == pytest.approx(0.3, abs=1e-3)
+
+
+def test_hf_energy_of_white_noise(rng):
+    """White noise: the band above 6 kHz holds (22050 - 6000) / 22050 of the power."""
+    x = rng.standard_normal((1, 4 * SR)).astype(np.float32)
+    power = A.normalised_power(x)
+    share = 10 ** ((A.hf_band_energy_db(power, SR) - A.hf_band_energy_db(power, SR, 0.0)) / 10)
+    assert share == pytest.approx(16050 / 22050, abs=0.01)
+
+
+def test_spectral_shape_of_white_and_band_limited_noise(rng):
+    white = rng.standard_normal((1, 4 * SR)).astype(np.float32)
+    shape = A.spectral_shape(A.normalised_power(white), SR)
+    assert shape["rolloff85_hz"] == pytest.approx(0.85 * SR / 2, rel=0.01)
+    assert shape["spectral_centroid_hz"] == pytest.approx(SR / 4, rel=0.01)
+    assert shape["spectral_flatness"] > 0.5  # ~0.56 for Gaussian noise (exp(-euler gamma))
+    limited = band_limited_noise(4.0, 11000.0, rng) + 1e-5 * white
+    assert A.spectral_shape(A.normalised_power(limited), SR)["effective_bandwidth_hz"] == pytest.approx(11000, abs=300)
+
+
+def test_flatness_of_a_tone_is_near_zero():
+    t = np.arange(SR) / SR
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    assert A.spectral_shape(A.normalised_power(tone), SR)["spectral_flatness"] < 0.01
+
+
+def test_hpss_ratio_tells_tones_from_clicks():
+    t = np.arange(2 * SR) / SR
+    tones = (np.sin(2 * np.pi * 440 * t) + np.sin(2 * np.pi * 1320 * t)).astype(np.float32)
+    clicks = np.zeros(2 * SR, np.float32)
+    clicks[:: SR // 8] = 1.0
+    assert A.hpss_ratio_db(A.normalised_power(tones)) > 20
+    assert A.hpss_ratio_db(A.normalised_power(clicks)) < -10
+
+
+def test_noise_floor_finds_the_quiet_part(rng):
+    x = np.zeros(4 * SR, np.float32)
+    x[: 2 * SR] = rng.standard_normal(2 * SR) * 0.3
+    x[2 * SR :] = rng.standard_normal(2 * SR) * 0.001  # -60 dB re 1.0 power
+    assert A.noise_floor_db(x, SR) == pytest.approx(-60.0, abs=0.5)
+
+
+def test_no_reference_row_basics():
+    x = np.zeros((2, SR), np.float32)
+    x[0, :100] = 1.2
+    row = A.no_reference_metrics(x, SR)
+    assert row["clipped_samples"] == 100
+    assert row["peak_db"] == pytest.approx(20 * np.log10(1.2))
+    assert set(A.NO_REFERENCE_COLUMNS) <= set(row)
+
+
+def test_compare_puts_the_input_first_with_verdicts(music):
+    outputs = {"same": music, "louder": music * 4}
+    rows = A.compare_no_reference(music, outputs, SR)
+    assert [r["name"] for r in rows] == ["input", "same", "louder"]
+    assert "pass" not in rows[0]
+    assert rows[1]["log_mel_distance"] == 0.0 and rows[1]["hf_energy_gain_db"] == 0.0
+    # Unchanged audio did not reduce the high band: it fails that check.
+    assert rows[1]["hf_energy_down"] is False and rows[1]["pass"] is False
+    assert rows[2]["faithful"] is False  # 12 dB louder is 1.2 log10 units away
+
+
+def test_verdict_thresholds_are_parameters():
+    base = {"hf_energy_db": -30.0, "hpss_ratio_db": 5.0}
+    row = {"hf_energy_db": -33.0, "hpss_ratio_db": 4.9, "log_mel_distance": 0.15}
+    assert A.verdict(row, base)["pass"] is False  # HPSS dropped by 0.1 dB
+    loose = A.VerdictThresholds(hpss_drop_tolerance_db=0.5)
+    assert A.verdict(row, base, loose)["pass"] is True
+    strict = A.VerdictThresholds(hpss_drop_tolerance_db=0.5, max_log_mel_distance=0.1)
+    assert A.verdict(row, base, strict)["faithful"] is False
+
+
+def test_spectra_shapes(music):
+    times, freqs, level = A.linear_spectrogram_db(music, SR)
+    assert level.shape == (len(freqs), len(times)) and level.min() >= A.SPECTROGRAM_FLOOR_DB
+    times, centres, mel = A.mel_spectrogram_db(music, SR)
+    assert mel.shape == (A.N_MELS, len(times)) and np.all(np.diff(centres) > 0)
+    freqs, psd = A.welch_psd_db(music, SR)
+    assert freqs[-1] == SR / 2 and psd.shape == freqs.shape
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not A.visqol_available(), reason="visqol-python is not installed")
+def test_visqol_prefers_the_cleaner_signal(music, rng):
+    clean = music[:, : 3 * SR]
+    mild, strong = add_noise(clean, 30, rng), add_noise(clean, 5, rng)
+    assert A.visqol_moslqo(clean, mild, SR) > A.visqol_moslqo(clean, strong, SR)

@@ -1,0 +1,140 @@
+"""The command line end to end on short generated clips."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SR, add_noise, melody
+from restorelab.cli import main
+from restorers import REGISTRY
+
+
+@pytest.fixture
+def clips(tmp_path):
+    """Two good clips (32 kHz stereo float, 44.1 kHz mono PCM) and a bad one, in one folder."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    stereo = np.stack([add_noise(melody(2.0, 32000, seed=1), 25, rng), add_noise(melody(2.0, 32000, seed=2), 25, rng)])
+    sf.write(folder / "song.wav", stereo.T * 2.5, 32000, subtype="FLOAT")  # peaks above 1.0
+    sf.write(folder / "mono.flac", add_noise(melody(2.0, SR), 25, rng), SR)
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00garbage")
+    return folder
+
+
+def test_restorers_json(capsys):
+    assert main(["restorers", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list(REGISTRY)
+    for row in rows:
+        assert set(row) == {"name", "kind", "available", "reason", "description"}
+
+
+def test_restore_writes_each_good_file_and_reports_the_bad_one(clips, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["restore", str(clips), "-r", "spectral_gate_hf", "-r", "mcra_wiener", "-o", str(out),
+                 "--set", "mcra_wiener.gain_floor_db=-20", "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "not a readable audio file" in err
+    for name in ("spectral_gate_hf", "mcra_wiener"):
+        written = sorted(p.name for p in (out / name).iterdir())
+        assert written == ["mono.wav", "song.wav"]
+        audio, rate = sf.read(out / name / "song.wav", always_2d=True)
+        assert rate == SR and audio.shape[1] == 2
+        assert abs(audio.shape[0] - 2 * SR) <= 1
+        assert np.max(np.abs(audio)) > 1.0  # float input above full scale is not clipped
+        assert sf.info(out / name / "mono.wav").channels == 1
+
+
+def test_restore_rejects_a_bad_setting(clips, tmp_path, capsys):
+    code = main(["restore", str(clips / "mono.flac"), "-r", "mcra_wiener", "-o", str(tmp_path / "o"),
+                 "--set", "mcra_wiener.no_such=1"])
+    assert code == 2
+    assert "no parameter 'no_such'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_restorer_is_an_error(clips, tmp_path, capsys):
+    assert main(["restore", str(clips), "-r", "nope", "-o", str(tmp_path / "o")]) == 2
+    assert "known restorers" in capsys.readouterr().err
+
+
+def test_compare_with_reference(clips, tmp_path):
+    out = tmp_path / "cmp"
+    code = main(["compare", str(clips / "mono.flac"), "--reference", str(clips / "mono.flac"), "-o", str(out),
+                 "-r", "spectral_subtraction_hf", "-r", "bandwidth_extension_dsp", "-q"])
+    assert code == 0
+    with open(out / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["name"] for r in rows] == ["input", "spectral_subtraction_hf", "bandwidth_extension_dsp"]
+    assert float(rows[0]["log_mel_distance"]) == 0.0
+    with open(out / "reference_metrics.csv") as handle:
+        ref_rows = list(csv.DictReader(handle))
+    assert ref_rows[0]["name"] == "input" and float(ref_rows[0]["lsd"]) == 0.0
+    for figure in ("mel_spectrograms.png", "linear_spectrograms.png", "psd_overlay.png", "metric_changes.png"):
+        assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "LSD: log10 power" in (out / "metrics.md").read_text()
+
+
+def test_compare_bad_file_is_a_clear_error(clips, tmp_path, capsys):
+    assert main(["compare", str(clips / "broken.wav"), "-o", str(tmp_path / "c")]) == 2
+    assert "broken.wav: is not a readable audio file" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_degrade_then_evaluate_both_ways(clips, tmp_path):
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    for stem in ("a", "b"):
+        sf.write(clean / f"{stem}.flac", np.stack([melody(2.0, seed=len(stem)), melody(2.0, seed=5)]).T, SR)
+    degraded = tmp_path / "degraded"
+    assert main(["degrade", str(clean), "--preset", "band_limit_16k", "-o", str(degraded), "-q"]) == 0
+    assert sorted(p.name for p in degraded.iterdir()) == ["a.wav", "b.wav"]
+
+    by_preset, by_folder = tmp_path / "eval1", tmp_path / "eval2"
+    restorers = ["-r", "bandwidth_extension_dsp", "-r", "spectral_subtraction_hf"]
+    assert main(["evaluate", str(clean), "--preset", "band_limit_16k", "-o", str(by_preset), "-q", *restorers]) == 0
+    assert main(["evaluate", str(degraded), "--reference-dir", str(clean), "--cutoff-hz", "16000",
+                 "-o", str(by_folder), "-q", *restorers]) == 0
+    summaries = []
+    for folder in (by_preset, by_folder):
+        with open(folder / "summary.csv") as handle:
+            summary = list(csv.DictReader(handle))
+        assert [r["restorer"] for r in summary] == ["input", "bandwidth_extension_dsp", "spectral_subtraction_hf"]
+        assert all(r["clips"] == "2" for r in summary)
+        summaries.append(summary)
+    # Both routes see the same degraded audio (the folder route through a float WAV).
+    for first, second in zip(*summaries):
+        assert float(first["lsd_mean"]) == pytest.approx(float(second["lsd_mean"]), rel=1e-3)
+    # Bandwidth extension fills the empty band: lower LSD above the cutoff than the input.
+    assert float(summaries[0][1]["lsd_high_mean"]) < float(summaries[0][0]["lsd_high_mean"])
+
+
+def test_evaluate_needs_a_preset_or_references(clips, tmp_path, capsys):
+    assert main(["evaluate", str(clips / "mono.flac"), "-o", str(tmp_path / "e")]) == 2
+    assert "--preset" in capsys.readouterr().err
+
+
+def test_bench_writes_a_table(tmp_path):
+    out = tmp_path / "bench.md"
+    assert main(["bench", "--durations", "1", "2", "-r", "spectral_subtraction_hf", "-o", str(out), "-q"]) == 0
+    text = out.read_text()
+    assert "spectral_subtraction_hf" in text and "stft_roundtrip" in text and "rtf" in text
+    with open(out.with_suffix(".csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 and all(float(r["rtf"]) > 0 and float(r["peak_rss_mb"]) > 0 for r in rows)
+
+
+def test_python_dash_m_works(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "restorelab", "restorers"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0
+    assert "spectral_gate_hf" in result.stdout

@@ -1,0 +1,85 @@
+"""Degradations: seeded, shape-preserving, and doing what their names say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import SR, band_level_db, melody
+from restorelab import degrade as D
+
+
+@pytest.fixture(scope="module")
+def clean() -> np.ndarray:
+    rng = np.random.default_rng(4)
+    return np.stack([melody(3.0, seed=1), melody(3.0, seed=2)]) + 0.01 * rng.standard_normal((2, 3 * SR)).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", list(D.PRESETS))
+def test_presets_are_seeded_and_keep_shape(preset, clean):
+    a, steps_a = D.degrade(clean, SR, preset, seed=3)
+    b, steps_b = D.degrade(clean, SR, preset, seed=3)
+    assert a.shape == clean.shape and a.dtype == np.float32 and np.all(np.isfinite(a))
+    np.testing.assert_array_equal(a, b)
+    assert steps_a == steps_b
+    assert not np.array_equal(a, clean)
+
+
+@pytest.mark.parametrize("name", list(D.DEGRADATIONS))
+def test_every_degradation_keeps_shape(name, clean):
+    out = D.DEGRADATIONS[name](clean, SR, np.random.default_rng(0))
+    assert out.shape == clean.shape and np.all(np.isfinite(out))
+
+
+def test_groups_draw_from_their_own_members(clean):
+    drawn = {D.degrade(clean, SR, "group_a", seed=s)[1][0][0] for s in range(12)}
+    assert drawn <= set(D.GROUP_A) and len(drawn) > 1
+    drawn = {D.degrade(clean, SR, "group_b", seed=s)[1][0][0] for s in range(12)}
+    assert drawn <= set(D.GROUP_B) and len(drawn) > 1
+
+
+@pytest.mark.parametrize("snr", [10.0, 30.0])
+def test_additive_noise_hits_its_snr(snr, clean):
+    noisy = D.additive_noise(clean, SR, np.random.default_rng(0), snr_db=snr)
+    noise = noisy.astype(np.float64) - clean
+    measured = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean(noise ** 2))
+    assert measured == pytest.approx(snr, abs=0.01)
+
+
+def test_band_limit_empties_the_top(clean):
+    white = np.random.default_rng(1).standard_normal((1, 3 * SR)).astype(np.float32)
+    out = D.band_limit(white, SR, np.random.default_rng(0), cutoff_hz=16000.0)
+    inner = slice(2000, -2000)
+    assert band_level_db(out[:, inner], white[:, inner], 16100.0, 22050.0) < -85
+    assert band_level_db(out[:, inner], white[:, inner], 100.0, 15700.0) == pytest.approx(0.0, abs=0.01)
+
+
+def test_musicgen_like_has_nothing_above_16k_and_hiss_at_its_snr(clean):
+    out = D.musicgen_like(clean, SR, np.random.default_rng(0))
+    assert band_level_db(out, clean, 16500.0, 22050.0) < -60
+    # Same seed without hiss: the difference is the hiss alone, 35 dB under the
+    # (low-passed, quantised) signal, and it lives above its 4 kHz high-pass.
+    quiet = D.musicgen_like(clean, SR, np.random.default_rng(0), hiss_snr_db=300.0)
+    hiss = out.astype(np.float64) - quiet
+    snr = 10 * np.log10(np.mean(quiet.astype(np.float64) ** 2) / np.mean(hiss ** 2))
+    assert snr == pytest.approx(35.0, abs=0.5)
+    assert band_level_db(hiss, hiss, 0.0, 2000.0, reference_band=(0.0, SR / 2)) < -25
+
+
+def test_quantize_levels():
+    x = np.linspace(-1, 1, 1001, dtype=np.float32)[None]
+    out = D.quantize(x, SR, np.random.default_rng(0), bits=4)
+    assert len(np.unique(out)) <= 2 ** 4 + 1
+    assert np.max(np.abs(out - x)) <= 1 / 2 ** 4 + 1e-6
+
+
+def test_clipping_and_distortion_bound_the_peak(clean):
+    rng = np.random.default_rng(0)
+    peak = np.max(np.abs(clean))
+    assert np.max(np.abs(D.clipping(clean, SR, rng, threshold=0.5))) == pytest.approx(0.5 * peak, rel=1e-6)
+    assert np.max(np.abs(D.harmonic_distortion(clean, SR, rng, drive=4.0))) <= peak * 1.0001
+
+
+def test_unknown_preset_lists_known_ones(clean):
+    with pytest.raises(KeyError, match="band_limit_16k"):
+        D.degrade(clean, SR, "nope")
