@@ -152,13 +152,17 @@ def cmd_evaluate(args) -> int:
     files = find_audio_files(args.inputs)
     if not files:
         return _fail("no audio files found in the inputs")
+    out = Path(args.output)
+    if args.no_reference:
+        return _evaluate_no_reference(args, ev, names, files, out)
     if args.reference_dir:
         pairs = ev.pairs_from_folders(files, Path(args.reference_dir))
         cutoff = args.cutoff_hz
         label = f"degraded clips paired with {args.reference_dir}"
     else:
         if args.preset is None:
-            return _fail("give --preset to degrade clean clips, or --reference-dir for degraded ones")
+            return _fail("give --preset to degrade clean clips, --reference-dir for degraded ones, "
+                         "or --no-reference")
         pairs = ev.pairs_from_preset(files, args.preset, args.seed)
         cutoff = args.cutoff_hz if args.cutoff_hz is not None else ev.preset_cutoff(args.preset)
         label = f"preset {args.preset}, seed {args.seed}"
@@ -174,7 +178,6 @@ def cmd_evaluate(args) -> int:
         bar.close()
         return _fail(str(exc))
     bar.close()
-    out = Path(args.output)
     note = (f"{len(files)} clip(s), {label}; LSD low/high split at "
             f"{cutoff if cutoff is not None else 'n/a'} Hz. {analysis.SETTINGS_NOTE}")
     write_table(result.per_clip, columns_of(result.per_clip), out / "per_clip.csv")
@@ -187,6 +190,29 @@ def cmd_evaluate(args) -> int:
     print(note)
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
+    return 0
+
+
+def _evaluate_no_reference(args, ev, names, files, out: Path) -> int:
+    bar = tqdm(total=len(files), desc="evaluating", unit="clip", disable=args.quiet)
+    try:
+        result = ev.evaluate_no_reference(files, names, on_clip=lambda clip_id: bar.update(1))
+    except AudioError as exc:
+        bar.close()
+        return _fail(str(exc))
+    bar.close()
+    note = (f"{len(files)} clip(s), no reference: every comparative measure is against each clip's "
+            f"unprocessed input. {analysis.SETTINGS_NOTE}")
+    write_table(result.per_clip, columns_of(result.per_clip), out / "per_clip.csv")
+    write_table(result.summary, columns_of(result.summary), out / "summary.csv", out / "summary.md", note=note)
+    shown = ("hf_energy_db", "hf_energy_gain_db", "hpss_ratio_db", "log_mel_distance", "noise_floor_db",
+             "effective_bandwidth_hz", "loudness_lufs")
+    compact = [{"restorer": row["restorer"],
+                **{m: f"{row[m + '_mean']:.3f} ± {row[m + '_std']:.3f}" for m in shown},
+                **({"pass_rate": f"{row['pass_rate']:.2f}"} if "pass_rate" in row else {})}
+               for row in result.summary]
+    print(to_markdown(compact, columns_of(compact)))
+    print(note)
     return 0
 
 
@@ -273,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="clean clips (with --preset) or degraded ones")
     p.add_argument("--preset", help="degrade the (clean) inputs with this preset first")
     p.add_argument("--reference-dir", help="clean originals matched to the degraded inputs by stem")
+    p.add_argument("--no-reference", action="store_true",
+                   help="clips without originals (real MusicGen output): no-reference measures and verdicts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cutoff-hz", type=float, default=None,
                    help="LSD low/high split (default: the preset's band limit)")

@@ -76,9 +76,40 @@ def evaluate(pairs, names: list[str] | None = None, cutoff_hz: float | None = No
     return result
 
 
-def summarise(per_clip: list[dict], order: list[str]) -> list[dict]:
-    """Mean and standard deviation per restorer for every numeric column."""
-    metrics = [c for c in analysis.REFERENCE_COLUMNS if any(c in row for row in per_clip)]
+def evaluate_no_reference(files: Iterable[Path], names: list[str] | None = None,
+                          thresholds: analysis.VerdictThresholds = analysis.VerdictThresholds(),
+                          on_clip: Callable[[str], None] | None = None) -> Evaluation:
+    """No-reference rows for every clip (the input first), verdicts, and a summary.
+
+    For clips without a clean original, such as real MusicGen outputs. The
+    summary adds each restorer's pass rate of every verdict check.
+    """
+    names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
+    result = Evaluation()
+    restorers = {}
+    for name in names:
+        availability = restorer_class(name).availability()
+        if availability.available:
+            restorers[name] = get_restorer(name)
+        else:
+            result.skipped[name] = availability.reason
+    for path in files:
+        clip = load_audio(path)
+        outputs = {name: r(clip.audio, clip.sample_rate) for name, r in restorers.items()}
+        for row in analysis.compare_no_reference(clip.audio, outputs, clip.sample_rate, thresholds):
+            name = row.pop("name")
+            result.per_clip.append({"clip": path.stem, "restorer": INPUT_ROW if name == "input" else name, **row})
+        if on_clip:
+            on_clip(path.stem)
+    result.summary = summarise(result.per_clip, [INPUT_ROW, *restorers], analysis.NO_REFERENCE_COLUMNS,
+                               rates=("hf_energy_down", "hpss_kept", "faithful", "pass"))
+    return result
+
+
+def summarise(per_clip: list[dict], order: list[str], metrics=analysis.REFERENCE_COLUMNS,
+              rates: tuple[str, ...] = ()) -> list[dict]:
+    """Mean and standard deviation per restorer of every metric; share of clips passing each check."""
+    metrics = [c for c in metrics if any(c in row for row in per_clip)]
     summary = []
     for name in order:
         rows = [row for row in per_clip if row["restorer"] == name]
@@ -89,6 +120,9 @@ def summarise(per_clip: list[dict], order: list[str]) -> list[dict]:
             values = np.array([row[metric] for row in rows], dtype=np.float64)
             entry[f"{metric}_mean"] = float(np.mean(values))
             entry[f"{metric}_std"] = float(np.std(values))
+        for check in rates:
+            if all(check in row for row in rows):
+                entry[f"{check}_rate"] = float(np.mean([bool(row[check]) for row in rows]))
         summary.append(entry)
     return summary
 

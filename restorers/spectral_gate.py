@@ -1,4 +1,4 @@
-"""Full-band spectral gating with noisereduce: the usual denoising baseline."""
+"""Full-band spectral gating (noisereduce's algorithm): the usual denoising baseline."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
+import scipy.ndimage
+import scipy.signal
+
+from restorelab.dsp import Stft, hann
 
 from restorers.base import Restorer, RestorerParams
 
-# Gating divides by smoothed magnitudes, which are exactly zero in digital
-# silence. A seeded dither 240 dB below full scale keeps every ratio finite and
-# vanishes when the result is stored as float32 or any integer format.
-_DITHER_RMS = 1e-12
+_TINY = 1e-20
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class SpectralGateParams(RestorerParams):
         n_std_thresh: stationary threshold in standard deviations above the
             mean level per frequency; higher gates more.
         time_constant_s: smoothing of the non-stationary noise floor.
+        thresh_n_mult: non-stationary threshold: how far (in multiples of the
+            smoothed floor) a bin must rise above it to pass.
+        sigmoid_slope: non-stationary mask steepness.
         freq_mask_smooth_hz: mask smoothing across frequency (less musical noise,
             coarser gating). noisereduce's 500 Hz, chosen for speech, averages an
             isolated harmonic's mask with its gated neighbours and pulls
@@ -44,6 +48,8 @@ class SpectralGateParams(RestorerParams):
     prop_decrease: float = 0.8
     n_std_thresh: float = 1.5
     time_constant_s: float = 2.0
+    thresh_n_mult: float = 2.0
+    sigmoid_slope: float = 10.0
     freq_mask_smooth_hz: float = 100.0
     time_mask_smooth_ms: float = 50.0
     noise_window_s: float = 0.25
@@ -57,8 +63,8 @@ class SpectralGateParams(RestorerParams):
             raise ValueError(f"time_constant_s must be positive, got {self.time_constant_s}")
         if self.n_fft < 256 or self.n_fft & (self.n_fft - 1):
             raise ValueError(f"n_fft must be a power of two >= 256, got {self.n_fft}")
-        if self.freq_mask_smooth_hz <= 0 or self.time_mask_smooth_ms <= 0:
-            raise ValueError("freq_mask_smooth_hz and time_mask_smooth_ms must be positive")
+        if self.freq_mask_smooth_hz < 0 or self.time_mask_smooth_ms < 0:
+            raise ValueError("freq_mask_smooth_hz and time_mask_smooth_ms must be >= 0 (0: no smoothing)")
         if self.noise_window_s < 0:
             raise ValueError(f"noise_window_s must be >= 0 (0 = whole clip), got {self.noise_window_s}")
 
@@ -97,48 +103,80 @@ def quietest_window(band: Callable[[int, int], np.ndarray], n_samples: int, wind
     return band(best, best + window)
 
 
+def _amp_to_db(magnitude: np.ndarray, top_db: float = 80.0) -> np.ndarray:
+    """noisereduce's dB scale: ``20 log10(|x| + eps)``, clamped per bin to ``top_db`` below its loudest frame.
+
+    Shape: ``[..., frames, bins]``.
+    """
+    level = 20.0 * np.log10(magnitude + np.finfo(np.float64).eps)
+    return np.maximum(level, level.max(axis=-2, keepdims=True) - top_db)
+
+
+def _triangle(half_width: int) -> np.ndarray:
+    """``[1, 2, .., n+1, .., 2, 1] / (n + 1)``: one axis of noisereduce's mask smoothing filter."""
+    return np.concatenate([np.linspace(0, 1, half_width + 1, endpoint=False),
+                           np.linspace(1, 0, half_width + 2)])[1:-1]
+
+
+def _smooth_mask(mask: np.ndarray, n_grad_freq: int, n_grad_time: int) -> np.ndarray:
+    """Separable form of noisereduce's 2-D triangle smoothing (zero beyond the edges, like its
+    ``fftconvolve(..., mode="same")``)."""
+    if n_grad_freq == 1 and n_grad_time == 1:
+        return mask
+    freq = _triangle(n_grad_freq)
+    time = _triangle(n_grad_time)
+    out = scipy.ndimage.convolve1d(mask, freq / freq.sum(), axis=-1, mode="constant")
+    return scipy.ndimage.convolve1d(out, time / time.sum(), axis=-2, mode="constant")
+
+
 def spectral_gate(audio: np.ndarray, sample_rate: int, params: SpectralGateParams,
                   noise_sample: np.ndarray | None) -> np.ndarray:
-    """Gate ``[channels, samples]`` with noisereduce; returns float64 of the same shape.
+    """noisereduce's spectral gate on ``[channels, samples]``; returns float32 of the same shape.
 
-    ``noise_sample`` gives the stationary gate its noise statistics; ``None``
-    lets noisereduce take them from the signal itself.
-
-    noisereduce smooths its mask against zeros beyond the spectrogram's edges,
-    which would pull down the first and last frames; the clip is therefore
-    reflected at both ends first and the padding cut away afterwards.
+    The same algorithm as ``noisereduce.reduce_noise`` (stationary and
+    non-stationary), written on this project's STFT with separable mask
+    smoothing: several times faster, and checked against the library in the
+    tests. ``noise_sample`` gives the stationary gate its statistics; ``None``
+    takes them from the signal itself, as the library does. Where a mask edge
+    would meet the clip's ends the clip is reflected first, so the start and
+    end are gated like the rest.
     """
-    import noisereduce
-
-    if params.prop_decrease == 0.0:
-        return audio.astype(np.float64)
+    p = params
+    if p.prop_decrease == 0.0:
+        return audio
+    hop = p.n_fft // 4
+    n_grad_freq = max(1, int(p.freq_mask_smooth_hz / (sample_rate / (p.n_fft / 2))))
+    n_grad_time = max(1, int(p.time_mask_smooth_ms / (hop / sample_rate * 1000)))
+    stft = Stft(p.n_fft, hop)
+    scale = 1.0 / float(np.sum(hann(p.n_fft)))  # scipy.signal.stft's scaling, for the dB floor
     n = audio.shape[-1]
-    pad = min(4 * params.n_fft, n - 1)
-    rng = np.random.default_rng(0)
-    padded = np.pad(audio.astype(np.float64), ((0, 0), (pad, pad)), mode="reflect")
-    padded += _DITHER_RMS * rng.standard_normal(padded.shape)
-    hop = params.n_fft // 4
-    # noisereduce rejects smoothing narrower than one bin or one hop.
-    freq_smooth = max(params.freq_mask_smooth_hz, 2 * sample_rate / params.n_fft)
-    time_smooth = max(params.time_mask_smooth_ms, 1000.0 * hop / sample_rate + 1e-6)
-    if noise_sample is not None:
-        noise_sample = noise_sample.astype(np.float64) + _DITHER_RMS * rng.standard_normal(noise_sample.shape)
-    out = noisereduce.reduce_noise(
-        y=padded,
-        sr=sample_rate,
-        y_noise=noise_sample,
-        stationary=params.stationary,
-        prop_decrease=params.prop_decrease,
-        n_std_thresh_stationary=params.n_std_thresh,
-        time_constant_s=params.time_constant_s,
-        freq_mask_smooth_hz=freq_smooth,
-        time_mask_smooth_ms=time_smooth,
-        n_fft=params.n_fft,
-        chunk_size=padded.shape[-1],  # the restorer base already chunks long inputs
-        padding=params.n_fft,
-        clip_noise_stationary=False,
-    )
-    return np.asarray(out, dtype=np.float64).reshape(padded.shape)[:, pad : pad + n]
+    pad = min(n_grad_time + 2, (n - 1) // hop) * hop  # whole hops, so frames stay aligned
+    padded = np.pad(audio, ((0, 0), (pad, pad)), mode="reflect")
+    spec = stft.forward(padded)
+    magnitude = np.abs(spec).astype(np.float64) * scale
+
+    if p.stationary:
+        noise = audio if noise_sample is None else noise_sample
+        noise_db = _amp_to_db(np.abs(stft.forward(noise.mean(axis=0))).astype(np.float64) * scale)
+        threshold = noise_db.mean(axis=-2) + p.n_std_thresh * noise_db.std(axis=-2)
+        mask = (_amp_to_db(magnitude) > threshold).astype(np.float64)
+        mask = mask * p.prop_decrease + (1.0 - p.prop_decrease)
+        mask = _smooth_mask(mask, n_grad_freq, n_grad_time)
+    else:
+        t_frames = p.time_constant_s * sample_rate / hop
+        b = (np.sqrt(1 + 4 * t_frames ** 2) - 1) / (2 * t_frames ** 2)
+        # The floor is smoothed over the clip's own frames, from rest at both
+        # ends as the library does, and held flat across the reflected padding.
+        first = pad // hop
+        last = first + n // hop + 1
+        smooth = scipy.signal.filtfilt([b], [1, b - 1], magnitude[..., first:last, :], axis=-2, padtype=None)
+        smooth = np.pad(smooth, ((0, 0), (first, magnitude.shape[-2] - last), (0, 0)), mode="edge")
+        above = (magnitude - smooth) / np.maximum(smooth, _TINY)
+        mask = 1.0 / (1.0 + np.exp(-(above - p.thresh_n_mult) * p.sigmoid_slope))
+        mask = _smooth_mask(mask, n_grad_freq, n_grad_time)
+        mask = mask * p.prop_decrease + (1.0 - p.prop_decrease)
+    out = stft.inverse(spec * mask.astype(np.float32), padded.shape[-1])
+    return out[:, pad : pad + n]
 
 
 class SpectralGate(Restorer):
@@ -155,7 +193,8 @@ class SpectralGate(Restorer):
     "musical noise"; mask smoothing hides that at the cost of precision.
 
     Reference: T. Sainburg, "noisereduce" (2019), after the Audacity noise
-    reduction effect; T. Sainburg et al., PLoS Comput Biol 16(10), 2020.
+    reduction effect; T. Sainburg et al., PLoS Comput Biol 16(10), 2020. The
+    algorithm is the library's, re-expressed for speed (see ``spectral_gate``).
     """
 
     name = "spectral_gate"
@@ -173,4 +212,4 @@ class SpectralGate(Restorer):
         return quietest_window(lambda a, b: audio[:, a:b], audio.shape[-1], window, spans)
 
     def _process(self, audio: np.ndarray, sample_rate: int, fitted: np.ndarray | None) -> np.ndarray:
-        return spectral_gate(audio, sample_rate, self.params, fitted).astype(np.float32)
+        return spectral_gate(audio, sample_rate, self.params, fitted)

@@ -50,7 +50,7 @@ class SpectralGateHF(Restorer):
     """
 
     name = "spectral_gate_hf"
-    description = "noisereduce spectral gating of the band above 6 kHz; the low band is untouched."
+    description = "Spectral gating (noisereduce's algorithm) of the band above 6 kHz; the low band is untouched."
     Params = SpectralGateHFParams
     context_s = 2.0
 
@@ -76,4 +76,4 @@ class SpectralGateHF(Restorer):
         if p.crossover_hz >= sample_rate / 2:
             return audio
         low, high = split_bands(audio, p.crossover_hz, sample_rate, p.transition_hz)
-        return (low + spectral_gate(high, sample_rate, p, fitted)).astype(np.float32)
+        return (low + spectral_gate(high.astype(np.float32), sample_rate, p, fitted)).astype(np.float32)

@@ -119,6 +119,22 @@ def test_degrade_then_evaluate_both_ways(clips, tmp_path):
     assert float(summaries[0][1]["lsd_high_mean"]) < float(summaries[0][0]["lsd_high_mean"])
 
 
+def test_evaluate_without_reference(clips, tmp_path):
+    out = tmp_path / "noref"
+    good = [str(clips / "song.wav"), str(clips / "mono.flac")]
+    assert main(["evaluate", *good, "--no-reference", "-o", str(out), "-q",
+                 "-r", "spectral_subtraction_hf", "-r", "mcra_wiener"]) == 0
+    with open(out / "per_clip.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["restorer"] for r in rows] == ["input", "spectral_subtraction_hf", "mcra_wiener"] * 2
+    with open(out / "summary.csv") as handle:
+        summary = list(csv.DictReader(handle))
+    assert summary[0]["restorer"] == "input" and summary[0]["clips"] == "2"
+    assert float(summary[0]["log_mel_distance_mean"]) == 0.0
+    for row in summary[1:]:
+        assert 0.0 <= float(row["pass_rate"]) <= 1.0
+
+
 def test_evaluate_needs_a_preset_or_references(clips, tmp_path, capsys):
     assert main(["evaluate", str(clips / "mono.flac"), "-o", str(tmp_path / "e")]) == 2
     assert "--preset" in capsys.readouterr().err

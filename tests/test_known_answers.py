@@ -114,3 +114,31 @@ def test_bandwidth_extension_respects_a_given_cutoff(band_limited):
     out = get_restorer("bandwidth_extension_dsp", cutoff_hz=18000.0)(band_limited, SR)
     assert band_level_db(out - band_limited, band_limited, 0.0, 17750.0) < -80
     assert band_level_db(out, band_limited, 18500.0, 19500.0) > 60
+
+
+@pytest.mark.parametrize("stationary", [True, False])
+@pytest.mark.parametrize("prop_decrease", [1.0, 0.6])
+def test_spectral_gate_agrees_with_noisereduce(stationary, prop_decrease, rng):
+    """The fast gate is noisereduce's algorithm: the library's own output, away from the clip's ends.
+
+    The ends differ on purpose (this implementation reflects the clip before
+    smoothing the mask, the library pads it with zeros), and the non-stationary
+    floor starts from rest at each end, so a short time constant keeps those
+    ramps out of the compared interior; there the two must agree to float32
+    rounding of the mask.
+    """
+    noisereduce = pytest.importorskip("noisereduce")
+    from restorers.spectral_gate import SpectralGateParams, spectral_gate
+
+    x = np.stack([add_noise(melody(3.0, seed=s), 15.0, rng) for s in (1, 2)])
+    noise = (0.01 * rng.standard_normal((2, SR // 2))).astype(np.float32)
+    params = SpectralGateParams(stationary=stationary, prop_decrease=prop_decrease, n_fft=1024,
+                                freq_mask_smooth_hz=500.0, time_mask_smooth_ms=50.0, time_constant_s=0.05)
+    ours = spectral_gate(x, SR, params, noise if stationary else None)
+    theirs = noisereduce.reduce_noise(
+        y=x.astype(np.float64), sr=SR, y_noise=noise if stationary else None, stationary=stationary,
+        prop_decrease=prop_decrease, n_fft=1024, freq_mask_smooth_hz=500.0, time_mask_smooth_ms=50.0,
+        time_constant_s=0.05, chunk_size=x.shape[-1], padding=1024, clip_noise_stationary=False)
+    inner = slice(SR // 2, -SR // 2)
+    diff = ours[:, inner] - theirs[:, inner]
+    assert 10 * np.log10(np.sum(diff ** 2) / np.sum(theirs[:, inner] ** 2)) < -60
