@@ -11,6 +11,7 @@ from restorers.base import Restorer, RestorerParams
 
 _MAX_GAIN_DB = 30.0
 _GUARD_TRANSITION_HZ = 200.0
+_FADE_OCTAVES = 1 / 6
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,9 @@ class BandwidthExtensionDspParams(RestorerParams):
     Attributes:
         cutoff_hz: where the input's content ends; 0 measures it per clip (the
             highest frequency more than ``margin_db`` above the empty-band floor).
-        max_frequency_hz: the generated band stops here (with a half-octave
-            fade above it).
+        max_frequency_hz: the generated band ends here, faded out over the
+            sixth of an octave below (content above 20 kHz is inaudible and
+            absent from most lossy-coded music).
         gain_db: level of the generated band relative to the continued
             envelope; lower is safer (less added hiss), higher is brighter.
         min_slope_db_per_octave, max_slope_db_per_octave: bounds on the
@@ -99,7 +101,7 @@ class BandwidthExtensionDsp(Restorer):
         power = long_term_power(spec)
         cutoff = p.cutoff_hz or estimate_cutoff_hz(power, sample_rate, p.margin_db)
         nyquist = sample_rate / 2
-        stop_hz = min(p.max_frequency_hz * 2 ** 0.5, nyquist)
+        stop_hz = min(p.max_frequency_hz, nyquist)
         kc = stft.bin_index(cutoff, sample_rate)
         k_stop = stft.bin_index(stop_hz, sample_rate)
         phase_step = p.n_fft // stft.hop
@@ -119,7 +121,7 @@ class BandwidthExtensionDsp(Restorer):
         origin = target_bins - np.ceil((target_bins - kc + 1) / shift).astype(int) * shift
         octaves_above = np.log2(freqs[target_bins] / freqs[kc])
         target_db = level_at_cutoff + slope * octaves_above + p.gain_db
-        fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / 0.5, 0.0, 1.0)
+        fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / _FADE_OCTAVES, 0.0, 1.0)
         # Capped so a near-empty source bin cannot turn its noise into a whistle.
         gain_db = np.minimum(target_db - db(power[origin]), _MAX_GAIN_DB)
         gain = 10.0 ** (gain_db / 20.0) * fade

@@ -10,7 +10,6 @@ import scipy.ndimage
 import scipy.signal
 
 from restorelab.dsp import Stft, hann
-
 from restorers.base import Restorer, RestorerParams
 
 _TINY = 1e-20
@@ -21,9 +20,9 @@ class SpectralGateParams(RestorerParams):
     """Knobs of noisereduce's spectral gate.
 
     Attributes:
-        stationary: estimate one noise threshold per frequency from the whole
-            clip (right for steady hiss) instead of tracking a moving floor
-            (follows changing noise, but also eats sustained notes).
+        stationary: one noise threshold per frequency from a noise sample
+            (right for steady hiss) instead of a moving floor tracked through
+            the clip (follows changing noise, but also eats sustained notes).
         prop_decrease: how far gated bins are pulled down (1 = removed);
             lower keeps more ambience and fewer gating artefacts.
         n_std_thresh: stationary threshold in standard deviations above the
