@@ -13,7 +13,7 @@ from tqdm import tqdm
 from restorelab import __version__, analysis
 from restorelab.audio import AudioError, find_audio_files, load_audio, write_wav
 from restorelab.report import columns_of, to_markdown, write_table
-from restorers import REGISTRY, get_restorer, restorer_class, restorer_info
+from restorers import REGISTRY, build_available, restorer_class, restorer_info
 
 
 def _fail(message: str) -> int:
@@ -32,6 +32,24 @@ def parse_settings(assignments: list[str]) -> dict[str, dict]:
         restorer_class(name)
         raw[name][param] = value
     return {name: restorer_class(name).parse_overrides(values) for name, values in raw.items()}
+
+
+def _load_each(files: list[Path], args, desc: str):
+    """``(clips, failures)``: a generator of ``(index, path, clip)`` for each loadable file,
+    and the list it fills with the paths it reported and skipped."""
+    failures: list[Path] = []
+
+    def generate():
+        for index, path in enumerate(tqdm(files, desc=desc, unit="file", disable=args.quiet)):
+            try:
+                clip = load_audio(path, max_duration_s=args.max_duration_s)
+            except AudioError as exc:
+                failures.append(path)
+                tqdm.write(f"skipped {exc}", file=sys.stderr)
+                continue
+            yield index, path, clip
+
+    return generate(), failures
 
 
 def _restorer_names(requested: list[str] | None) -> list[str]:
@@ -56,33 +74,22 @@ def cmd_restorers(args) -> int:
 
 def cmd_restore(args) -> int:
     settings = parse_settings(args.set)
-    names = _restorer_names(args.restorer)
-    restorers = {}
-    for name in names:
-        availability = restorer_class(name).availability()
-        if not availability.available:
-            print(f"skipping {name}: unavailable: {availability.reason}", file=sys.stderr)
-            continue
-        restorers[name] = get_restorer(name, **settings.get(name, {}))
+    restorers, skipped = build_available(_restorer_names(args.restorer), settings)
+    for name, reason in skipped.items():
+        print(f"skipping {name}: unavailable: {reason}", file=sys.stderr)
     files = find_audio_files(args.inputs)
     if not files:
         return _fail("no audio files found in the inputs")
-    failures = 0
-    for path in tqdm(files, desc="restoring", unit="file", disable=args.quiet):
-        try:
-            clip = load_audio(path, max_duration_s=args.max_duration_s)
-        except AudioError as exc:
-            failures += 1
-            tqdm.write(f"skipped {exc}", file=sys.stderr)
-            continue
+    clips, failures = _load_each(files, args, "restoring")
+    for _, path, clip in clips:
         if args.verbose:
             for note in clip.notes:
                 tqdm.write(f"{path}: {note}", file=sys.stderr)
         for name, restorer in restorers.items():
             out = restorer(clip.audio, clip.sample_rate)
             write_wav(Path(args.output) / name / f"{path.stem}.wav", out, clip.sample_rate)
-    done = len(files) - failures
-    print(f"restored {done} of {len(files)} file(s) with {len(restorers)} restorer(s) into {args.output}")
+    print(f"restored {len(files) - len(failures)} of {len(files)} file(s) with {len(restorers)} "
+          f"restorer(s) into {args.output}")
     return 1 if failures else 0
 
 
@@ -131,17 +138,12 @@ def cmd_degrade(args) -> int:
     if args.preset not in PRESETS:
         return _fail(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
     files = find_audio_files(args.inputs)
-    failures = 0
-    for index, path in enumerate(tqdm(files, desc="degrading", unit="file", disable=args.quiet)):
-        try:
-            clip = load_audio(path, max_duration_s=args.max_duration_s)
-        except AudioError as exc:
-            failures += 1
-            tqdm.write(f"skipped {exc}", file=sys.stderr)
-            continue
-        out, steps = degrade(clip.audio, clip.sample_rate, args.preset, seed=args.seed + index)
+    clips, failures = _load_each(files, args, "degrading")
+    for index, path, clip in clips:
+        out, _ = degrade(clip.audio, clip.sample_rate, args.preset, seed=args.seed + index)
         write_wav(Path(args.output) / f"{path.stem}.wav", out, clip.sample_rate)
-    print(f"degraded {len(files) - failures} of {len(files)} file(s) with {args.preset} into {args.output}")
+    print(f"degraded {len(files) - len(failures)} of {len(files)} file(s) with {args.preset} "
+          f"into {args.output}")
     return 1 if failures else 0
 
 

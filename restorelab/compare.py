@@ -11,7 +11,7 @@ import numpy as np
 from restorelab import analysis, plots
 from restorelab.audio import Clip, write_wav
 from restorelab.report import columns_of, write_table
-from restorers import REGISTRY, get_restorer, restorer_class
+from restorers import REGISTRY, build_available
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -45,16 +45,11 @@ def run_comparison(clip: Clip, names: list[str] | None = None,
     unprocessed control.
     """
     names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
-    params = params or {}
-    result = Comparison(clip=clip)
-    for index, name in enumerate(names):
+    restorers, skipped = build_available(names, params)
+    result = Comparison(clip=clip, skipped=skipped)
+    for index, (name, restorer) in enumerate(restorers.items()):
         if progress:
-            progress(name, index, len(names))
-        availability = restorer_class(name).availability()
-        if not availability.available:
-            result.skipped[name] = availability.reason
-            continue
-        restorer = get_restorer(name, **params.get(name, {}))
+            progress(name, index, len(restorers))
         result.outputs[name] = restorer(clip.audio, clip.sample_rate)
     if progress:
         progress("measuring", len(names), len(names))

@@ -11,7 +11,7 @@ import numpy as np
 from restorelab import analysis
 from restorelab.audio import load_audio
 from restorelab.degrade import PRESETS, degrade
-from restorers import REGISTRY, get_restorer, restorer_class
+from restorers import REGISTRY, build_available
 
 INPUT_ROW = "input"
 
@@ -56,14 +56,8 @@ def evaluate(pairs, names: list[str] | None = None, cutoff_hz: float | None = No
     ``on_clip`` is called with each clip's id once it has been scored.
     """
     names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
-    result = Evaluation(cutoff_hz=cutoff_hz)
-    restorers = {}
-    for name in names:
-        availability = restorer_class(name).availability()
-        if availability.available:
-            restorers[name] = get_restorer(name)
-        else:
-            result.skipped[name] = availability.reason
+    restorers, skipped = build_available(names)
+    result = Evaluation(cutoff_hz=cutoff_hz, skipped=skipped)
     for clip_id, clean, degraded in pairs:
         candidates = {INPUT_ROW: degraded}
         candidates.update({name: r(degraded, 44100) for name, r in restorers.items()})
@@ -85,14 +79,8 @@ def evaluate_no_reference(files: Iterable[Path], names: list[str] | None = None,
     summary adds each restorer's pass rate of every verdict check.
     """
     names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
-    result = Evaluation()
-    restorers = {}
-    for name in names:
-        availability = restorer_class(name).availability()
-        if availability.available:
-            restorers[name] = get_restorer(name)
-        else:
-            result.skipped[name] = availability.reason
+    restorers, skipped = build_available(names)
+    result = Evaluation(skipped=skipped)
     for path in files:
         clip = load_audio(path)
         outputs = {name: r(clip.audio, clip.sample_rate) for name, r in restorers.items()}

@@ -39,6 +39,26 @@ def get_restorer(name: str, **params: Any) -> Restorer:
     return restorer_class(name)(**params)
 
 
+def build_available(names: list[str], params: dict[str, dict[str, Any]] | None = None
+                    ) -> tuple[dict[str, Restorer], dict[str, str]]:
+    """Build each named restorer that can run here; say why for the others.
+
+    Returns:
+        ``(restorers, skipped)``: name -> instance, and name -> the reason it
+        is unavailable (with how to fix it).
+    """
+    params = params or {}
+    restorers: dict[str, Restorer] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        availability = restorer_class(name).availability()
+        if availability.available:
+            restorers[name] = get_restorer(name, **params.get(name, {}))
+        else:
+            skipped[name] = availability.reason
+    return restorers, skipped
+
+
 def restorer_info(name: str) -> dict[str, Any]:
     """One row of the ``restorelab restorers`` listing."""
     cls = restorer_class(name)
@@ -54,5 +74,5 @@ def restorer_info(name: str) -> dict[str, Any]:
 
 __all__ = [
     "REGISTRY", "Availability", "Restorer", "RestorerParams",
-    "get_restorer", "restorer_class", "restorer_info",
+    "build_available", "get_restorer", "restorer_class", "restorer_info",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from restorelab.dsp import Stft, db, estimate_cutoff_hz, long_term_power, lowpass_fir, zero_phase_filter
-from restorers.base import Restorer, RestorerParams
+from restorers.base import Restorer, RestorerParams, check_fft_size
 
 _MAX_GAIN_DB = 30.0
 _GUARD_TRANSITION_HZ = 200.0
@@ -51,8 +51,7 @@ class BandwidthExtensionDspParams(RestorerParams):
             raise ValueError("min_slope_db_per_octave must not exceed max_slope_db_per_octave")
         if self.margin_db <= 0:
             raise ValueError(f"margin_db must be positive, got {self.margin_db}")
-        if self.n_fft < 256 or self.n_fft & (self.n_fft - 1):
-            raise ValueError(f"n_fft must be a power of two >= 256, got {self.n_fft}")
+        check_fft_size(self.n_fft)
 
 
 def fit_slope_db_per_octave(level_db: np.ndarray, freqs_hz: np.ndarray) -> tuple[float, float, float]:

@@ -42,6 +42,12 @@ class RestorerParams:
             raise ValueError(f"mix must be in [0, 1], got {self.mix}")
 
 
+def check_fft_size(n_fft: int, minimum: int = 256) -> None:
+    """Raise ``ValueError`` unless ``n_fft`` is a power of two of at least ``minimum``."""
+    if n_fft < minimum or n_fft & (n_fft - 1):
+        raise ValueError(f"n_fft must be a power of two >= {minimum}, got {n_fft}")
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether a restorer can run here, and if not, why and how to fix it."""
@@ -141,7 +147,8 @@ class Restorer:
         if self.params.mix == 0.0:
             return audio.copy()
 
-        block = np.atleast_2d(audio).astype(np.float32, copy=True)
+        # No copy here: _fit only reads, and each chunk is copied before _process.
+        block = np.atleast_2d(audio).astype(np.float32, copy=False)
         fitted = self._fit(block, int(sample_rate))
         wet = self._process_chunked(block, int(sample_rate), fitted)
         if wet.shape != block.shape:
@@ -176,7 +183,7 @@ class Restorer:
     def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: Any) -> np.ndarray:
         """Run ``_process`` over chunks with discarded context and a linear crossfade.
 
-        Chunk ``i`` owns samples ``[i*L, (i+1)*L)``; it is processed with
+        ``audio`` is the caller's array and is never written to. Chunk ``i`` owns samples ``[i*L, (i+1)*L)``; it is processed with
         ``context_s`` of extra audio on each side (thrown away afterwards) and
         extends ``crossfade`` samples into the next chunk, where the two outputs
         are blended with complementary linear ramps. Memory is the input, the
@@ -187,7 +194,7 @@ class Restorer:
         context = int(round(self.context_s * sample_rate))
         fade = min(int(round(self.crossfade_s * sample_rate)), chunk)
         if n <= chunk + fade:
-            return self._process(audio, sample_rate, fitted)
+            return self._process(audio.copy(), sample_rate, fitted)
 
         out = np.zeros_like(audio)
         ramp = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]

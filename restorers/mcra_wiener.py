@@ -9,7 +9,7 @@ import scipy.ndimage
 import scipy.signal
 
 from restorelab.dsp import Stft
-from restorers.base import Restorer, RestorerParams
+from restorers.base import Restorer, RestorerParams, check_fft_size
 
 _TINY = 1e-20
 
@@ -62,8 +62,7 @@ class McraWienerParams(RestorerParams):
             raise ValueError(f"min_search_bins must be >= 1, got {self.min_search_bins}")
         if self.presence_ratio <= 1:
             raise ValueError(f"presence_ratio must be > 1, got {self.presence_ratio}")
-        if self.n_fft < 256 or self.n_fft & (self.n_fft - 1):
-            raise ValueError(f"n_fft must be a power of two >= 256, got {self.n_fft}")
+        check_fft_size(self.n_fft)
 
 
 def mcra_noise_presence(power: np.ndarray, hop_s: float,

@@ -10,7 +10,7 @@ import scipy.ndimage
 import scipy.signal
 
 from restorelab.dsp import Stft, hann
-from restorers.base import Restorer, RestorerParams
+from restorers.base import Restorer, RestorerParams, check_fft_size
 
 _TINY = 1e-20
 
@@ -60,8 +60,7 @@ class SpectralGateParams(RestorerParams):
             raise ValueError(f"prop_decrease must be in [0, 1], got {self.prop_decrease}")
         if self.time_constant_s <= 0:
             raise ValueError(f"time_constant_s must be positive, got {self.time_constant_s}")
-        if self.n_fft < 256 or self.n_fft & (self.n_fft - 1):
-            raise ValueError(f"n_fft must be a power of two >= 256, got {self.n_fft}")
+        check_fft_size(self.n_fft)
         if self.freq_mask_smooth_hz < 0 or self.time_mask_smooth_ms < 0:
             raise ValueError("freq_mask_smooth_hz and time_mask_smooth_ms must be >= 0 (0: no smoothing)")
         if self.noise_window_s < 0:

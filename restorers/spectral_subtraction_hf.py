@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from restorelab.dsp import Stft
-from restorers.base import Restorer, RestorerParams
+from restorers.base import Restorer, RestorerParams, check_fft_size
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,7 @@ class SpectralSubtractionHFParams(RestorerParams):
             raise ValueError(f"cutoff_hz must be >= 0, got {self.cutoff_hz}")
         if not 0.0 < self.noise_quantile <= 1.0:
             raise ValueError(f"noise_quantile must be in (0, 1], got {self.noise_quantile}")
-        if self.n_fft < 256 or self.n_fft & (self.n_fft - 1):
-            raise ValueError(f"n_fft must be a power of two >= 256, got {self.n_fft}")
+        check_fft_size(self.n_fft)
 
 
 def quietest_frames_mean(magnitude: np.ndarray, quantile: float) -> np.ndarray:
