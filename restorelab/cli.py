@@ -52,6 +52,14 @@ def _load_each(files: list[Path], args, desc: str):
     return generate(), failures
 
 
+def _stem_clashes(files: list[Path]) -> str:
+    """Inputs that share a file stem (and so an output name), as text; empty if none."""
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    for path in files:
+        by_stem[path.stem].append(str(path))
+    return "; ".join(", ".join(paths) for paths in by_stem.values() if len(paths) > 1)
+
+
 def _restorer_names(requested: list[str] | None) -> list[str]:
     names = requested or list(REGISTRY)
     for name in names:
@@ -80,6 +88,9 @@ def cmd_restore(args) -> int:
     files = find_audio_files(args.inputs)
     if not files:
         return _fail("no audio files found in the inputs")
+    clash = _stem_clashes(files)
+    if clash:
+        return _fail(f"these inputs would write the same output name: {clash}; restore them separately")
     clips, failures = _load_each(files, args, "restoring")
     for _, path, clip in clips:
         if args.verbose:

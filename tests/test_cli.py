@@ -55,6 +55,15 @@ def test_restore_writes_each_good_file_and_reports_the_bad_one(clips, tmp_path, 
     assert np.max(np.abs(sf.read(out / "passthrough" / "song.wav")[0])) > 1.0
 
 
+def test_restore_refuses_inputs_that_would_overwrite_each_other(clips, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "song.flac").write_bytes((clips / "mono.flac").read_bytes())
+    assert main(["restore", str(clips), str(other), "-r", "passthrough", "-o", str(tmp_path / "o")]) == 2
+    assert "same output name" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_restore_rejects_a_bad_setting(clips, tmp_path, capsys):
     code = main(["restore", str(clips / "mono.flac"), "-r", "mcra_wiener", "-o", str(tmp_path / "o"),
                  "--set", "mcra_wiener.no_such=1"])
