@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from restorelab.dsp import Stft, db, estimate_cutoff_hz, long_term_power, lowpass_fir, zero_phase_filter
+from restorelab.dsp import Stft, cliff_depth_db, db, estimate_cutoff_hz, long_term_power, lowpass_fir, zero_phase_filter
 from restorers.base import Restorer, RestorerParams, check_fft_size
 
 _MAX_GAIN_DB = 30.0
@@ -29,6 +29,10 @@ class BandwidthExtensionDspParams(RestorerParams):
         min_slope_db_per_octave, max_slope_db_per_octave: bounds on the
             envelope slope fitted below the cutoff and continued above it.
         margin_db: content threshold over the floor for measuring the cutoff.
+        min_cliff_db: how steeply the spectrum must fall across the measured
+            cutoff (see ``cliff_depth_db``) for the band above to count as
+            removed by a codec; a gentler fall is music fading into noise, and
+            the input is left alone.
         n_fft: STFT size; hop is a quarter, which keeps replicated partials
             phase-coherent from frame to frame.
     """
@@ -39,6 +43,7 @@ class BandwidthExtensionDspParams(RestorerParams):
     min_slope_db_per_octave: float = -24.0
     max_slope_db_per_octave: float = -3.0
     margin_db: float = 20.0
+    min_cliff_db: float = 12.0
     n_fft: int = 2048
 
     def __post_init__(self) -> None:
@@ -73,9 +78,11 @@ class BandwidthExtensionDsp(Restorer):
     rounded to a multiple of ``n_fft / hop`` bins so the copied partials keep
     coherent phase across frames), each target bin ``k >= kc`` takes
     ``X(t, k - m D)`` for the smallest ``m`` that lands in ``[kc - D, kc)``,
-    scaled by ``E(k) / E_src(k - m D)``: ``E`` is the long-term envelope fitted
-    as a line in dB per octave over ``[fc/2, fc)`` and continued upwards, so the
-    copy keeps the source's timing (transients) but takes the continued slope.
+    scaled to the long-term power ``max(E(k) - P_x(k), 0)``: ``E`` is the
+    envelope fitted as a line in dB per octave over ``[fc/2, fc)`` and continued
+    upwards, ``P_x`` what the input already has there. The copy keeps the
+    source's timing (transients) but takes the continued slope, and a band that
+    hiss already fills is left alone.
     ``y = x + hp(istft(H))``: ``H`` is zero below ``kc`` and ``hp`` is a
     linear-phase high-pass with a 100 dB stop band ending 200 Hz below the
     cutoff, so the band below the cutoff is untouched.
@@ -98,7 +105,11 @@ class BandwidthExtensionDsp(Restorer):
         stft = Stft(p.n_fft, p.n_fft // 4)
         spec = stft.forward(audio)
         power = long_term_power(spec)
-        cutoff = p.cutoff_hz or estimate_cutoff_hz(power, sample_rate, p.margin_db)
+        cutoff = p.cutoff_hz
+        if not cutoff:
+            cutoff = estimate_cutoff_hz(power, sample_rate, p.margin_db)
+            if cliff_depth_db(power, cutoff, sample_rate) < p.min_cliff_db:
+                return audio
         nyquist = sample_rate / 2
         stop_hz = min(p.max_frequency_hz, nyquist)
         kc = stft.bin_index(cutoff, sample_rate)
@@ -120,10 +131,13 @@ class BandwidthExtensionDsp(Restorer):
         origin = target_bins - np.ceil((target_bins - kc + 1) / shift).astype(int) * shift
         octaves_above = np.log2(freqs[target_bins] / freqs[kc])
         target_db = level_at_cutoff + slope * octaves_above + p.gain_db
+        # Only the shortfall is filled: an empty band gets the whole envelope,
+        # a band that hiss (or real content) already fills gets nothing.
+        shortfall = np.maximum(10.0 ** (target_db / 10.0) - power[target_bins], 0.0)
         fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / _FADE_OCTAVES, 0.0, 1.0)
         # Capped so a near-empty source bin cannot turn its noise into a whistle.
-        gain_db = np.minimum(target_db - db(power[origin]), _MAX_GAIN_DB)
-        gain = 10.0 ** (gain_db / 20.0) * fade
+        gain_db = np.minimum(db(shortfall) - db(power[origin]), _MAX_GAIN_DB)
+        gain = np.where(shortfall > 0, 10.0 ** (gain_db / 20.0), 0.0) * fade
 
         high = np.zeros_like(spec)
         high[..., kc:k_stop] = spec[..., origin] * gain.astype(np.float32)

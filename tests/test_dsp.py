@@ -74,3 +74,15 @@ def test_estimate_cutoff_full_band_and_silence(rng):
     white = rng.standard_normal((1, SR)).astype(np.float32)
     assert estimate_cutoff_hz(long_term_power(Stft().forward(white)), SR) == SR / 2
     assert estimate_cutoff_hz(np.zeros(1025), SR) == SR / 2
+
+
+def test_cliff_depth_tells_a_codec_cutoff_from_a_gentle_roll_off(rng):
+    from restorelab.dsp import cliff_depth_db
+
+    brick = band_limited_noise(3.0, 16000.0, rng) + 1e-5 * rng.standard_normal((1, 3 * SR)).astype(np.float32)
+    assert cliff_depth_db(long_term_power(Stft().forward(brick)), 16000.0, SR) > 40
+    # Second-order low-pass at 8 kHz: about 12 dB per octave, so 1.5 dB over these 1.2 kHz at 12 kHz.
+    import scipy.signal
+    sos = scipy.signal.butter(2, 8000.0, fs=SR, output="sos")
+    gentle = scipy.signal.sosfilt(sos, rng.standard_normal((1, 3 * SR))).astype(np.float32)
+    assert cliff_depth_db(long_term_power(Stft().forward(gentle)), 12000.0, SR) < 5

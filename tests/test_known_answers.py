@@ -110,6 +110,22 @@ def test_bandwidth_extension_leaves_full_band_audio_alone(rng):
     np.testing.assert_array_equal(get_restorer("bandwidth_extension_dsp")(x, SR), x)
 
 
+def test_bandwidth_extension_leaves_music_fading_into_hiss_alone():
+    """Notes whose harmonics sink gradually into hiss that reaches Nyquist: no codec cliff, no fill."""
+    from restorelab.degrade import degrade
+
+    x = np.stack([melody(6.0, seed=1), melody(6.0, seed=2)])
+    hissy, _ = degrade(x, SR, "hiss", seed=0)
+    np.testing.assert_array_equal(get_restorer("bandwidth_extension_dsp")(hissy, SR), hissy)
+
+
+def test_bandwidth_extension_adds_nothing_where_the_band_is_already_full(rng):
+    """With a given cutoff below real content, only the shortfall against the envelope is added."""
+    x = band_limited_noise(3.0, 22050.0, rng)
+    out = get_restorer("bandwidth_extension_dsp", cutoff_hz=12000.0, gain_db=-10.0)(x, SR)
+    assert band_level_db(out - x, x, 12500.0, 19000.0) < -60
+
+
 def test_bandwidth_extension_respects_a_given_cutoff(band_limited):
     out = get_restorer("bandwidth_extension_dsp", cutoff_hz=18000.0)(band_limited, SR)
     assert band_level_db(out - band_limited, band_limited, 0.0, 17750.0) < -80
