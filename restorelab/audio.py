@@ -278,6 +278,17 @@ def match_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float = -23
 
 # -- writing ----------------------------------------------------------------
 
+def _temporary_beside(path: Path, suffix: str) -> str:
+    """A temporary file in ``path``'s folder (so the final rename is atomic), with the
+    permissions a plain new file would get (``mkstemp`` alone makes it private)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
               subtype: str = "FLOAT") -> Path:
     """Write a WAV atomically: a temporary file in the same folder, then a rename.
@@ -288,8 +299,7 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.wav", dir=path.parent)
-    os.close(fd)
+    tmp = _temporary_beside(path, ".tmp.wav")
     try:
         sf.write(tmp, audio.T, sample_rate, subtype=subtype, format="WAV")
         os.replace(tmp, path)
@@ -303,9 +313,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a text file through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _temporary_beside(path, ".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:

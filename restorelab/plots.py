@@ -62,14 +62,18 @@ def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str =
     return fig
 
 
-def psd_overlay(clips: dict[str, np.ndarray], sample_rate: int):
-    """Welch PSD of every clip on one log-frequency axis."""
+def psd_overlay(clips: dict[str, np.ndarray], sample_rate: int, dynamic_range_db: float = 120.0):
+    """Welch PSD of every clip on one log-frequency axis, down to ``dynamic_range_db`` below the top."""
     fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
+    top = -np.inf
     for name, audio in clips.items():
         freqs, level = analysis.welch_psd_db(audio, sample_rate)
         keep = freqs > 0
+        top = max(top, float(level[keep].max()))
         ax.semilogx(freqs[keep], level[keep], label=name, linewidth=1.6 if name == "input" else 1.0)
     ax.set_xlim(20, sample_rate / 2)
+    if np.isfinite(top):
+        ax.set_ylim(top - dynamic_range_db, top + 5)
     ax.set_xlabel("Frequency (Hz)")
     ax.set_ylabel("PSD (dB re FS²/Hz)")
     ax.grid(True, which="both", alpha=0.3)

@@ -123,6 +123,9 @@ def test_write_wav_round_trip_keeps_floats(tmp_path):
     assert rate == SR
     np.testing.assert_array_equal(back.T, x)
     assert [p.name for p in path.parent.iterdir()] == ["x.wav"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_write_wav_failure_leaves_nothing_and_keeps_the_old_file(tmp_path, monkeypatch):
