@@ -42,7 +42,7 @@ def _load_each(files: list[Path], args, desc: str):
     def generate():
         for index, path in enumerate(tqdm(files, desc=desc, unit="file", disable=args.quiet)):
             try:
-                clip = load_audio(path, max_duration_s=args.max_duration_s)
+                clip = load_audio(path, max_duration_s=args.max_duration_s, downmix=args.downmix)
             except AudioError as exc:
                 failures.append(path)
                 tqdm.write(f"skipped {exc}", file=sys.stderr)
@@ -93,8 +93,8 @@ def cmd_restore(args) -> int:
         return _fail(f"these inputs would write the same output name: {clash}; restore them separately")
     clips, failures = _load_each(files, args, "restoring")
     for _, path, clip in clips:
-        if args.verbose:
-            for note in clip.notes:
+        for note in clip.notes:
+            if args.verbose or note.startswith("downmixed"):
                 tqdm.write(f"{path}: {note}", file=sys.stderr)
         for name, restorer in restorers.items():
             out = restorer(clip.audio, clip.sample_rate)
@@ -110,10 +110,11 @@ def cmd_compare(args) -> int:
     settings = parse_settings(args.set)
     names = _restorer_names(args.restorer)
     try:
-        clip = load_audio(args.input, max_duration_s=args.max_duration_s)
+        clip = load_audio(args.input, max_duration_s=args.max_duration_s, downmix=args.downmix)
         reference = None
         if args.reference:
-            reference = load_audio(args.reference, max_duration_s=args.max_duration_s).audio
+            reference = load_audio(args.reference, max_duration_s=args.max_duration_s,
+                                   downmix=args.downmix).audio
             if reference.shape[0] != clip.channels:
                 return _fail(f"{args.reference}: has {reference.shape[0]} channel(s), "
                              f"the input has {clip.channels}")
@@ -272,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
         p.add_argument("--max-duration-s", type=float, default=20 * 60.0,
                        help="refuse inputs longer than this (default 1200 s)")
+        p.add_argument("--downmix", action="store_true",
+                       help="mix inputs with more than two channels down to stereo (otherwise an error)")
         if restorers:
             p.add_argument("-r", "--restorer", action="append",
                            help=f"restorer to run (repeatable; default all): {', '.join(REGISTRY)}")

@@ -64,6 +64,16 @@ def test_restore_refuses_inputs_that_would_overwrite_each_other(clips, tmp_path,
     assert not (tmp_path / "o").exists()
 
 
+def test_many_channels_need_an_explicit_downmix(tmp_path, capsys):
+    path = tmp_path / "surround.wav"
+    sf.write(path, np.stack([melody(1.0)] * 6, axis=1), SR)
+    assert main(["restore", str(path), "-r", "passthrough", "-o", str(tmp_path / "a"), "-q"]) == 1
+    assert "6 channels" in capsys.readouterr().err
+    assert main(["restore", str(path), "-r", "passthrough", "-o", str(tmp_path / "b"), "-q", "--downmix"]) == 0
+    assert "downmixed 6 channels to stereo" in capsys.readouterr().err
+    assert sf.info(tmp_path / "b" / "passthrough" / "surround.wav").channels == 2
+
+
 def test_restore_rejects_a_bad_setting(clips, tmp_path, capsys):
     code = main(["restore", str(clips / "mono.flac"), "-r", "mcra_wiener", "-o", str(tmp_path / "o"),
                  "--set", "mcra_wiener.no_such=1"])
