@@ -1,0 +1,83 @@
+"""Ratings: recover known strengths from simulated votes; survive empty and one-sided logs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from restorelab.ratings import bradley_terry, leaderboard
+
+TRUE = {"a": 1.0, "b": 0.4, "c": 0.0, "d": -0.6}
+
+
+def simulate(n_votes: int, seed: int = 0, tie_rate: float = 0.1, left_bias: float = 0.0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    names = list(TRUE)
+    votes = []
+    for _ in range(n_votes):
+        i, j = rng.choice(len(names), 2, replace=False)
+        left, right = names[i], names[j]
+        if rng.random() < tie_rate:
+            choice = "tie"
+        else:
+            p_left = 1 / (1 + np.exp(-(TRUE[left] - TRUE[right] + left_bias)))
+            choice = "left" if rng.random() < p_left else "right"
+        votes.append({"restorer_left": left, "restorer_right": right, "choice": choice})
+    return votes
+
+
+def test_fit_recovers_order_and_intervals_cover_the_truth():
+    """Votes drawn from the Bradley-Terry model itself: order and 95 % intervals must hold."""
+    board = leaderboard(simulate(1500, tie_rate=0.0), n_bootstrap=300)
+    assert [row["name"] for row in board.rows] == ["a", "b", "c", "d"]
+    truth = np.array(list(TRUE.values()))
+    truth = truth - truth.mean()
+    for row in board.rows:
+        true = truth[list(TRUE).index(row["name"])]
+        assert row["ci_low"] <= true <= row["ci_high"], row
+        assert row["rank"] is not None
+    assert board.counts.sum() == 2 * 1500
+    assert 0.4 < board.left_win_share < 0.6 and board.left_bias_p > 0.01
+
+
+def test_ties_keep_the_order_and_pull_strengths_together():
+    plain = leaderboard(simulate(1500, seed=1, tie_rate=0.0), n_bootstrap=20)
+    tied = leaderboard(simulate(1500, seed=1, tie_rate=0.3), n_bootstrap=20)
+    assert [r["name"] for r in tied.rows] == ["a", "b", "c", "d"]
+    spread = lambda board: board.rows[0]["strength"] - board.rows[-1]["strength"]  # noqa: E731
+    assert spread(tied) < spread(plain)
+
+
+def test_position_bias_is_detected():
+    board = leaderboard(simulate(1500, seed=3, left_bias=0.8), n_bootstrap=50)
+    assert board.left_win_share > 0.6 and board.left_bias_p < 1e-6
+
+
+def test_win_rates_and_sign_tests():
+    votes = [{"restorer_left": "x", "restorer_right": "y", "choice": "left"}] * 12
+    votes += [{"restorer_left": "y", "restorer_right": "x", "choice": "left"}] * 3
+    votes += [{"restorer_left": "x", "restorer_right": "y", "choice": "both_bad"}] * 2
+    board = leaderboard(votes, min_votes=1, n_bootstrap=50)
+    ix, iy = board.names.index("x"), board.names.index("y")
+    assert board.win_rate[ix, iy] == pytest.approx(12 / 15)
+    assert board.counts[ix, iy] == 17
+    (test,) = board.pair_tests
+    assert (test["a_wins"], test["b_wins"], test["ties"]) == (12, 3, 2)
+    assert test["sign_test_p"] == pytest.approx(0.03515625)  # two-sided binomial, 12 of 15
+
+
+def test_empty_and_one_sided_logs():
+    empty = leaderboard([])
+    assert empty.rows == [] and "No votes" in empty.message
+    one_sided = [{"restorer_left": "x", "restorer_right": "y", "choice": "left"}] * 5
+    board = leaderboard(one_sided, n_bootstrap=50)
+    assert all(np.isfinite(row["strength"]) for row in board.rows)
+    assert board.rows[0]["name"] == "x"
+    assert all(row["rank"] is None for row in board.rows) and "10 votes" in board.message
+
+
+def test_bradley_terry_two_items_closed_form():
+    """Two items, 30 wins to 10, no prior: p_a/p_b = 3, log-strengths +-ln(3)/2."""
+    outcomes = np.array([[0, 1, 1.0]] * 30 + [[0, 1, 0.0]] * 10)
+    strengths = bradley_terry(outcomes, 2, prior_games=0.0)
+    assert strengths[0] - strengths[1] == pytest.approx(np.log(3), abs=1e-6)
