@@ -116,3 +116,37 @@ def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
         plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
+
+
+# -- interactive (plotly) ------------------------------------------------------
+
+def psd_overlay_plotly(clips: dict[str, np.ndarray], sample_rate: int, dynamic_range_db: float = 120.0):
+    """The PSD overlay as an interactive plotly figure (log-frequency axis)."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    top = -np.inf
+    for name, audio in clips.items():
+        freqs, level = analysis.welch_psd_db(audio, sample_rate)
+        keep = freqs > 0
+        top = max(top, float(level[keep].max()))
+        fig.add_trace(go.Scatter(x=freqs[keep], y=level[keep], name=name, mode="lines",
+                                 line={"width": 2.5 if name == "input" else 1.2}))
+    fig.update_xaxes(type="log", title="Frequency (Hz)", range=[np.log10(20), np.log10(sample_rate / 2)])
+    fig.update_yaxes(title="PSD (dB re FS²/Hz)",
+                     range=[top - dynamic_range_db, top + 5] if np.isfinite(top) else None)
+    fig.update_layout(title="Power spectral density (Welch, 4096-point)", height=420,
+                      margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h"})
+    return fig
+
+
+def heatmap_plotly(matrix: np.ndarray, names: list[str], title: str, fmt: str = ".2f"):
+    """A labelled heatmap (row beats column), NaN cells left blank."""
+    import plotly.graph_objects as go
+
+    text = [["" if not np.isfinite(v) else format(v, fmt) for v in row] for row in matrix]
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, text=text, texttemplate="%{text}",
+                               colorscale="RdBu", zmid=0.5 if "win" in title.lower() else None))
+    fig.update_layout(title=title, height=360, margin={"l": 120, "r": 20, "t": 50, "b": 80},
+                      xaxis_title="opponent", yaxis_title="restorer")
+    return fig
