@@ -119,10 +119,12 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    """Zip a folder; audio is stored as it is (float WAV hardly deflates, and it costs seconds)."""
+    with zipfile.ZipFile(target, "w") as archive:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
-                archive.write(path, path.relative_to(folder))
+                method = zipfile.ZIP_STORED if path.suffix == ".wav" else zipfile.ZIP_DEFLATED
+                archive.write(path, path.relative_to(folder), compress_type=method)
     return target
 
 

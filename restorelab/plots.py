@@ -41,17 +41,12 @@ def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str =
                              constrained_layout=True)
     image = None
     for ax, (name, (times, freqs, level)) in zip(axes.flat, spectra.items()):
-        if kind == "mel":
-            extent = (times[0], times[-1] if len(times) > 1 else 1.0, 0, level.shape[0])
-            image = ax.imshow(level, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
-                              cmap="magma")
-            ticks = np.linspace(0, level.shape[0] - 1, 5).astype(int)
-            ax.set_yticks(ticks, [f"{freqs[i] / 1000:.1f}" for i in ticks])
-            ax.set_ylabel("Mel band centre (kHz)")
-        else:
-            image = ax.pcolormesh(times, freqs / 1000, level, vmin=vmin, vmax=vmax, cmap="magma",
-                                  shading="auto", rasterized=True)
-            ax.set_ylabel("Frequency (kHz)")
+        extent = (times[0], times[-1] if len(times) > 1 else 1.0, 0, level.shape[0])
+        image = ax.imshow(level, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
+                          cmap="magma", interpolation="nearest")
+        ticks = np.linspace(0, level.shape[0] - 1, 5).astype(int)
+        ax.set_yticks(ticks, [f"{freqs[i] / 1000:.1f}" for i in ticks])
+        ax.set_ylabel("Mel band centre (kHz)" if kind == "mel" else "Frequency (kHz)")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("Time (s)")
     for ax in list(axes.flat)[n:]:
