@@ -325,4 +325,5 @@ def build_app() -> gr.Blocks:
 if __name__ == "__main__":
     SYNC = votes.start_dataset_sync(VOTE_LOG.path)
     build_app().queue(default_concurrency_limit=4).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

@@ -1,0 +1,139 @@
+"""The app in a real browser: Debian's headless Chromium driven by Playwright, on localhost only.
+
+Loads an example, compares restorers, plays both sides of a blind pair, votes,
+and finds the vote in the CSV downloaded from the Results tab. Screenshots of
+every tab are saved under ``test-output/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
+                                                           "(scripts/install-browser.sh installs it)"),
+]
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--autoplay-policy=no-user-gesture-required"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    votes = tmp_path / "votes.csv"
+    env = dict(os.environ, RESTORELAB_VOTES_PATH=str(votes), GRADIO_SERVER_PORT=str(port),
+               GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    log = open(tmp_path / "server.log", "w")
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"the app exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    else:
+        pytest.fail("the app did not start within 120 s")
+    yield url, votes
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def wait_text(page, selector: str, text: str, timeout_s: float = 120) -> None:
+    page.wait_for_function(
+        "([sel, txt]) => { const el = document.querySelector(sel); return el && el.innerText.includes(txt); }",
+        arg=[selector, text], timeout=timeout_s * 1000)
+
+
+def listen(page, player: str, seconds: float = 1.0) -> None:
+    button = page.locator(f"{player} button.play-pause-button")
+    button.click()
+    time.sleep(seconds)
+    button.click()
+
+
+def test_compare_listen_vote_export(server):
+    url, votes = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.goto(url)
+
+        page.click("#load-example")
+        wait_text(page, "#source-info", "synth_pop_musicgen_like")
+        page.screenshot(path=SHOTS / "1-source.png", full_page=True)
+
+        page.get_by_role("tab", name="Compare").click()
+        page.click("#compare")
+        wait_text(page, "#compare-status", "Compared 5 restorer(s)")
+        page.wait_for_selector("#psd .js-plotly-plot", timeout=30000)
+        page.wait_for_selector("#mel img", timeout=30000)
+        assert page.locator("#linear img").count() == 1
+        assert page.locator(".compare-player").count() >= 6  # the input and five restorers
+        table = page.locator("#metrics").inner_text()
+        assert "input" in table and "spectral_gate_hf" in table and "bandwidth_extension_dsp" in table
+        page.screenshot(path=SHOTS / "2-compare.png", full_page=True)
+
+        page.get_by_role("tab", name="Listen").click()
+        page.click("#start-listening")
+        wait_text(page, "#trial-info", "Pair 1")
+        assert page.locator("#vote-left").is_disabled()
+        listen(page, "#left-player")
+        listen(page, "#right-player")
+        page.wait_for_function("!document.querySelector('#vote-left').disabled", timeout=30000)
+        page.screenshot(path=SHOTS / "3-listen.png", full_page=True)
+        page.click("#vote-left")
+        wait_text(page, "#reveal", "Left was")
+        revealed = page.locator("#reveal").inner_text()
+        wait_text(page, "#trial-info", "Pair 2")
+
+        page.get_by_role("tab", name="Results").click()
+        page.click("#refresh-results")
+        page.wait_for_function("document.querySelector('#leaderboard').innerText.includes('input') || "
+                               "document.querySelector('#leaderboard').innerText.match(/spectral|mcra|bandwidth/)",
+                               timeout=30000)
+        page.click("#export-votes")
+        link = page.locator("#votes-csv a").first
+        link.wait_for(timeout=30000)
+        page.screenshot(path=SHOTS / "4-results.png", full_page=True)
+        response = page.request.get(link.get_attribute("href"))
+        assert response.ok
+        rows = list(csv.DictReader(io.StringIO(response.text())))
+        browser.close()
+
+    assert len(rows) == 1
+    (row,) = rows
+    assert row["choice"] == "left" and row["winner"] == row["restorer_left"]
+    assert f"Left was {row['restorer_left']}, right was {row['restorer_right']}" in revealed.replace("*", "")
+    assert float(row["listened_left_s"]) > 0 and float(row["listened_right_s"]) > 0
+    assert votes.read_text().count("\n") == 2  # the header and this vote, on the server's disk
+    for name in ("1-source", "2-compare", "3-listen", "4-results"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000
