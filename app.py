@@ -22,6 +22,9 @@ from restorelab.generation import GenerationRequest
 from restorelab.listening import TARGET_LUFS
 from restorelab.plots import heatmap_plotly
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+HEAD = f"<script>{(ASSETS / 'ab_transport.js').read_text(encoding='utf-8')}</script>"
+CSS = ".ab-hidden { display: none !important; } .ab-active { outline: 3px solid var(--color-accent); }"
 GENERATOR = generation.Generator(local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
 VOTE_LOG = votes.VoteLog(votes.default_votes_path())
 RESTORERS = lab.restorer_choices()
@@ -270,6 +273,18 @@ def build_listen_tab(clip, prompt_state, view, session):
                     "names hidden until you vote.")
         start = gr.Button("Start listening", variant="primary", elem_id="start-listening")
         info = gr.Markdown(elem_id="trial-info")
+        with gr.Group(elem_id="ab-transport"):
+            with gr.Row():
+                gr.Button("Play / pause (Space)", elem_id="ab-toggle", variant="primary")
+                gr.Button("Left (1)", elem_id="ab-left")
+                gr.Button("Right (2)", elem_id="ab-right")
+                gr.Checkbox(label="Loop", elem_id="ab-loop-on")
+                gr.Number(label="from (s)", value=0.0, elem_id="ab-loop-start")
+                gr.Number(label="to (s)", value=4.0, elem_id="ab-loop-end")
+            gr.Markdown("Switch sides at the same moment: the transport keeps the playback position.",
+                        elem_id="ab-status")
+        markers = {(what, side): gr.Button(elem_id=f"ab-{what}-{side}", elem_classes=["ab-hidden"])
+                   for what in ("play", "pause") for side in ("left", "right")}
         with gr.Row():
             left = gr.Audio(label="Left", type="filepath", interactive=False, elem_id="left-player")
             right = gr.Audio(label="Right", type="filepath", interactive=False, elem_id="right-player")
@@ -284,6 +299,8 @@ def build_listen_tab(clip, prompt_state, view, session):
         player.play(on_play, [timing, gr.State(side)], [timing, *buttons])
         player.pause(on_pause, [timing, gr.State(side)], timing)
         player.stop(on_pause, [timing, gr.State(side)], timing)
+        markers["play", side].click(on_play, [timing, gr.State(side)], [timing, *buttons])
+        markers["pause", side].click(on_pause, [timing, gr.State(side)], timing)
     for (choice, button) in zip(("left", "right", "tie", "both_bad"), buttons):
         button.click(on_vote, [session, view, timing, gr.State(choice)], trial_outputs)
 
@@ -325,5 +342,5 @@ def build_app() -> gr.Blocks:
 if __name__ == "__main__":
     SYNC = votes.start_dataset_sync(VOTE_LOG.path)
     build_app().queue(default_concurrency_limit=4).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        head=HEAD, css=CSS, server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))

@@ -106,9 +106,19 @@ def test_compare_listen_vote_export(server):
         page.click("#start-listening")
         wait_text(page, "#trial-info", "Pair 1")
         assert page.locator("#vote-left").is_disabled()
-        listen(page, "#left-player")
-        listen(page, "#right-player")
+        # The A/B transport: play the left side, switch to the right by key at the same position.
+        page.click("#ab-toggle")
+        page.wait_for_function("window.abTransport.playing && window.abTransport.audio.left.currentTime > 1.0",
+                               timeout=30000)
+        page.keyboard.press("2")
+        switched_at = page.evaluate("window.abTransport.audio.right.currentTime")
+        left_at = page.evaluate("window.abTransport.audio.left.currentTime")
+        assert page.evaluate("window.abTransport.side") == "right"
+        assert abs(switched_at - left_at) < 0.1 and switched_at > 1.0
         page.wait_for_function("!document.querySelector('#vote-left').disabled", timeout=30000)
+        page.keyboard.press(" ")
+        assert page.evaluate("window.abTransport.playing") is False
+        listen(page, "#left-player")  # the plain players count too
         page.screenshot(path=SHOTS / "3-listen.png", full_page=True)
         page.click("#vote-left")
         wait_text(page, "#reveal", "Left was")
