@@ -343,4 +343,4 @@ if __name__ == "__main__":
     SYNC = votes.start_dataset_sync(VOTE_LOG.path)
     build_app().queue(default_concurrency_limit=4).launch(
         head=HEAD, css=CSS, server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))))

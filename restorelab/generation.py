@@ -201,9 +201,20 @@ class Generator:
         cls = MusicgenMelodyForConditionalGeneration if "melody" in repo_id else MusicgenForConditionalGeneration
         device = self.device()
         dtype = torch.float16 if device == "cuda" else torch.float32
-        model = cls.from_pretrained(repo_id, torch_dtype=dtype, local_files_only=self.local_files_only)
-        processor = AutoProcessor.from_pretrained(repo_id, local_files_only=self.local_files_only)
-        return model.to(device).eval(), processor
+
+        def load(local_only: bool):
+            model = cls.from_pretrained(repo_id, torch_dtype=dtype, local_files_only=local_only)
+            processor = AutoProcessor.from_pretrained(repo_id, local_files_only=local_only)
+            return model.to(device).eval(), processor
+
+        # The local cache first: instant when the weights are there, and no
+        # network retries (half a minute offline) when they are not needed.
+        try:
+            return load(local_only=True)
+        except OSError:
+            if self.local_files_only:
+                raise
+        return load(local_only=False)
 
     def generate(self, request: GenerationRequest, progress: ProgressCallback | None = None) -> Clip:
         """Generate (or fetch from the cache) a clip at the working rate, channels as the model makes them.
