@@ -183,7 +183,9 @@ class Generator:
             try:
                 loaded = tiny_musicgen() if name == TINY else self._from_pretrained(MODELS[name])
             except ImportError as exc:
-                self._failures[name] = f"MusicGen needs torch and transformers ({exc}); pip install -r requirements.txt"
+                missing = " ".join(str(exc).split())
+                self._failures[name] = (f"{name} needs a package that is not installed: {missing} "
+                                        "(the melody models need torchaudio for their chroma features)")
                 raise RuntimeError(self._failures[name]) from None
             except OSError as exc:
                 self._failures[name] = (

@@ -28,6 +28,9 @@ EXAMPLES = {
     "Synth pop, MusicGen-like degradation": ("synth_pop_musicgen_like.flac",
                                              "Synthesised by the project, then through the musicgen_like "
                                              "degradation (32 kHz, rolloff, 12-bit, hiss). Not a MusicGen output."),
+    "Synth ballad with hiss": ("synth_ballad_hiss.flac",
+                               "A slow synthesised ballad, full band, with white hiss above 4 kHz at 30 dB SNR "
+                               "(the hiss preset): the case the denoisers are for."),
     "Synth pop, clean": ("synth_pop_clean.flac", "The same clip before degradation (full band)."),
 }
 #: One main knob per restorer for the Compare tab: restorer -> (parameter, label, min, max, step).

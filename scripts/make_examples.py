@@ -60,12 +60,14 @@ def place(track: np.ndarray, sound: np.ndarray, start_s: float, pan: float) -> N
     track[1, start:stop] += np.sin(angle) * sound[: stop - start]
 
 
-def synth_pop(seed: int = 7) -> np.ndarray:
+def synth_pop(seed: int = 7, beat_s: float = BEAT_S, chords=CHORDS, bass_notes=BASS, melody=MELODY,
+              drums: bool = True) -> np.ndarray:
     rng = np.random.default_rng(seed)
+    BEAT_S = beat_s  # noqa: N806 (the tempo of this piece)
     bar_s = 4 * BEAT_S
     total = int(BARS * bar_s * SR) + SR // 2
     track = np.zeros((2, total))
-    for bar, (chord, bass) in enumerate(zip(CHORDS, BASS)):
+    for bar, (chord, bass) in enumerate(zip(chords, bass_notes)):
         start = bar * bar_s
         n = int(bar_s * SR)
         for i, note in enumerate(chord):  # pad
@@ -75,6 +77,8 @@ def synth_pop(seed: int = 7) -> np.ndarray:
             m = int(BEAT_S * SR)
             tone = additive(hz(bass), m, 12, 1.5, rng) * adsr(m, 0.005, 0.15, 0.4, 0.05)
             place(track, 0.22 * tone, start + beat * BEAT_S, pan=0.0)
+        if not drums:
+            continue
         for step in range(8):  # hi-hat on eighths: high-passed noise bursts
             m = int(0.06 * SR)
             noise = np.diff(rng.standard_normal(m + 1)) * adsr(m, 0.001, 0.02, 0.0, 0.01)
@@ -89,7 +93,7 @@ def synth_pop(seed: int = 7) -> np.ndarray:
             t = np.arange(m) / SR
             body = 0.3 * np.sin(2 * np.pi * 190 * t) + rng.standard_normal(m) * 0.5
             place(track, 0.25 * body * np.exp(-t / 0.05), start + beat * BEAT_S, pan=-0.1)
-    for i, note in enumerate(MELODY):  # lead, quarter notes over the four bars
+    for i, note in enumerate(melody):  # lead, quarter notes over the four bars
         m = int(BEAT_S * SR)
         tone = additive(hz(note), m, 16, 1.0, rng) * adsr(m, 0.01, 0.2, 0.5, 0.08)
         place(track, 0.09 * tone, i * BEAT_S, pan=0.25)
@@ -102,6 +106,12 @@ def main() -> None:
     sf.write(OUT / "synth_pop_clean.flac", clean.T, SR, subtype="PCM_24")
     degraded, _ = degrade(clean, SR, "musicgen_like", seed=0)
     sf.write(OUT / "synth_pop_musicgen_like.flac", resample(degraded, SR, 32000).T, 32000, subtype="PCM_24")
+    # A slow ballad (no drums) in A minor, full band with hiss: where the denoisers earn their keep.
+    ballad = synth_pop(seed=11, beat_s=60.0 / 72, chords=[(57, 60, 64), (53, 57, 60), (48, 52, 55), (55, 59, 62)],
+                       bass_notes=[33, 29, 36, 31], melody=[76, 74, 72, 71, 72, 69, 67, 69, 72, 71, 69, 67, 71, 74, 72, 71],
+                       drums=False)
+    hissy, _ = degrade(ballad, SR, "hiss", seed=0)
+    sf.write(OUT / "synth_ballad_hiss.flac", hissy.T, SR, subtype="PCM_24")
     for path in sorted(OUT.glob("*.flac")):
         print(f"{path}  {path.stat().st_size / 1e6:.2f} MB")
 
