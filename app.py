@@ -178,8 +178,9 @@ def on_results(session, scope, min_votes):
     if scope == "This session" and session is None:
         session_id = "-"
     board = lab.results(VOTE_LOG, session_id, int(min_votes))
-    rows = [[r["rank"] if r["rank"] is not None else "–", r["name"], round(r["strength"], 3),
-             f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["votes"]] for r in board.rows]
+    # Below the minimum, a bootstrap over a handful of votes gives a falsely narrow interval: show none.
+    rows = [[r["rank"], r["name"], round(r["strength"], 3), f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["votes"]]
+            if r["rank"] is not None else ["–", r["name"], "–", "too few votes", r["votes"]] for r in board.rows]
     tests = [[t["a"], t["b"], t["votes"], t["a_wins"], t["b_wins"], t["ties"], round(t["sign_test_p"], 4)]
              for t in board.pair_tests]
     if board.names:

@@ -140,8 +140,10 @@ def heatmap_plotly(matrix: np.ndarray, names: list[str], title: str, fmt: str = 
     import plotly.graph_objects as go
 
     text = [["" if not np.isfinite(v) else format(v, fmt) for v in row] for row in matrix]
+    rates = "win" in title.lower()
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, text=text, texttemplate="%{text}",
-                               colorscale="RdBu", zmid=0.5 if "win" in title.lower() else None))
+                               colorscale="RdBu" if rates else "Blues", zmid=0.5 if rates else None))
     fig.update_layout(title=title, height=360, margin={"l": 120, "r": 20, "t": 50, "b": 80},
                       xaxis_title="opponent", yaxis_title="restorer")
+    fig.update_yaxes(autorange="reversed")  # read like a table: first row on top
     return fig

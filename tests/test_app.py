@@ -84,6 +84,9 @@ def test_upload_compare_listen_vote_results(app, tmp_path):
 
     board, win, counts, tests, message = app.on_results(session, "This session", 1)
     assert {row[1] for row in board} == {rows[0]["restorer_left"], rows[0]["restorer_right"]}
+    assert all(row[0] in (1, 2) for row in board)
+    board, *_ = app.on_results(session, "This session", 10)
+    assert all(row[0] == "–" and row[3] == "too few votes" for row in board)
     with open(app.on_export(session, "All votes"), newline="") as handle:
         exported = list(csv.DictReader(handle))
     assert len(exported) == 1 and exported[0]["winner"] == rows[0]["restorer_left"]
