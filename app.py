@@ -228,7 +228,8 @@ def build_source_tab(clip, prompt_state):
                     gr.Markdown("\n".join(f"- *{k}*: {v[1]}" for k, v in lab.EXAMPLES.items()))
                     load_example = gr.Button("Load example", variant="primary", elem_id="load-example")
             with gr.Column():
-                source_player = gr.Audio(label="Working clip (44.1 kHz)", type="filepath", interactive=False)
+                source_player = gr.Audio(label="Working clip (44.1 kHz)", type="filepath", interactive=False,
+                                         elem_id="source-player")
                 source_info = gr.Markdown("No clip loaded yet.", elem_id="source-info")
     outputs = [clip, prompt_state, source_player, source_info]
     model.change(on_model_check, model, model_status)

@@ -89,6 +89,8 @@ def test_compare_listen_vote_export(server):
 
         page.click("#load-example")
         wait_text(page, "#source-info", "synth_pop_musicgen_like")
+        # The browser fetched and decoded the working clip: its player shows a duration (9.7 s -> "0:10").
+        wait_text(page, "#source-player #duration", "0:10", timeout_s=60)
         page.screenshot(path=SHOTS / "1-source.png", full_page=True)
 
         page.get_by_role("tab", name="Compare").click()
@@ -96,6 +98,9 @@ def test_compare_listen_vote_export(server):
         wait_text(page, "#compare-status", "Compared 5 restorer(s)")
         page.wait_for_selector("#psd .js-plotly-plot", timeout=30000)
         page.wait_for_selector("#mel img", timeout=30000)
+        page.wait_for_function(  # every visible player decoded its clip
+            "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
+            ".every(p => (p.querySelector('#duration') || {}).innerText === '0:10')", timeout=60000)
         assert page.locator("#linear img").count() == 1
         assert page.locator(".compare-player").count() >= 6  # the input and five restorers
         table = page.locator("#metrics").inner_text()
