@@ -9,7 +9,6 @@ the process-wide model cache and the configured vote log.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def on_example(label):
 
 
 def _show_source(clip, prompt):
-    path = Path(tempfile.mkdtemp(prefix="restorelab-source-")) / "source.wav"
+    path = lab.work_folder("source-") / "source.wav"
     write_wav(path, clip.audio, clip.sample_rate)
     return clip, prompt, str(path), lab.clip_summary(clip)
 
@@ -198,7 +197,7 @@ def on_export(session, scope):
     rows = VOTE_LOG.read()
     if scope == "This session":
         rows = [r for r in rows if session and r["session_id"] == session.session_id]
-    path = Path(tempfile.mkdtemp(prefix="restorelab-votes-")) / "votes.csv"
+    path = lab.work_folder("votes-") / "votes.csv"
     atomic_write_text(path, votes.export_csv(rows))
     return str(path)
 
@@ -328,7 +327,8 @@ def build_results_tab(session):
 
 
 def build_app() -> gr.Blocks:
-    with gr.Blocks(title="restorelab: restore AI music, judge by ear") as demo:
+    # Gradio's own copies of served files are removed after a day.
+    with gr.Blocks(title="restorelab: restore AI music, judge by ear", delete_cache=(3600, 86400)) as demo:
         gr.Markdown("# restorelab\nRestore AI-generated music side by side, then judge the restorers blind.")
         clip = gr.State(None)
         prompt_state = gr.State("")

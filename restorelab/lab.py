@@ -7,7 +7,9 @@ message fit for a user; the app turns it into ``gr.Error``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,27 @@ MAIN_KNOBS = {
     "spectral_gate": ("prop_decrease", "Gate: reduction", 0.0, 1.0, 0.05),
     "bandwidth_extension_dsp": ("gain_db", "BWE: level of the new band (dB)", -20.0, 6.0, 1.0),
 }
+
+
+#: Where comparisons and trials write their files; folders older than WORK_MAX_AGE_S are removed.
+WORK_ROOT = Path(tempfile.gettempdir()) / "restorelab-work"
+WORK_MAX_AGE_S = 6 * 3600
+
+
+def work_folder(prefix: str) -> Path:
+    """A fresh folder under :data:`WORK_ROOT`, after removing ones older than :data:`WORK_MAX_AGE_S`.
+
+    A long-running server would otherwise keep every comparison (tens of MB each) forever.
+    """
+    WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - WORK_MAX_AGE_S
+    for old in WORK_ROOT.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        except OSError:
+            pass  # another request is cleaning up too
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=WORK_ROOT))
 
 
 def restorer_choices() -> list[str]:
@@ -101,7 +124,7 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
         raise ValueError("Choose at least one restorer.")
     params = {name: {MAIN_KNOBS[name][0]: value} for name, value in knobs.items()
               if name in names and name in MAIN_KNOBS}
-    folder = Path(tempfile.mkdtemp(prefix="restorelab-compare-"))
+    folder = work_folder("compare-")
     result = run_comparison(clip, names, params, progress=progress)
     write_comparison(result, folder)
     view = CompareView(comparison=result, folder=folder)
@@ -117,7 +140,7 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
     view.linear_png = folder / "linear_spectrograms.png"
     view.psd_figure = plots.psd_overlay_plotly(candidates, clip.sample_rate)
     view.table = result.rows
-    view.zip_path = _zip_folder(folder, folder.with_suffix(".zip"))
+    view.zip_path = _zip_folder(folder, folder / "restorelab-comparison.zip")
     return view
 
 
@@ -125,7 +148,7 @@ def _zip_folder(folder: Path, target: Path) -> Path:
     """Zip a folder; audio is stored as it is (float WAV hardly deflates, and it costs seconds)."""
     with zipfile.ZipFile(target, "w") as archive:
         for path in sorted(folder.rglob("*")):
-            if path.is_file():
+            if path.is_file() and path != target:
                 method = zipfile.ZIP_STORED if path.suffix == ".wav" else zipfile.ZIP_DEFLATED
                 archive.write(path, path.relative_to(folder), compress_type=method)
     return target
@@ -171,7 +194,7 @@ def next_trial(session: Session, view: CompareView):
     if not session.candidates:
         raise ValueError("Press 'Start listening' first.")
     clips = {INPUT_NAME: view.comparison.clip.audio, **view.comparison.outputs}
-    folder = Path(tempfile.mkdtemp(prefix="restorelab-trial-"))
+    folder = work_folder("trial-")
     return start_trial(session, clips, view.comparison.clip.sample_rate, folder)
 
 

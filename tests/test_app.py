@@ -111,3 +111,16 @@ def test_tiny_generation_through_the_handler(app):
                                                  progress=NoProgress())
     assert clip.duration_s == pytest.approx(1.0, abs=1e-3) and prompt == "calm piano"
     assert "musicgen:tiny-random" in info
+
+
+def test_old_work_folders_are_removed(app, monkeypatch, tmp_path):
+    import os
+    import time
+
+    monkeypatch.setattr(app.lab, "WORK_ROOT", tmp_path / "work")
+    old = app.lab.work_folder("old-")
+    (old / "big.wav").write_bytes(b"x" * 1000)
+    stale = time.time() - app.lab.WORK_MAX_AGE_S - 10
+    os.utime(old, (stale, stale))
+    fresh = app.lab.work_folder("new-")
+    assert fresh.exists() and not old.exists()
