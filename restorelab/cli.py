@@ -233,8 +233,15 @@ def _evaluate_no_reference(args, ev, names, files, out: Path) -> int:
 def cmd_bench(args) -> int:
     from restorelab import bench
 
-    names = ["stft_roundtrip", *_restorer_names(args.restorer)]
-    names = [n for n in dict.fromkeys(names) if n != "passthrough"]
+    names = ["stft_roundtrip"]
+    for name in _restorer_names(args.restorer):
+        availability = restorer_class(name).availability()
+        if name == "passthrough":
+            continue
+        if availability.available:
+            names.append(name)
+        else:
+            print(f"skipping {name}: unavailable: {availability.reason}", file=sys.stderr)
     total = len(names) * len(args.durations)
     bar = tqdm(total=total, desc="benchmarking", unit="run", disable=args.quiet)
     rows = bench.bench(names, args.durations, on_result=lambda row: bar.update(1))

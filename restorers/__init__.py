@@ -9,6 +9,7 @@ from typing import Any
 
 from restorers.bandwidth_extension_dsp import BandwidthExtensionDsp
 from restorers.base import Availability, Restorer, RestorerParams
+from restorers.demucs_remix import DemucsRemix
 from restorers.mcra_wiener import McraWiener
 from restorers.passthrough import Passthrough
 from restorers.spectral_gate import SpectralGate
@@ -22,6 +23,7 @@ REGISTRY: dict[str, type[Restorer]] = {
     "mcra_wiener": McraWiener,
     "spectral_gate": SpectralGate,
     "bandwidth_extension_dsp": BandwidthExtensionDsp,
+    "demucs_remix": DemucsRemix,
 }
 
 
@@ -51,9 +53,11 @@ def build_available(names: list[str], params: dict[str, dict[str, Any]] | None =
     restorers: dict[str, Restorer] = {}
     skipped: dict[str, str] = {}
     for name in names:
-        availability = restorer_class(name).availability()
+        cls = restorer_class(name)
+        chosen = cls.Params(**params.get(name, {}))
+        availability = cls.availability_for(chosen)
         if availability.available:
-            restorers[name] = get_restorer(name, **params.get(name, {}))
+            restorers[name] = cls(chosen)
         else:
             skipped[name] = availability.reason
     return restorers, skipped

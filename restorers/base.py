@@ -87,6 +87,9 @@ class Restorer:
     description: ClassVar[str] = ""
     Params: ClassVar[type[RestorerParams]] = RestorerParams
     context_s: ClassVar[float] = 1.0
+    #: Each channel is restored on its own (swapping channels swaps the output); False for
+    #: methods that use the stereo image jointly, which still never downmix it.
+    channels_independent: ClassVar[bool] = True
 
     #: Chunk length used for long inputs; shorter inputs are processed whole.
     default_chunk_s: ClassVar[float] = 30.0
@@ -108,8 +111,21 @@ class Restorer:
     # -- discovery ---------------------------------------------------------
     @classmethod
     def availability(cls) -> Availability:
-        """DSP restorers are always available; neural ones override this."""
+        """Whether the restorer can run here with its default parameters."""
+        return cls.availability_for(cls.Params())
+
+    @classmethod
+    def availability_for(cls, params: RestorerParams) -> Availability:
+        """Whether it can run with ``params`` (DSP always can; neural ones check for weights)."""
         return Availability(True)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "Restorer":
+        """An instance that runs the real code path without downloaded weights (tests use it).
+
+        DSP restorers are their own tiny variant; neural ones build a random-weight model.
+        """
+        return cls(**overrides)
 
     @classmethod
     def param_fields(cls) -> tuple[dataclasses.Field, ...]:

@@ -6,14 +6,21 @@ import numpy as np
 import pytest
 
 from conftest import SR, add_noise, melody
-from restorers import REGISTRY, Restorer, get_restorer
+from restorers import REGISTRY, Restorer, restorer_class
+
+
+def make(name: str, **params):
+    """Every member through the real code path: neural ones with tiny random weights."""
+    return restorer_class(name).tiny(**params)
 
 #: How far below the signal the chunked-minus-whole difference must stay (dB).
 #: Linear or frame-local members are exact up to float rounding in the
 #: crossfade; members with non-linear, frame-by-frame gains see STFT frames
 #: aligned to each chunk's start, which moves their output by about -40 dB;
-#: MCRA's noise recursion also restarts at each chunk's context.
-TOLERANCE_DB = {"passthrough": -120.0, "bandwidth_extension_dsp": -120.0}
+#: MCRA's noise recursion also restarts at each chunk's context. Demucs splits each chunk into
+#: its own segments, so chunking moves that grid; the tiny random model (tests cannot download a
+#: trained one) is not continuous across segments, which costs it about -13 dB here.
+TOLERANCE_DB = {"passthrough": -120.0, "bandwidth_extension_dsp": -120.0, "demucs_remix": -10.0}
 DEFAULT_TOLERANCE_DB = -35.0
 
 
@@ -25,8 +32,8 @@ def long_stereo() -> np.ndarray:
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_chunked_equals_whole(name, long_stereo):
-    whole = get_restorer(name)(long_stereo, SR)
-    chunked = get_restorer(name, chunk_s=6.0)(long_stereo, SR)
+    whole = make(name)(long_stereo, SR)
+    chunked = make(name, chunk_s=6.0)(long_stereo, SR)
     diff = chunked.astype(np.float64) - whole
     level_db = 10 * np.log10(max(np.sum(diff ** 2), 1e-300) / np.sum(whole.astype(np.float64) ** 2))
     assert level_db < TOLERANCE_DB.get(name, DEFAULT_TOLERANCE_DB)
