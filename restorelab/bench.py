@@ -59,6 +59,18 @@ def _repeats(duration_s: float) -> int:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's ``VmHWM`` belongs to the address space, so it starts afresh in a spawned child;
+    ``ru_maxrss`` (the fallback elsewhere) keeps the parent's peak from before the exec.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
