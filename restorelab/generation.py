@@ -236,7 +236,9 @@ class Generator:
         kwargs = {"text": [request.prompt], "padding": True, "return_tensors": "pt"}
         if request.melody is not None:
             melody, rate = request.melody
-            kwargs.update(audio=[np.asarray(melody).mean(axis=0)], sampling_rate=rate)
+            target = processor.feature_extractor.sampling_rate  # the chroma extractor wants its own rate
+            mono = resample(np.atleast_2d(np.asarray(melody, dtype=np.float32)).mean(axis=0, keepdims=True), rate, target)
+            kwargs.update(audio=[mono[0]], sampling_rate=target)
         inputs = {k: v.to(device) for k, v in processor(**kwargs).items()}
         n_codebooks = model.decoder.config.num_codebooks
         frames = int(np.ceil(request.duration_s * FRAME_RATE_HZ))
