@@ -27,7 +27,7 @@ CSS = ".ab-hidden { display: none !important; } .ab-active { outline: 3px solid 
 GENERATOR = generation.Generator(local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
 VOTE_LOG = votes.VoteLog(votes.default_votes_path())
 RESTORERS = lab.restorer_choices()
-PLAYER_NAMES = ["input", *RESTORERS]
+PLAYER_NAMES = [lab.INPUT_ROW, *RESTORERS]
 
 try:  # ZeroGPU on Hugging Face Spaces
     import spaces

@@ -40,6 +40,8 @@ MEL_POWER_FLOOR = 1e-10
 #: Floor of the dB spectrograms used for plots and spectrogram errors.
 SPECTROGRAM_FLOOR_DB = -120.0
 HF_BAND_HZ = 6000.0
+#: Name of the unprocessed input's row in every table, and of the input in comparisons and listening tests.
+INPUT_ROW = "input"
 CLIP_LEVEL = 1.0
 
 SETTINGS_NOTE = (
@@ -283,7 +285,7 @@ def compare_no_reference(original: np.ndarray, outputs: dict[str, np.ndarray], s
         jobs = {name: pool.submit(no_reference_metrics, audio, sample_rate, original)
                 for name, audio in outputs.items()}
         baseline = base_job.result()
-        rows = [{"name": "input", **baseline}]
+        rows = [{"name": INPUT_ROW, **baseline}]
         for name, job in jobs.items():
             row = job.result()
             rows.append({"name": name, **row, **verdict(row, baseline, thresholds)})
@@ -416,8 +418,3 @@ def reference_metrics(reference: np.ndarray, estimate: np.ndarray, sample_rate: 
 
 REFERENCE_COLUMNS = ("lsd", "lsd_low", "lsd_high", "si_sdr_db", "mrstft",
                      "spec_mse_db2", "spec_mae_db", "spec_cosine", "visqol_moslqo")
-#: Whether a larger value is better, for every column that has a direction.
-HIGHER_IS_BETTER = {
-    "lsd": False, "lsd_low": False, "lsd_high": False, "si_sdr_db": True, "mrstft": False,
-    "spec_mse_db2": False, "spec_mae_db": False, "spec_cosine": True, "visqol_moslqo": True,
-}

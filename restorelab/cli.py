@@ -13,7 +13,7 @@ from tqdm import tqdm
 from restorelab import __version__, analysis
 from restorelab.audio import AudioError, find_audio_files, load_audio, write_wav
 from restorelab.report import columns_of, to_markdown, write_table
-from restorers import REGISTRY, build_available, restorer_class, restorer_info
+from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
 
 
 def _fail(message: str) -> int:
@@ -234,10 +234,8 @@ def cmd_bench(args) -> int:
     from restorelab import bench
 
     names = ["stft_roundtrip"]
-    for name in _restorer_names(args.restorer):
+    for name in output_names(_restorer_names(args.restorer)):
         availability = restorer_class(name).availability()
-        if name == "passthrough":
-            continue
         if availability.available:
             names.append(name)
         else:

@@ -11,7 +11,7 @@ import numpy as np
 from restorelab import analysis, plots
 from restorelab.audio import Clip, write_wav
 from restorelab.report import columns_of, write_table
-from restorers import REGISTRY, build_available
+from restorers import build_available, output_names
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -44,18 +44,17 @@ def run_comparison(clip: Clip, names: list[str] | None = None,
     ``passthrough`` is not run as an output: the input row already is the
     unprocessed control.
     """
-    names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
-    restorers, skipped = build_available(names, params)
+    restorers, skipped = build_available(output_names(names), params)
     result = Comparison(clip=clip, skipped=skipped)
     for index, (name, restorer) in enumerate(restorers.items()):
         if progress:
             progress(name, index, len(restorers))
         result.outputs[name] = restorer(clip.audio, clip.sample_rate)
     if progress:
-        progress("measuring", len(names), len(names))
+        progress("measuring", len(restorers), len(restorers))
     result.rows = analysis.compare_no_reference(clip.audio, result.outputs, clip.sample_rate)
     if reference is not None:
-        candidates = {"input": clip.audio, **result.outputs}
+        candidates = {analysis.INPUT_ROW: clip.audio, **result.outputs}
         result.reference_rows = [
             {"name": name, **analysis.reference_metrics(reference, audio, clip.sample_rate, cutoff_hz,
                                                         with_visqol)}
@@ -79,7 +78,7 @@ def write_comparison(result: Comparison, outdir: str | Path, figures: bool = Tru
                     outdir / "reference_metrics.md", note=analysis.SETTINGS_NOTE)
         written += [outdir / "reference_metrics.csv", outdir / "reference_metrics.md"]
     if figures:
-        clips = {"input": result.clip.audio, **result.outputs}
+        clips = {analysis.INPUT_ROW: result.clip.audio, **result.outputs}
         written.append(plots.save(plots.spectrogram_grid(clips, sr, "mel"), outdir / "mel_spectrograms.png"))
         written.append(plots.save(plots.spectrogram_grid(clips, sr, "linear"),
                                   outdir / "linear_spectrograms.png"))

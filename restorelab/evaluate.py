@@ -9,11 +9,11 @@ from typing import Callable, Iterable
 import numpy as np
 
 from restorelab import analysis
-from restorelab.audio import load_audio
+from restorelab.audio import WORKING_RATE, load_audio
 from restorelab.degrade import PRESETS, degrade
-from restorers import REGISTRY, build_available
+from restorers import build_available, output_names
 
-INPUT_ROW = "input"
+INPUT_ROW = analysis.INPUT_ROW
 
 
 @dataclass
@@ -33,7 +33,7 @@ def pairs_from_preset(clean_files: Iterable[Path], preset: str, seed: int = 0):
     """Yield ``(clip_id, clean, degraded)``; each clip gets seed ``seed + index``."""
     for index, path in enumerate(clean_files):
         clean = load_audio(path).audio
-        degraded, _ = degrade(clean, 44100, preset, seed=seed + index)
+        degraded, _ = degrade(clean, WORKING_RATE, preset, seed=seed + index)
         yield path.stem, clean, degraded
 
 
@@ -55,14 +55,13 @@ def evaluate(pairs, names: list[str] | None = None, cutoff_hz: float | None = No
 
     ``on_clip`` is called with each clip's id once it has been scored.
     """
-    names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
-    restorers, skipped = build_available(names)
+    restorers, skipped = build_available(output_names(names))
     result = Evaluation(cutoff_hz=cutoff_hz, skipped=skipped)
     for clip_id, clean, degraded in pairs:
         candidates = {INPUT_ROW: degraded}
-        candidates.update({name: r(degraded, 44100) for name, r in restorers.items()})
+        candidates.update({name: r(degraded, WORKING_RATE) for name, r in restorers.items()})
         for name, audio in candidates.items():
-            row = analysis.reference_metrics(clean, audio, 44100, cutoff_hz, with_visqol)
+            row = analysis.reference_metrics(clean, audio, WORKING_RATE, cutoff_hz, with_visqol)
             result.per_clip.append({"clip": clip_id, "restorer": name, **row})
         if on_clip:
             on_clip(clip_id)
@@ -78,15 +77,14 @@ def evaluate_no_reference(files: Iterable[Path], names: list[str] | None = None,
     For clips without a clean original, such as real MusicGen outputs. The
     summary adds each restorer's pass rate of every verdict check.
     """
-    names = [n for n in (names or list(REGISTRY)) if n != "passthrough"]
-    restorers, skipped = build_available(names)
+    restorers, skipped = build_available(output_names(names))
     result = Evaluation(skipped=skipped)
     for path in files:
         clip = load_audio(path)
         outputs = {name: r(clip.audio, clip.sample_rate) for name, r in restorers.items()}
         for row in analysis.compare_no_reference(clip.audio, outputs, clip.sample_rate, thresholds):
             name = row.pop("name")
-            result.per_clip.append({"clip": path.stem, "restorer": INPUT_ROW if name == "input" else name, **row})
+            result.per_clip.append({"clip": path.stem, "restorer": name, **row})
         if on_clip:
             on_clip(path.stem)
     result.summary = summarise(result.per_clip, [INPUT_ROW, *restorers], analysis.NO_REFERENCE_COLUMNS,

@@ -19,10 +19,11 @@ import numpy as np
 from restorelab import analysis, plots
 from restorelab.audio import Clip, load_audio, match_loudness, write_wav
 from restorelab.compare import Comparison, run_comparison, write_comparison
-from restorelab.listening import INPUT_NAME, TARGET_LUFS, Session, record_vote, start_trial
+from restorelab.analysis import INPUT_ROW
+from restorelab.listening import TARGET_LUFS, Session, record_vote, start_trial
 from restorelab.ratings import Leaderboard, leaderboard
 from restorelab.votes import VoteLog, new_session_id
-from restorers import REGISTRY, restorer_class, restorer_info
+from restorers import REGISTRY, output_names, restorer_class, restorer_info
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
 #: Bundled examples: label -> (file, description). Made by scripts/make_examples.py.
@@ -68,7 +69,7 @@ def work_folder(prefix: str) -> Path:
 
 def restorer_choices() -> list[str]:
     """Restorers a user can pick (the input is always the control, never a choice)."""
-    return [name for name in REGISTRY if name != "passthrough"]
+    return output_names()
 
 
 def unavailable_restorers() -> dict[str, str]:
@@ -128,8 +129,8 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
     result = run_comparison(clip, names, params, progress=progress)
     write_comparison(result, folder)
     view = CompareView(comparison=result, folder=folder)
-    candidates = {INPUT_NAME: clip.audio, **result.outputs}
-    view.players[INPUT_NAME] = write_wav(folder / "input.wav", clip.audio, clip.sample_rate)
+    candidates = {INPUT_ROW: clip.audio, **result.outputs}
+    view.players[INPUT_ROW] = write_wav(folder / "input.wav", clip.audio, clip.sample_rate)
     view.players.update({name: folder / f"{name}.wav" for name in result.outputs})
     input_loudness = analysis.loudness_lufs(clip.audio, clip.sample_rate)
     target = input_loudness if np.isfinite(input_loudness) else TARGET_LUFS
@@ -184,7 +185,7 @@ def start_listening(session: Session, view: CompareView, clip: Clip, prompt: str
     session.clip_id = Path(clip.source).stem
     session.clip_source = clip.source.split(":", 1)[0] if ":" in clip.source else "upload"
     session.prompt = prompt
-    session.candidates = [INPUT_NAME, *view.comparison.outputs]
+    session.candidates = [INPUT_ROW, *view.comparison.outputs]
     session.heard = {}
     session.trial = None
     return session
@@ -193,7 +194,7 @@ def start_listening(session: Session, view: CompareView, clip: Clip, prompt: str
 def next_trial(session: Session, view: CompareView):
     if not session.candidates:
         raise ValueError("Press 'Start listening' first.")
-    clips = {INPUT_NAME: view.comparison.clip.audio, **view.comparison.outputs}
+    clips = {INPUT_ROW: view.comparison.clip.audio, **view.comparison.outputs}
     folder = work_folder("trial-")
     return start_trial(session, clips, view.comparison.clip.sample_rate, folder)
 

@@ -23,8 +23,6 @@ from restorelab.votes import Vote, new_trial_id
 #: Listening level for every side; -23 LUFS (EBU R 128) leaves headroom for peaky restorations.
 TARGET_LUFS = -23.0
 TRUE_PEAK_CEILING_DBTP = -1.0
-#: Name under which the unprocessed input takes part as a control.
-INPUT_NAME = "input"
 
 
 @dataclass
@@ -38,8 +36,6 @@ class Trial:
     right_path: Path
     target_lufs: float
     started_at: float
-    gains_db: tuple[float, float] = (0.0, 0.0)
-    limited: bool = False
 
 
 @dataclass
@@ -77,16 +73,13 @@ def start_trial(session: Session, clips: dict[str, np.ndarray], sample_rate: int
     rng = np.random.default_rng([session.seed, session.votes_cast, len(session.heard)])
     left, right = next_pair(session, rng)
     matched = [match_loudness(clips[name], sample_rate, target_lufs, ceiling_dbtp) for name in (left, right)]
-    shortfall = max(target_lufs - m.loudness_lufs for m in matched)
-    audio = [m.audio * np.float32(10 ** (-max(shortfall, 0.0) / 20)) for m in matched]
-    trial_id = new_trial_id()
+    # A side held below the target by its peak ceiling pulls the other down with it.
+    lowered_db = max(0.0, max(target_lufs - m.loudness_lufs for m in matched))
     paths = [folder / f"{secrets.token_hex(8)}.wav" for _ in range(2)]
-    for path, side in zip(paths, audio):
-        write_wav(path, side, sample_rate, subtype="PCM_24")
-    trial = Trial(trial_id=trial_id, left=left, right=right, left_path=paths[0], right_path=paths[1],
-                  target_lufs=target_lufs - max(shortfall, 0.0), started_at=time.monotonic(),
-                  gains_db=(matched[0].gain_db - max(shortfall, 0.0), matched[1].gain_db - max(shortfall, 0.0)),
-                  limited=shortfall > 0)
+    for path, side in zip(paths, matched):
+        write_wav(path, side.audio * np.float32(10 ** (-lowered_db / 20)), sample_rate, subtype="PCM_24")
+    trial = Trial(trial_id=new_trial_id(), left=left, right=right, left_path=paths[0], right_path=paths[1],
+                  target_lufs=target_lufs - lowered_db, started_at=time.monotonic())
     session.trial = trial
     return trial
 

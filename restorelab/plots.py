@@ -65,7 +65,7 @@ def psd_overlay(clips: dict[str, np.ndarray], sample_rate: int, dynamic_range_db
         freqs, level = analysis.welch_psd_db(audio, sample_rate)
         keep = freqs > 0
         top = max(top, float(level[keep].max()))
-        ax.semilogx(freqs[keep], level[keep], label=name, linewidth=1.6 if name == "input" else 1.0)
+        ax.semilogx(freqs[keep], level[keep], label=name, linewidth=1.6 if name == analysis.INPUT_ROW else 1.0)
     ax.set_xlim(20, sample_rate / 2)
     if np.isfinite(top):
         ax.set_ylim(top - dynamic_range_db, top + 5)
@@ -126,7 +126,7 @@ def psd_overlay_plotly(clips: dict[str, np.ndarray], sample_rate: int, dynamic_r
         keep = freqs > 0
         top = max(top, float(level[keep].max()))
         fig.add_trace(go.Scatter(x=freqs[keep], y=level[keep], name=name, mode="lines",
-                                 line={"width": 2.5 if name == "input" else 1.2}))
+                                 line={"width": 2.5 if name == analysis.INPUT_ROW else 1.2}))
     fig.update_xaxes(type="log", title="Frequency (Hz)", range=[np.log10(20), np.log10(sample_rate / 2)])
     fig.update_yaxes(title="PSD (dB re FS²/Hz)",
                      range=[top - dynamic_range_db, top + 5] if np.isfinite(top) else None)

@@ -36,6 +36,14 @@ def restorer_class(name: str) -> type[Restorer]:
         raise KeyError(f"unknown restorer {name!r}; known restorers: {known}") from None
 
 
+def output_names(names: list[str] | None = None) -> list[str]:
+    """The named (default: all) restorers that produce an output to compare.
+
+    ``passthrough`` is left out: in comparisons the unprocessed input is already the first row.
+    """
+    return [name for name in (names or list(REGISTRY)) if name != "passthrough"]
+
+
 def get_restorer(name: str, **params: Any) -> Restorer:
     """Build the restorer ``name`` with parameter overrides, e.g. ``alpha=1.5``."""
     return restorer_class(name)(**params)
@@ -78,5 +86,5 @@ def restorer_info(name: str) -> dict[str, Any]:
 
 __all__ = [
     "REGISTRY", "Availability", "Restorer", "RestorerParams",
-    "build_available", "get_restorer", "restorer_class", "restorer_info",
+    "build_available", "get_restorer", "output_names", "restorer_class", "restorer_info",
 ]

@@ -44,19 +44,6 @@ class SpectralSubtractionHFParams(RestorerParams):
         check_fft_size(self.n_fft)
 
 
-def quietest_frames_mean(magnitude: np.ndarray, quantile: float) -> np.ndarray:
-    """Mean magnitude over the quietest frames, per channel and bin (the slow, obvious form).
-
-    Shape: ``[channels, frames, bins] -> [channels, 1, bins]``; "quietest" ranks
-    frames by their energy over the given bins.
-    """
-    energy = np.sum(np.square(magnitude), axis=-1)
-    count = max(1, int(round(quantile * magnitude.shape[-2])))
-    order = np.argsort(energy, axis=-1, kind="stable")[..., :count]
-    chosen = np.take_along_axis(magnitude, order[..., None], axis=-2)
-    return chosen.mean(axis=-2, keepdims=True)
-
-
 class SpectralSubtractionHF(Restorer):
     """High-band magnitude spectral subtraction with the input phase kept.
 
