@@ -99,7 +99,7 @@ def on_compare(clip, names, matched, *knob_values, progress=gr.Progress()):
                            progress=lambda name, i, total: progress((i, total), desc=f"running {name}"))
     except ValueError as exc:
         raise _error(exc) from None
-    columns, rows = lab.metrics_table(view.table)
+    columns, rows = lab.metrics_table(view.comparison.rows)
     skipped = "".join(f"\n- **{name}** skipped: {reason}" for name, reason in view.comparison.skipped.items())
     return (view, *_player_updates(view, matched), str(view.mel_png), str(view.linear_png), view.psd_figure,
             gr.update(value=rows, headers=columns), str(view.zip_path),
@@ -107,7 +107,7 @@ def on_compare(clip, names, matched, *knob_values, progress=gr.Progress()):
 
 
 def _player_updates(view, matched):
-    paths = (view.matched_players if matched else view.players) if view else {}
+    paths = (lab.matched_players(view) if matched else view.players) if view else {}
     return [gr.update(value=str(paths[name]), visible=True) if name in paths else gr.update(value=None, visible=False)
             for name in PLAYER_NAMES]
 

@@ -45,6 +45,7 @@ class Clip:
         source: where it came from (a path or a label).
         source_rate: the rate it was stored at.
         notes: what loading changed (resampling, downmix), for the user to see.
+        origin: how it was obtained: ``file``, ``example`` or ``musicgen``.
     """
 
     audio: np.ndarray
@@ -52,6 +53,7 @@ class Clip:
     source: str
     source_rate: int
     notes: list[str] = field(default_factory=list)
+    origin: str = "file"
 
     @property
     def channels(self) -> int:
@@ -257,14 +259,15 @@ class LoudnessMatch:
 
 
 def match_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float = -23.0,
-                   true_peak_ceiling_dbtp: float = -1.0) -> LoudnessMatch:
+                   true_peak_ceiling_dbtp: float = -1.0, measured_lufs: float | None = None) -> LoudnessMatch:
     """Gain a clip to ``target_lufs`` without its true peak exceeding the ceiling.
 
     A plain gain (no limiter): where the target would push the true peak over
     the ceiling the gain stops at the ceiling and ``limited_by_peak`` says so.
-    Silence is returned unchanged.
+    Silence is returned unchanged. ``measured_lufs`` skips measuring a clip
+    whose loudness is already known.
     """
-    measured = loudness_lufs(audio, sample_rate)
+    measured = loudness_lufs(audio, sample_rate) if measured_lufs is None else measured_lufs
     if not np.isfinite(measured):
         return LoudnessMatch(np.array(audio, copy=True), 0.0, measured, False)
     gain_db = target_lufs - measured

@@ -132,7 +132,7 @@ def cmd_compare(args) -> int:
     result = run_comparison(clip, names, settings, reference, args.cutoff_hz, args.visqol, progress)
     bar.n = bar.total
     bar.close()
-    written = write_comparison(result, args.output, figures=not args.no_figures)
+    written = write_comparison(result, args.output, figures=not args.no_figures).all()
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
     print(to_markdown(result.rows, ["name", "hf_energy_db", "hpss_ratio_db", "log_mel_distance",
@@ -194,12 +194,17 @@ def cmd_evaluate(args) -> int:
     bar.close()
     note = (f"{len(files)} clip(s), {label}; LSD low/high split at "
             f"{cutoff if cutoff is not None else 'n/a'} Hz. {analysis.SETTINGS_NOTE}")
+    return _report_evaluation(result, out, note, analysis.REFERENCE_COLUMNS)
+
+
+def _report_evaluation(result, out: Path, note: str, shown) -> int:
+    """Write per_clip.csv and summary.csv/.md, print mean ± std of the ``shown`` metrics and the note."""
     write_table(result.per_clip, columns_of(result.per_clip), out / "per_clip.csv")
-    summary_columns = columns_of(result.summary)
-    write_table(result.summary, summary_columns, out / "summary.csv", out / "summary.md", note=note)
+    write_table(result.summary, columns_of(result.summary), out / "summary.csv", out / "summary.md", note=note)
     compact = [{"restorer": row["restorer"],
-                **{m: f"{row[m + '_mean']:.3f} ± {row[m + '_std']:.3f}"
-                   for m in analysis.REFERENCE_COLUMNS if m + "_mean" in row}} for row in result.summary]
+                **{m: f"{row[m + '_mean']:.3f} ± {row[m + '_std']:.3f}" for m in shown if m + "_mean" in row},
+                **({"pass_rate": f"{row['pass_rate']:.2f}"} if "pass_rate" in row else {})}
+               for row in result.summary]
     print(to_markdown(compact, columns_of(compact)))
     print(note)
     for name, reason in result.skipped.items():
@@ -217,17 +222,9 @@ def _evaluate_no_reference(args, ev, names, files, out: Path) -> int:
     bar.close()
     note = (f"{len(files)} clip(s), no reference: every comparative measure is against each clip's "
             f"unprocessed input. {analysis.SETTINGS_NOTE}")
-    write_table(result.per_clip, columns_of(result.per_clip), out / "per_clip.csv")
-    write_table(result.summary, columns_of(result.summary), out / "summary.csv", out / "summary.md", note=note)
     shown = ("hf_energy_db", "hf_energy_gain_db", "hpss_ratio_db", "log_mel_distance", "noise_floor_db",
              "effective_bandwidth_hz", "loudness_lufs")
-    compact = [{"restorer": row["restorer"],
-                **{m: f"{row[m + '_mean']:.3f} ± {row[m + '_std']:.3f}" for m in shown},
-                **({"pass_rate": f"{row['pass_rate']:.2f}"} if "pass_rate" in row else {})}
-               for row in result.summary]
-    print(to_markdown(compact, columns_of(compact)))
-    print(note)
-    return 0
+    return _report_evaluation(result, out, note, shown)
 
 
 def cmd_bench(args) -> int:

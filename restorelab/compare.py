@@ -63,25 +63,44 @@ def run_comparison(clip: Clip, names: list[str] | None = None,
     return result
 
 
-def write_comparison(result: Comparison, outdir: str | Path, figures: bool = True) -> list[Path]:
-    """Write every output WAV, ``metrics.csv``/``metrics.md`` and the figures; return the paths."""
+@dataclass
+class ComparisonFiles:
+    """Where :func:`write_comparison` put everything.
+
+    Attributes:
+        wavs: clip name -> WAV at the working rate, the input first.
+        tables: the metric tables (CSV and Markdown).
+        figures: ``mel``, ``linear``, ``psd``, ``metric_changes`` -> PNG (empty without figures).
+    """
+
+    wavs: dict[str, Path] = field(default_factory=dict)
+    tables: list[Path] = field(default_factory=list)
+    figures: dict[str, Path] = field(default_factory=dict)
+
+    def all(self) -> list[Path]:
+        return [*self.wavs.values(), *self.tables, *self.figures.values()]
+
+
+def write_comparison(result: Comparison, outdir: str | Path, figures: bool = True) -> ComparisonFiles:
+    """Write the input and every output as WAV, ``metrics.csv``/``metrics.md`` and the figures."""
     outdir = Path(outdir)
     sr = result.clip.sample_rate
-    written = [write_wav(outdir / f"{name}.wav", audio, sr) for name, audio in result.outputs.items()]
+    clips = {analysis.INPUT_ROW: result.clip.audio, **result.outputs}
+    files = ComparisonFiles(wavs={name: write_wav(outdir / f"{name}.wav", audio, sr) for name, audio in clips.items()})
     columns = ["name", *analysis.NO_REFERENCE_COLUMNS, "hf_energy_down", "hpss_kept", "faithful", "pass"]
     write_table(result.rows, columns, outdir / "metrics.csv", outdir / "metrics.md",
                 note=analysis.SETTINGS_NOTE)
-    written += [outdir / "metrics.csv", outdir / "metrics.md"]
+    files.tables += [outdir / "metrics.csv", outdir / "metrics.md"]
     if result.reference_rows:
         ref_columns = columns_of(result.reference_rows, ("name", *analysis.REFERENCE_COLUMNS))
         write_table(result.reference_rows, ref_columns, outdir / "reference_metrics.csv",
                     outdir / "reference_metrics.md", note=analysis.SETTINGS_NOTE)
-        written += [outdir / "reference_metrics.csv", outdir / "reference_metrics.md"]
+        files.tables += [outdir / "reference_metrics.csv", outdir / "reference_metrics.md"]
     if figures:
-        clips = {analysis.INPUT_ROW: result.clip.audio, **result.outputs}
-        written.append(plots.save(plots.spectrogram_grid(clips, sr, "mel"), outdir / "mel_spectrograms.png"))
-        written.append(plots.save(plots.spectrogram_grid(clips, sr, "linear"),
-                                  outdir / "linear_spectrograms.png"))
-        written.append(plots.save(plots.psd_overlay(clips, sr), outdir / "psd_overlay.png"))
-        written.append(plots.save(plots.metric_change_bars(result.rows), outdir / "metric_changes.png"))
-    return written
+        files.figures = {
+            "mel": plots.save(plots.spectrogram_grid(clips, sr, "mel"), outdir / "mel_spectrograms.png"),
+            "linear": plots.save(plots.spectrogram_grid(clips, sr, "linear"), outdir / "linear_spectrograms.png"),
+            "psd": plots.save(plots.psd_overlay(clips, sr), outdir / "psd_overlay.png"),
+            "metric_changes": plots.save(plots.metric_change_bars(result.rows), outdir / "metric_changes.png"),
+        }
+    return files

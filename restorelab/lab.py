@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restorelab import analysis, plots
+from restorelab import plots
 from restorelab.audio import Clip, load_audio, match_loudness, write_wav
 from restorelab.compare import Comparison, run_comparison, write_comparison
 from restorelab.analysis import INPUT_ROW
@@ -82,7 +82,7 @@ def load_example(label: str) -> Clip:
     except KeyError:
         raise ValueError(f"unknown example {label!r}; known: {', '.join(EXAMPLES)}") from None
     clip = load_audio(ASSETS / filename)
-    clip.source = f"example:{filename}"
+    clip.origin = "example"
     return clip
 
 
@@ -106,11 +106,10 @@ class CompareView:
     comparison: Comparison
     folder: Path
     players: dict[str, Path] = field(default_factory=dict)
-    matched_players: dict[str, Path] = field(default_factory=dict)
+    matched_players: dict[str, Path] = field(default_factory=dict)  # written on first use
     mel_png: Path | None = None
     linear_png: Path | None = None
     psd_figure: object | None = None
-    table: list[dict] = field(default_factory=list)
     zip_path: Path | None = None
 
 
@@ -127,22 +126,28 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
               if name in names and name in MAIN_KNOBS}
     folder = work_folder("compare-")
     result = run_comparison(clip, names, params, progress=progress)
-    write_comparison(result, folder)
-    view = CompareView(comparison=result, folder=folder)
-    candidates = {INPUT_ROW: clip.audio, **result.outputs}
-    view.players[INPUT_ROW] = write_wav(folder / "input.wav", clip.audio, clip.sample_rate)
-    view.players.update({name: folder / f"{name}.wav" for name in result.outputs})
-    input_loudness = analysis.loudness_lufs(clip.audio, clip.sample_rate)
-    target = input_loudness if np.isfinite(input_loudness) else TARGET_LUFS
-    for name, audio in candidates.items():
-        matched = match_loudness(audio, clip.sample_rate, target)
-        view.matched_players[name] = write_wav(folder / "matched" / f"{name}.wav", matched.audio, clip.sample_rate)
-    view.mel_png = folder / "mel_spectrograms.png"
-    view.linear_png = folder / "linear_spectrograms.png"
-    view.psd_figure = plots.psd_overlay_plotly(candidates, clip.sample_rate)
-    view.table = result.rows
+    files = write_comparison(result, folder)
+    view = CompareView(comparison=result, folder=folder, players=files.wavs, mel_png=files.figures["mel"],
+                       linear_png=files.figures["linear"])
+    view.psd_figure = plots.psd_overlay_plotly({INPUT_ROW: clip.audio, **result.outputs}, clip.sample_rate)
     view.zip_path = _zip_folder(folder, folder / "restorelab-comparison.zip")
     return view
+
+
+def matched_players(view: CompareView) -> dict[str, Path]:
+    """Every clip loudness-matched to the input (true peak at most -1 dBTP), written on first use.
+
+    The loudness of each clip is already in the metrics rows; it is not measured again.
+    """
+    if not view.matched_players:
+        result = view.comparison
+        loudness = {row["name"]: row["loudness_lufs"] for row in result.rows}
+        target = loudness[INPUT_ROW] if np.isfinite(loudness[INPUT_ROW]) else TARGET_LUFS
+        for name, audio in {INPUT_ROW: result.clip.audio, **result.outputs}.items():
+            matched = match_loudness(audio, result.clip.sample_rate, target, measured_lufs=loudness[name])
+            view.matched_players[name] = write_wav(view.folder / "matched" / f"{name}.wav", matched.audio,
+                                                   result.clip.sample_rate)
+    return view.matched_players
 
 
 def _zip_folder(folder: Path, target: Path) -> Path:
@@ -183,7 +188,7 @@ def start_listening(session: Session, view: CompareView, clip: Clip, prompt: str
     if view is None:
         raise ValueError("Run a comparison first: its outputs are what you listen to.")
     session.clip_id = Path(clip.source).stem
-    session.clip_source = clip.source.split(":", 1)[0] if ":" in clip.source else "upload"
+    session.clip_source = clip.origin
     session.prompt = prompt
     session.candidates = [INPUT_ROW, *view.comparison.outputs]
     session.heard = {}

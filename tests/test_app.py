@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from restorelab import audio as A
+
 gr = pytest.importorskip("gradio")
 
 
@@ -65,8 +67,15 @@ def test_upload_compare_listen_vote_results(app, tmp_path):
     assert metrics["value"][0][0] == "input" and len(metrics["value"]) == 4
     assert len(psd.data) == 4
 
+    assert view.matched_players == {}  # written only when someone asks to hear them
+    import zipfile
+
+    assert not any("matched" in n for n in zipfile.ZipFile(download).namelist())
     matched = app.on_matched_toggle(view, True)
     assert all("matched" in update["value"] for update in matched if update["visible"])
+    loudness = [A.loudness_lufs(sf.read(update["value"], always_2d=True)[0].T.astype(np.float32), 44100)
+                for update in matched if update["visible"]]
+    assert max(loudness) - min(loudness) < 0.1
 
     session, timing, left, right, *rest = app.on_start_listening(None, view, clip, "")
     buttons = rest[:4]

@@ -102,6 +102,7 @@ def test_compare_with_reference(clips, tmp_path):
     for figure in ("mel_spectrograms.png", "linear_spectrograms.png", "psd_overlay.png", "metric_changes.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "LSD: log10 power" in (out / "metrics.md").read_text()
+    assert sf.info(out / "input.wav").samplerate == SR  # the input at the working rate, beside the outputs
 
 
 def test_compare_bad_file_is_a_clear_error(clips, tmp_path, capsys):
