@@ -100,11 +100,25 @@ class BandwidthExtensionDsp(Restorer):
     Params = BandwidthExtensionDspParams
     context_s = 0.2
 
-    def _process(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
+    def _fit(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The whole input's long-term power per bin (cutoff, envelope and shortfall come from it)."""
+        p = self.params
+        stft = Stft(p.n_fft, p.n_fft // 4)
+        total, frames = np.zeros(stft.n_bins), 0
+        for start, stop in self.blocks(audio.shape[-1], sample_rate, multiple=stft.hop):
+            spec = stft.forward(audio[:, start:stop])
+            total += long_term_power(spec) * spec.shape[-2]
+            frames += spec.shape[-2]
+        return total / frames
+
+    def _chunk_multiple(self, sample_rate: int) -> int:
+        return self.params.n_fft // 4  # every chunk on the whole input's frame grid
+
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: np.ndarray) -> np.ndarray:
         p = self.params
         stft = Stft(p.n_fft, p.n_fft // 4)
         spec = stft.forward(audio)
-        power = long_term_power(spec)
+        power = fitted
         cutoff = p.cutoff_hz
         if not cutoff:
             cutoff = estimate_cutoff_hz(power, sample_rate, p.margin_db)

@@ -196,6 +196,11 @@ class Restorer:
             yield start, min(start + size, n_samples)
 
     # -- chunking ----------------------------------------------------------
+    def _chunk_multiple(self, sample_rate: int) -> int:
+        """Chunk starts and context are multiples of this many samples (a frame-based method
+        returns its hop, so every chunk sees the same frame grid as the whole input)."""
+        return 1
+
     def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: Any) -> np.ndarray:
         """Run ``_process`` over chunks with discarded context and a linear crossfade.
 
@@ -206,8 +211,9 @@ class Restorer:
         output and one chunk's working set, whatever the input's length.
         """
         n = audio.shape[-1]
-        chunk = int(round(self.chunk_s * sample_rate))
-        context = int(round(self.context_s * sample_rate))
+        multiple = self._chunk_multiple(sample_rate)
+        chunk = max(multiple, int(round(self.chunk_s * sample_rate)) // multiple * multiple)
+        context = -(-int(round(self.context_s * sample_rate)) // multiple) * multiple
         fade = min(int(round(self.crossfade_s * sample_rate)), chunk)
         if n <= chunk + fade:
             return self._process(audio.copy(), sample_rate, fitted)
