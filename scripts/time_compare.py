@@ -3,7 +3,7 @@
 Starts ``app.py`` on a free localhost port, loads the bundled MusicGen-like example, presses
 Compare with every DSP restorer and waits for the players, both spectrogram images, the PSD plot
 and the status line. Repeats on fresh page loads and prints the times. Needs Debian's chromium
-(``sh scripts/install-browser.sh``) and the ``playwright`` package.
+(``sh scripts/install-test-deps.sh``) and the ``playwright`` package.
 
     python scripts/time_compare.py [--runs 3]
 """

@@ -1,0 +1,329 @@
+"""Clean full-band training music, assembled from Debian packages and cached outside the repo.
+
+Two kinds of source, all installed with ``apt-get`` (see :data:`APT_PACKAGES`):
+
+* MIDI rendered by FluidSynth with the FluidR3 General MIDI sound font (lossless,
+  content up to about 21 kHz): the music lumps of Freedoom's WADs, the
+  ``openttd-openmsx`` base set, and songs written over MMA's groove library.
+  Each MIDI gets seeded variations (instruments within their General MIDI
+  family, tempo, velocity) so the same notes sound different.
+* Real recordings from ``wesnoth-1.16-music``, ``hedgewars-data`` and
+  ``supertux-data`` (Vorbis), keeping only tracks whose spectrum reaches 19 kHz
+  and never a track that ``music-reference/MANIFEST.tsv`` holds out for evaluation.
+
+Everything is written as 24-bit FLAC at the working rate with a ``manifest.tsv``
+(file, source, package, licence, seconds, measured bandwidth). Training pairs
+are made from these clips on the fly by :mod:`restorelab.degrade`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from restorelab.audio import WORKING_RATE, AudioError, atomic_write_text, load_audio
+from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power
+
+APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm", "freedoom", "openttd-openmsx", "mma",
+                "wesnoth-1.16-music", "hedgewars-data", "supertux-data")
+SOUND_FONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+FREEDOOM_WADS = (Path("/usr/share/games/doom/freedoom1.wad"), Path("/usr/share/games/doom/freedoom2.wad"))
+OPENMSX_DIR = Path("/usr/share/games/openttd/baseset/openmsx")
+MMA_STDLIB = Path("/usr/share/mma/lib/stdlib")
+#: Package -> folder of its music (Vorbis files).
+RECORDING_DIRS = {
+    "wesnoth-1.16-music": Path("/usr/share/games/wesnoth/1.16/data/core/music"),
+    "hedgewars-data": Path("/usr/share/games/hedgewars/Data/Music"),
+    "supertux-data": Path("/usr/share/games/supertux2/music"),
+}
+#: Licences as the packages' Debian copyright files state them (the sound font: MIT).
+LICENCES = {
+    "freedoom": "BSD-3-Clause (Freedoom licence)",
+    "openttd-openmsx": "GPL-2.0",
+    "mma": "GPL-2.0+",
+    "wesnoth-1.16-music": "GPL-2.0+",
+    "hedgewars-data": "GPL-2.0 / CC-BY-SA-3.0 (per file)",
+    "supertux-data": "GPL-2.0+ / CC-BY-SA (per file)",
+}
+DEFAULT_CACHE = Path(os.environ.get("RESTORELAB_DATA", Path.home() / ".cache" / "restorelab" / "train-data"))
+MIN_BANDWIDTH_HZ = 19000.0
+MANIFEST_COLUMNS = ("file", "source", "package", "licence", "seconds", "bandwidth_hz")
+
+#: Chord loops for the MMA songs (Roman numerals on a random key).
+_PROGRESSIONS = (("I", "vi", "IV", "V"), ("I", "IV", "V", "IV"), ("ii", "V", "I", "I"),
+                 ("I", "V", "vi", "IV"), ("vi", "IV", "I", "V"), ("I", "iii", "IV", "V"))
+_DEGREES = {"I": (0, ""), "ii": (2, "m"), "iii": (4, "m"), "IV": (5, ""), "V": (7, ""), "vi": (9, "m")}
+_KEYS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One clean clip in the cache."""
+
+    file: str
+    source: str
+    package: str
+    seconds: float
+    bandwidth_hz: float
+
+
+# -- MIDI ----------------------------------------------------------------------
+
+def wad_music_lumps(wad: Path) -> Iterator[tuple[str, bytes]]:
+    """``(lump name, MIDI bytes)`` for each music lump (``D_*``) of a Doom WAD that is MIDI."""
+    data = wad.read_bytes()
+    magic, count, offset = struct.unpack_from("<4sii", data, 0)
+    if magic not in (b"IWAD", b"PWAD"):
+        raise ValueError(f"{wad}: not a WAD file (magic {magic!r})")
+    for i in range(count):
+        position, size, raw = struct.unpack_from("<ii8s", data, offset + 16 * i)
+        name = raw.rstrip(b"\0").decode("ascii", "replace")
+        lump = data[position : position + size]
+        if name.startswith("D_") and lump[:4] == b"MThd":
+            yield name, lump
+
+
+def mma_song(groove: str, rng: np.random.Generator, bars: int = 16) -> str:
+    """An MMA song: a random key, tempo and chord loop over ``groove``."""
+    key = int(rng.integers(12))
+    loop = _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
+    lines = [f"Tempo {int(rng.integers(80, 150))}", f"Groove {groove}"]
+    for bar in range(bars):
+        step, quality = _DEGREES[loop[bar % len(loop)]]
+        lines.append(f"{bar + 1} {_KEYS[(key + step) % 12]}{quality}")
+    return "\n".join(lines) + "\n"
+
+
+def mma_grooves(stdlib: Path = MMA_STDLIB) -> list[str]:
+    """Groove names defined in MMA's standard library (one per file, the file's first)."""
+    grooves = []
+    for path in sorted(stdlib.glob("*.mma")):
+        for line in path.read_text(errors="replace").splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0].lower() == "defgroove":
+                grooves.append(words[1])
+                break
+    return grooves
+
+
+def vary_midi(midi: bytes, rng: np.random.Generator, max_seconds: float = 60.0) -> bytes:
+    """A seeded variation of a MIDI file, cut to ``max_seconds``.
+
+    Each melodic channel's programs move to a random instrument of the same
+    General MIDI family (eight programs each) with probability one half; tempo
+    scales by 0.85-1.15 and velocities by 0.7-1.1. Drums (channel 10) keep their kit.
+    """
+    import mido
+
+    song = mido.MidiFile(file=io.BytesIO(midi))
+    tempo_scale = float(rng.uniform(0.85, 1.15))
+    velocity_scale = float(rng.uniform(0.7, 1.1))
+    family_shift = {channel: (int(rng.integers(8)) if rng.random() < 0.5 else None) for channel in range(16)}
+    # Cut by absolute time, which needs the tempo map: merge into one timeline first.
+    out = mido.MidiFile(type=0, ticks_per_beat=song.ticks_per_beat)
+    track = mido.MidiTrack()
+    out.tracks.append(track)
+    tempo, seconds = 500000, 0.0
+    for message in mido.merge_tracks(song.tracks):
+        seconds += mido.tick2second(message.time, song.ticks_per_beat, tempo) / tempo_scale
+        if seconds > max_seconds:
+            break
+        if message.type == "set_tempo":
+            tempo = message.tempo
+            message = message.copy(tempo=max(1, min(16777215, int(round(message.tempo / tempo_scale)))))
+        elif message.type == "program_change" and message.channel != 9:
+            shift = family_shift[message.channel]
+            if shift is not None:
+                message = message.copy(program=message.program // 8 * 8 + shift)
+        elif message.type == "note_on" and message.velocity > 0:
+            message = message.copy(velocity=int(np.clip(round(message.velocity * velocity_scale), 1, 127)))
+        if message.is_meta and message.type == "end_of_track":
+            continue
+        track.append(message)
+    # Release whatever still sounds (a cut leaves notes without their note-off, which keeps
+    # FluidSynth's renderer going), let it ring for two beats, then end.
+    for channel in range(16):
+        track.append(mido.Message("control_change", channel=channel, control=123, value=0))
+    track.append(mido.MetaMessage("end_of_track", time=int(song.ticks_per_beat * 2)))
+    buffer = io.BytesIO()
+    out.save(file=buffer)
+    return buffer.getvalue()
+
+
+def render_midi(midi: bytes, sound_font: Path = SOUND_FONT, sample_rate: int = WORKING_RATE) -> np.ndarray:
+    """Render MIDI bytes with FluidSynth to float32 ``[2, samples]``."""
+    fluidsynth = shutil.which("fluidsynth")
+    if fluidsynth is None or not sound_font.is_file():
+        raise RuntimeError("rendering MIDI needs fluidsynth and the FluidR3 sound font: "
+                           "apt-get install fluidsynth fluid-soundfont-gm")
+    with tempfile.TemporaryDirectory(prefix="restorelab-render-") as folder:
+        midi_path, wav_path = Path(folder) / "in.mid", Path(folder) / "out.wav"
+        midi_path.write_bytes(midi)
+        subprocess.run([fluidsynth, "-ni", "-q", "-r", str(sample_rate), "-O", "float", "-T", "wav",
+                        "-F", str(wav_path), str(sound_font), str(midi_path)],
+                       check=True, capture_output=True, timeout=600)
+        audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
+    if rate != sample_rate:
+        raise RuntimeError(f"fluidsynth wrote {rate} Hz, asked for {sample_rate}")
+    return audio.T
+
+
+def trim_silence(audio: np.ndarray, sample_rate: int, threshold_db: float = -60.0) -> np.ndarray:
+    """Drop leading and trailing stretches quieter than ``threshold_db`` below the peak (50 ms frames)."""
+    frame = sample_rate // 20
+    n_frames = audio.shape[-1] // frame
+    if n_frames == 0:
+        return audio
+    energy = np.mean(np.square(audio[:, : n_frames * frame]).reshape(audio.shape[0], n_frames, frame), axis=(0, 2))
+    loud = np.flatnonzero(energy > energy.max() * 10 ** (threshold_db / 10))
+    if loud.size == 0:
+        return audio[:, :0]
+    return audio[:, loud[0] * frame : (loud[-1] + 1) * frame]
+
+
+# -- recordings ----------------------------------------------------------------
+
+def held_out_paths(manifest: Path) -> set[str]:
+    """Paths inside their packages of the evaluation excerpts (``path_in_package`` column)."""
+    if not manifest.is_file():
+        return set()
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        return {row["path_in_package"] for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def bandwidth_hz(audio: np.ndarray, sample_rate: int) -> float:
+    """Where the clip's long-term spectrum ends (Nyquist when it has no empty band)."""
+    stft = Stft(4096, 1024)
+    return estimate_cutoff_hz(long_term_power(stft.forward(audio)), sample_rate)
+
+
+# -- the cache -----------------------------------------------------------------
+
+def _write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.flac", dir=path.parent)
+    os.close(fd)
+    try:
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        scale = 0.98 / peak if peak > 0.98 else 1.0  # FLAC is integer: keep the clip whole
+        sf.write(tmp, (audio * scale).T, sample_rate, subtype="PCM_24", format="FLAC")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(cache: Path) -> list[Item]:
+    """The items of a built cache; raises if it has not been built."""
+    path = Path(cache) / "manifest.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training data here; run `restorelab data build` first")
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [Item(row["file"], row["source"], row["package"], float(row["seconds"]), float(row["bandwidth_hz"]))
+                for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def _write_manifest(cache: Path, items: list[Item]) -> None:
+    lines = ["\t".join(MANIFEST_COLUMNS)]
+    for item in items:
+        lines.append("\t".join([item.file, item.source, item.package, LICENCES[item.package],
+                                f"{item.seconds:.2f}", f"{item.bandwidth_hz:.0f}"]))
+    atomic_write_text(cache / "manifest.tsv", "\n".join(lines) + "\n")
+
+
+def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 45.0,
+          held_out_manifest: Path | None = None, mma_songs: int = 40, variations: int = 1,
+          log=print) -> list[Item]:
+    """Render and collect the training music into ``cache``; returns the manifest's items.
+
+    Existing files are kept (the build resumes); a recording whose bandwidth is
+    under 19 kHz, or that is held out, is skipped and said so.
+    """
+    cache = Path(cache)
+    rng = np.random.default_rng(seed)
+    items: list[Item] = []
+
+    def keep(relative: str, source: str, package: str, make) -> None:
+        path = cache / relative
+        if path.is_file():
+            info = sf.info(str(path))
+            audio = None
+        else:
+            audio = make()
+            if audio is None:
+                return
+            audio = trim_silence(audio, WORKING_RATE)[:, : int(clip_seconds * WORKING_RATE)]
+            if audio.shape[-1] < 5 * WORKING_RATE:
+                log(f"skipped {relative}: under 5 s of sound")
+                return
+            _write_flac(path, audio, WORKING_RATE)
+            info = sf.info(str(path))
+        if audio is None:
+            audio = sf.read(str(path), dtype="float32", always_2d=True)[0].T
+        items.append(Item(relative, source, package, info.frames / info.samplerate, bandwidth_hz(audio, WORKING_RATE)))
+
+    midis: list[tuple[str, str, bytes]] = []
+    for wad in FREEDOOM_WADS:
+        if wad.is_file():
+            midis += [("freedoom", f"{wad.stem}-{name}", lump) for name, lump in wad_music_lumps(wad)]
+    midis += [("openttd-openmsx", path.stem, path.read_bytes()) for path in sorted(OPENMSX_DIR.glob("*.mid"))]
+    grooves = mma_grooves() if shutil.which("mma") else []
+    for index in range(mma_songs if grooves else 0):
+        groove = grooves[int(rng.integers(len(grooves)))]
+        midi = _mma_midi(mma_song(groove, rng))
+        if midi and "metronome" not in groove.lower():  # a click track is not music
+            midis.append(("mma", f"song{index:03d}-{groove}", midi))
+    log(f"{len(midis)} MIDI files to render ({variations} variation(s) each)")
+    for package, name, midi in midis:
+        for v in range(variations):
+            variant_rng = np.random.default_rng([seed, v, *name.encode()])
+
+            def render(midi=midi, variant_rng=variant_rng):
+                return render_midi(vary_midi(midi, variant_rng, max_seconds=clip_seconds + 5))
+
+            keep(f"midi/{package}/{name}-v{v}.flac", "midi", package, render)
+
+    held_out = held_out_paths(held_out_manifest) if held_out_manifest else set()
+    for package, folder in RECORDING_DIRS.items():
+        for path in sorted(folder.rglob("*.ogg")) if folder.is_dir() else []:
+            if str(path) in held_out:
+                log(f"held out for evaluation: {path}")
+                continue
+            relative = f"recordings/{package}/{path.relative_to(folder).with_suffix('.flac')}"
+
+            def load(path=path):
+                try:
+                    clip = load_audio(path, max_duration_s=1800)
+                except AudioError as exc:
+                    log(f"skipped {exc}")
+                    return None
+                audio = clip.audio if clip.channels == 2 else np.repeat(clip.audio, 2, axis=0)
+                width = bandwidth_hz(audio, WORKING_RATE)
+                if width < MIN_BANDWIDTH_HZ:
+                    log(f"skipped {path}: bandwidth {width:.0f} Hz is under {MIN_BANDWIDTH_HZ:.0f}")
+                    return None
+                return audio
+
+            keep(relative, "recording", package, load)
+    _write_manifest(cache, items)
+    log(f"{len(items)} clips, {sum(i.seconds for i in items) / 60:.1f} min, in {cache}")
+    return items
+
+
+def _mma_midi(song: str) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="restorelab-mma-") as folder:
+        source, target = Path(folder) / "song.mma", Path(folder) / "song.mid"
+        source.write_text(song)
+        result = subprocess.run(["mma", "-f", str(target), str(source)], capture_output=True, timeout=120)
+        return target.read_bytes() if result.returncode == 0 and target.is_file() else b""

@@ -1,0 +1,105 @@
+"""The training-data builder: WAD lumps, MIDI variations, MMA songs, FluidSynth renders, filters."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+
+import mido
+import numpy as np
+import pytest
+
+from restorelab import data
+
+SR = 44100
+
+
+def _midi(program: int = 0, drum: bool = True, seconds: float = 4.0, note: int = 69) -> bytes:
+    song = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    song.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=500000))
+    track.append(mido.Message("program_change", channel=0, program=program))
+    beats = int(seconds * 2)
+    for _ in range(beats):
+        track.append(mido.Message("note_on", channel=0, note=note, velocity=100))
+        if drum:
+            track.append(mido.Message("note_on", channel=9, note=36, velocity=90))
+        track.append(mido.Message("note_off", channel=0, note=note, velocity=0, time=480))
+    buffer = io.BytesIO()
+    song.save(file=buffer)
+    return buffer.getvalue()
+
+
+def test_wad_music_lumps_yields_only_midi_music(tmp_path):
+    lumps = [("D_E1M1", _midi()), ("MAP01", b"\x00" * 10), ("D_MUSLMP", b"MUS\x1a" + b"\x00" * 8)]
+    body, directory, offset = b"", b"", 12
+    for name, payload in lumps:
+        directory += struct.pack("<ii8s", offset + len(body), len(payload), name.encode())
+        body += payload
+    wad = tmp_path / "test.wad"
+    wad.write_bytes(struct.pack("<4sii", b"IWAD", len(lumps), 12 + len(body)) + body + directory)
+    assert [(name, payload[:4]) for name, payload in data.wad_music_lumps(wad)] == [("D_E1M1", b"MThd")]
+    (tmp_path / "bad.wad").write_bytes(b"NOPE" + b"\x00" * 8)
+    with pytest.raises(ValueError, match="not a WAD"):
+        list(data.wad_music_lumps(tmp_path / "bad.wad"))
+
+
+def test_variation_keeps_families_and_drums_scales_velocity_and_cuts():
+    original = _midi(program=25, seconds=20.0)
+    for seed in range(6):
+        varied = mido.MidiFile(file=io.BytesIO(data.vary_midi(original, np.random.default_rng(seed), max_seconds=5.0)))
+        messages = list(varied.tracks[0])
+        programs = [m.program for m in messages if m.type == "program_change"]
+        assert all(p // 8 == 25 // 8 for p in programs)  # guitars stay guitars
+        assert all(m.note == 36 for m in messages if m.type == "note_on" and m.channel == 9)
+        assert all(1 <= m.velocity <= 127 for m in messages if m.type == "note_on")
+        assert 4.0 < varied.length < 7.5  # cut at 5 s (tempo scaled), plus the two-beat release
+        assert sum(m.type == "control_change" and m.control == 123 for m in messages) == 16
+
+
+def test_mma_song_is_a_chord_loop_over_the_groove():
+    lines = data.mma_song("Rhumba", np.random.default_rng(0), bars=8).splitlines()
+    assert lines[0].startswith("Tempo ") and lines[1] == "Groove Rhumba"
+    assert [line.split()[0] for line in lines[2:]] == [str(i) for i in range(1, 9)]
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None or not data.SOUND_FONT.is_file(),
+                    reason="needs Debian's fluidsynth and fluid-soundfont-gm (scripts/install-test-deps.sh)")
+def test_fluidsynth_render_plays_the_written_note():
+    audio = data.render_midi(_midi(program=0, drum=False, seconds=2.0, note=69))  # piano A4
+    assert audio.shape[0] == 2 and audio.shape[1] > SR
+    spectrum = np.abs(np.fft.rfft(audio.mean(axis=0)[: 2 * SR]))
+    freqs = np.fft.rfftfreq(2 * SR, 1 / SR)
+    assert freqs[np.argmax(spectrum)] == pytest.approx(440.0, abs=3.0)
+
+
+def test_trim_silence_keeps_the_sounding_part():
+    audio = np.zeros((2, 5 * SR), np.float32)
+    audio[:, 2 * SR : 3 * SR] = 0.5
+    trimmed = data.trim_silence(audio, SR)
+    assert trimmed.shape[-1] == SR and np.all(trimmed == 0.5)
+    assert data.trim_silence(np.zeros((2, SR), np.float32), SR).shape[-1] == 0
+
+
+def test_bandwidth_filter_tells_band_limited_from_full_band():
+    from restorelab.degrade import band_limit
+
+    noise = np.random.default_rng(0).standard_normal((2, 3 * SR)).astype(np.float32) * 0.1
+    assert data.bandwidth_hz(noise, SR) > data.MIN_BANDWIDTH_HZ
+    limited = band_limit(noise, SR, None, cutoff_hz=16000.0)
+    assert data.bandwidth_hz(limited, SR) == pytest.approx(16000, abs=300)
+
+
+def test_held_out_paths_come_from_the_reference_manifest(tmp_path):
+    manifest = tmp_path / "MANIFEST.tsv"
+    manifest.write_text("file\tdebian_package\tpath_in_package\tseconds\n"
+                        "a.flac\twesnoth-1.16-music\t/usr/share/games/wesnoth/1.16/data/core/music/frantic.ogg\t10\n")
+    assert data.held_out_paths(manifest) == {"/usr/share/games/wesnoth/1.16/data/core/music/frantic.ogg"}
+    assert data.held_out_paths(tmp_path / "missing.tsv") == set()
+
+
+def test_reading_an_unbuilt_cache_says_how_to_build_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="restorelab data build"):
+        data.read_manifest(tmp_path)
