@@ -40,6 +40,8 @@ MEL_POWER_FLOOR = 1e-10
 #: Floor of the dB spectrograms used for plots and spectrogram errors.
 SPECTROGRAM_FLOOR_DB = -120.0
 HF_BAND_HZ = 6000.0
+#: Share of the input's frames, the quietest by total power, where hiss is easiest to hear.
+QUIET_SHARE = 0.25
 #: Name of the unprocessed input's row in every table, and of the input in comparisons and listening tests.
 INPUT_ROW = "input"
 CLIP_LEVEL = 1.0
@@ -136,10 +138,19 @@ def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096):
 
 # -- no-reference measures --------------------------------------------------
 
-def hf_band_energy_db(power: np.ndarray, sample_rate: int, band_hz: float = HF_BAND_HZ) -> float:
-    """Mean power per frame summed over bins at or above ``band_hz``, in dB."""
+def hf_band_energy_db(power: np.ndarray, sample_rate: int, band_hz: float = HF_BAND_HZ,
+                      frames: np.ndarray | None = None) -> float:
+    """Mean power per frame (over ``frames``, default all) summed over bins at or above ``band_hz``, in dB."""
     k = FEATURE_STFT.bin_index(band_hz, sample_rate)
-    return float(db(power[..., k:].sum(axis=-1).mean()))
+    band = power[..., k:].sum(axis=-1)
+    return float(db((band if frames is None else band[..., frames]).mean()))
+
+
+def quiet_frames(power: np.ndarray, share: float = QUIET_SHARE) -> np.ndarray:
+    """Indices of the quietest ``share`` of frames by total power (channels averaged)."""
+    total = power.sum(axis=-1).reshape(-1, power.shape[-2]).mean(axis=0)
+    count = max(1, int(round(share * total.size)))
+    return np.sort(np.argsort(total, kind="stable")[:count])
 
 
 def hpss_ratio_db(power: np.ndarray, kernel: int = 17) -> float:
@@ -218,13 +229,18 @@ def no_reference_metrics(audio: np.ndarray, sample_rate: int,
     audio = _as_2d(audio)
     power = normalised_power(audio)
     hf = hf_band_energy_db(power, sample_rate)
-    row: dict[str, float] = {"hf_energy_db": hf, "hpss_ratio_db": hpss_ratio_db(power)}
+    original_power = power if original is None else normalised_power(_as_2d(original))
+    # The same frames for the input and every output: the input's quietest.
+    quiet = quiet_frames(original_power) if original_power.shape[-2] == power.shape[-2] else quiet_frames(power)
+    row: dict[str, float] = {"hf_energy_db": hf,
+                             "hf_quiet_energy_db": hf_band_energy_db(power, sample_rate, frames=quiet),
+                             "hpss_ratio_db": hpss_ratio_db(power)}
     if original is None:
         row["log_mel_distance"] = 0.0
         row["hf_energy_gain_db"] = 0.0
     else:
         row["log_mel_distance"] = log_mel_distance(original, audio, sample_rate)
-        row["hf_energy_gain_db"] = hf - hf_band_energy_db(normalised_power(original), sample_rate)
+        row["hf_energy_gain_db"] = hf - hf_band_energy_db(original_power, sample_rate)
     row.update(spectral_shape(power, sample_rate))
     mean_square = float(np.mean(np.square(audio, dtype=np.float64)))
     peak = float(np.max(np.abs(audio)))
@@ -240,7 +256,7 @@ def no_reference_metrics(audio: np.ndarray, sample_rate: int,
 
 #: Column order and units of the no-reference table.
 NO_REFERENCE_COLUMNS = (
-    "hf_energy_db", "hf_energy_gain_db", "hpss_ratio_db", "log_mel_distance",
+    "hf_energy_db", "hf_energy_gain_db", "hf_quiet_energy_db", "hpss_ratio_db", "log_mel_distance",
     "spectral_centroid_hz", "rolloff85_hz", "rolloff99_hz", "spectral_flatness",
     "effective_bandwidth_hz", "rms_db", "noise_floor_db", "loudness_lufs", "peak_db",
     "clipped_samples",

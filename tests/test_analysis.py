@@ -158,3 +158,20 @@ def test_visqol_prefers_the_cleaner_signal(music, rng):
     clean = music[:, : 3 * SR]
     mild, strong = add_noise(clean, 30, rng), add_noise(clean, 5, rng)
     assert A.visqol_moslqo(clean, mild, SR) > A.visqol_moslqo(clean, strong, SR)
+
+
+def test_quiet_passage_hiss_is_measured_on_the_inputs_quietest_frames(rng):
+    """Hiss removed only where the music is quiet: the quiet-frame measure sees all of it."""
+    t = np.arange(4 * SR) / SR
+    loud = (t < 3.0).astype(np.float32)
+    music = (0.5 * np.sin(2 * np.pi * 440 * t) * loud + 0.01 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    hiss = 0.003 * rng.standard_normal(t.size).astype(np.float32)
+    noisy = (music + hiss)[None]
+    cleaned = (music + hiss * loud)[None]  # the last second, the quiet one, is clean
+    frames = A.quiet_frames(A.normalised_power(noisy))
+    times = frames * A.FEATURE_STFT.hop / SR
+    assert times.min() > 2.9  # the quiet quarter is the last second
+    before = A.no_reference_metrics(noisy, SR)
+    after = A.no_reference_metrics(cleaned, SR, original=noisy)
+    assert before["hf_quiet_energy_db"] - after["hf_quiet_energy_db"] > 20
+    assert before["hf_energy_db"] - after["hf_energy_db"] < 3  # the overall measure barely moves
