@@ -117,48 +117,82 @@ class BandwidthExtensionDsp(Restorer):
     def _process(self, audio: np.ndarray, sample_rate: int, fitted: np.ndarray) -> np.ndarray:
         p = self.params
         stft = Stft(p.n_fft, p.n_fft // 4)
-        spec = stft.forward(audio)
-        power = fitted
-        cutoff = p.cutoff_hz
-        if not cutoff:
-            cutoff = estimate_cutoff_hz(power, sample_rate, p.margin_db)
-            if cliff_depth_db(power, cutoff, sample_rate) < p.min_cliff_db:
-                return audio
-        nyquist = sample_rate / 2
-        stop_hz = min(p.max_frequency_hz, nyquist)
-        kc = stft.bin_index(cutoff, sample_rate)
-        k_stop = stft.bin_index(stop_hz, sample_rate)
-        phase_step = p.n_fft // stft.hop
-        shift = (kc // 2) // phase_step * phase_step
-        if shift < phase_step or k_stop <= kc or not np.any(power[:kc] > 0):
+        plan = replication_plan(fitted, sample_rate, stft, p)
+        if plan is None:
             return audio
-
-        freqs = stft.bin_frequencies_hz(sample_rate)
-        # The fit skips the last half-kilohertz, where codecs roll off.
-        guard = min(stft.bin_index(500.0, sample_rate), shift // 2)
-        fit_bins = np.arange(kc - shift, kc - guard)
-        slope, centre_octave, centre_db = fit_slope_db_per_octave(db(power[fit_bins]), freqs[fit_bins])
-        slope = float(np.clip(slope, p.min_slope_db_per_octave, p.max_slope_db_per_octave))
-        level_at_cutoff = centre_db + slope * (np.log2(freqs[kc]) - centre_octave)
-
-        target_bins = np.arange(kc, k_stop)
-        origin = target_bins - np.ceil((target_bins - kc + 1) / shift).astype(int) * shift
-        octaves_above = np.log2(freqs[target_bins] / freqs[kc])
-        target_db = level_at_cutoff + slope * octaves_above + p.gain_db
-        # Only the shortfall is filled: an empty band gets the whole envelope,
-        # a band that hiss (or real content) already fills gets nothing.
-        shortfall = np.maximum(10.0 ** (target_db / 10.0) - power[target_bins], 0.0)
-        fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / _FADE_OCTAVES, 0.0, 1.0)
-        # Capped so a near-empty source bin cannot turn its noise into a whistle.
-        gain_db = np.minimum(db(shortfall) - db(power[origin]), _MAX_GAIN_DB)
-        gain = np.where(shortfall > 0, 10.0 ** (gain_db / 20.0), 0.0) * fade
-
-        high = np.zeros_like(spec)
-        high[..., kc:k_stop] = spec[..., origin] * gain.astype(np.float32)
+        spec = stft.forward(audio)
+        high = spec[..., plan.origin] * plan.gain.astype(np.float32)
         generated = stft.inverse(high, audio.shape[-1])
-        # The synthesis window spreads each bin over its neighbours; a steep
-        # linear-phase high-pass at the cutoff keeps the band below it exact.
-        guard_hz = min(_GUARD_TRANSITION_HZ, freqs[kc] / 4)
-        taps = lowpass_fir(freqs[kc] - guard_hz / 2, sample_rate, guard_hz)
-        generated = generated - zero_phase_filter(generated, taps)
-        return (audio + generated).astype(np.float32)
+        return (audio + guard_above_cutoff(generated, plan.cutoff_bin, stft, sample_rate)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ReplicationPlan:
+    """Where the copied band comes from and how loud it is made, per STFT bin.
+
+    Attributes:
+        cutoff_bin: the first generated bin.
+        origin: for each bin, the bin it copies (itself below the cutoff).
+        gain: amplitude gain per bin applied to the copy (zero below the cutoff and above the stop).
+    """
+
+    cutoff_bin: int
+    origin: np.ndarray
+    gain: np.ndarray
+
+
+def replication_plan(power: np.ndarray, sample_rate: int, stft: Stft, p: BandwidthExtensionDspParams
+                     ) -> ReplicationPlan | None:
+    """The band replication for a long-term spectrum ``power`` (per bin), or None where it should not act.
+
+    None when ``p.cutoff_hz`` is 0 and the measured cutoff has no codec-like cliff,
+    or when the band below the cutoff is too narrow or silent to copy from.
+    """
+    cutoff = p.cutoff_hz
+    if not cutoff:
+        cutoff = estimate_cutoff_hz(power, sample_rate, p.margin_db)
+        if cliff_depth_db(power, cutoff, sample_rate) < p.min_cliff_db:
+            return None
+    nyquist = sample_rate / 2
+    stop_hz = min(p.max_frequency_hz, nyquist)
+    kc = stft.bin_index(cutoff, sample_rate)
+    k_stop = stft.bin_index(stop_hz, sample_rate)
+    phase_step = p.n_fft // stft.hop
+    shift = (kc // 2) // phase_step * phase_step
+    if shift < phase_step or k_stop <= kc or not np.any(power[:kc] > 0):
+        return None
+
+    freqs = stft.bin_frequencies_hz(sample_rate)
+    # The fit skips the last half-kilohertz, where codecs roll off.
+    guard = min(stft.bin_index(500.0, sample_rate), shift // 2)
+    fit_bins = np.arange(kc - shift, kc - guard)
+    slope, centre_octave, centre_db = fit_slope_db_per_octave(db(power[fit_bins]), freqs[fit_bins])
+    slope = float(np.clip(slope, p.min_slope_db_per_octave, p.max_slope_db_per_octave))
+    level_at_cutoff = centre_db + slope * (np.log2(freqs[kc]) - centre_octave)
+
+    target_bins = np.arange(kc, k_stop)
+    origin = np.arange(len(power))
+    origin[kc:k_stop] = target_bins - np.ceil((target_bins - kc + 1) / shift).astype(int) * shift
+    octaves_above = np.log2(freqs[target_bins] / freqs[kc])
+    target_db = level_at_cutoff + slope * octaves_above + p.gain_db
+    # Only the shortfall is filled: an empty band gets the whole envelope,
+    # a band that hiss (or real content) already fills gets nothing.
+    shortfall = np.maximum(10.0 ** (target_db / 10.0) - power[target_bins], 0.0)
+    fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / _FADE_OCTAVES, 0.0, 1.0)
+    # Capped so a near-empty source bin cannot turn its noise into a whistle.
+    gain_db = np.minimum(db(shortfall) - db(power[origin[kc:k_stop]]), _MAX_GAIN_DB)
+    gain = np.zeros(len(power))
+    gain[kc:k_stop] = np.where(shortfall > 0, 10.0 ** (gain_db / 20.0), 0.0) * fade
+    return ReplicationPlan(kc, origin, gain)
+
+
+def guard_above_cutoff(generated: np.ndarray, cutoff_bin: int, stft: Stft, sample_rate: int) -> np.ndarray:
+    """What ``generated`` has above the cutoff: a 100 dB linear-phase high-pass ending just below it.
+
+    The synthesis window spreads each bin over its neighbours; this keeps the band
+    below the cutoff exactly the input's.
+    """
+    cutoff_hz = stft.bin_frequencies_hz(sample_rate)[cutoff_bin]
+    guard_hz = min(_GUARD_TRANSITION_HZ, cutoff_hz / 4)
+    taps = lowpass_fir(cutoff_hz - guard_hz / 2, sample_rate, guard_hz)
+    return generated - zero_phase_filter(generated, taps)
