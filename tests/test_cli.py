@@ -175,3 +175,15 @@ def test_python_dash_m_works(tmp_path):
                             check=False)
     assert result.returncode == 0
     assert "spectral_gate_hf" in result.stdout
+
+
+def test_bench_signal_ends_at_a_codec_cliff_so_extenders_do_their_work():
+    from restorelab.bench import synthetic_music
+    from restorelab.dsp import Stft, cliff_depth_db, estimate_cutoff_hz, long_term_power
+    from restorers import get_restorer
+
+    audio = synthetic_music(2.0)
+    power = long_term_power(Stft(2048, 512).forward(audio))
+    cutoff = estimate_cutoff_hz(power, 44100)
+    assert 15500 < cutoff < 17000 and cliff_depth_db(power, cutoff, 44100) > 12
+    assert not np.array_equal(get_restorer("bandwidth_extension_dsp")(audio, 44100), audio)
