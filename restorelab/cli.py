@@ -1,9 +1,10 @@
-"""The ``restorelab`` command line: restorers, restore, compare, degrade, evaluate, bench."""
+"""The ``restorelab`` command line: restorers, restore, compare, degrade, evaluate, bench, data, train."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -163,12 +164,13 @@ def cmd_evaluate(args) -> int:
     from restorelab import evaluate as ev
 
     names = _restorer_names(args.restorer)
+    settings = parse_settings(args.set)
     files = find_audio_files(args.inputs)
     if not files:
         return _fail("no audio files found in the inputs")
     out = Path(args.output)
     if args.no_reference:
-        return _evaluate_no_reference(args, ev, names, files, out)
+        return _evaluate_no_reference(args, ev, names, files, out, settings)
     if args.reference_dir:
         pairs = ev.pairs_from_folders(files, Path(args.reference_dir))
         cutoff = args.cutoff_hz
@@ -187,7 +189,7 @@ def cmd_evaluate(args) -> int:
         bar.update(1)
 
     try:
-        result = ev.evaluate(pairs, names, cutoff, args.visqol, on_clip)
+        result = ev.evaluate(pairs, names, cutoff, args.visqol, on_clip, settings)
     except (AudioError, FileNotFoundError) as exc:
         bar.close()
         return _fail(str(exc))
@@ -212,18 +214,18 @@ def _report_evaluation(result, out: Path, note: str, shown) -> int:
     return 0
 
 
-def _evaluate_no_reference(args, ev, names, files, out: Path) -> int:
+def _evaluate_no_reference(args, ev, names, files, out: Path, settings: dict) -> int:
     bar = tqdm(total=len(files), desc="evaluating", unit="clip", disable=args.quiet)
     try:
-        result = ev.evaluate_no_reference(files, names, on_clip=lambda clip_id: bar.update(1))
+        result = ev.evaluate_no_reference(files, names, on_clip=lambda clip_id: bar.update(1), params=settings)
     except AudioError as exc:
         bar.close()
         return _fail(str(exc))
     bar.close()
     note = (f"{len(files)} clip(s), no reference: every comparative measure is against each clip's "
             f"unprocessed input. {analysis.SETTINGS_NOTE}")
-    shown = ("hf_energy_db", "hf_energy_gain_db", "hpss_ratio_db", "log_mel_distance", "noise_floor_db",
-             "effective_bandwidth_hz", "loudness_lufs")
+    shown = ("hf_energy_db", "hf_energy_gain_db", "hf_quiet_energy_db", "hpss_ratio_db", "log_mel_distance",
+             "noise_floor_db", "effective_bandwidth_hz", "loudness_lufs")
     return _report_evaluation(result, out, note, shown)
 
 
@@ -261,6 +263,39 @@ def cmd_bench(args) -> int:
     write_table(table, columns, Path(args.output).with_suffix(".csv"), Path(args.output), note=note)
     print(to_markdown(table, columns))
     print(note)
+    return 0
+
+
+def cmd_data_build(args) -> int:
+    from restorelab import data
+
+    missing = [tool for tool in ("fluidsynth", "mma") if shutil.which(tool) is None]
+    if missing or not data.SOUND_FONT.is_file():
+        return _fail("the data build needs Debian packages: sudo apt-get install " + " ".join(data.APT_PACKAGES))
+    held_out = Path(args.held_out)
+    if not held_out.is_file():
+        print(f"warning: {held_out} not found, so no track is held out for evaluation", file=sys.stderr)
+    cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
+    data.build(cache, seed=args.seed, clip_seconds=args.clip_seconds, held_out_manifest=held_out,
+               mma_songs=args.mma_songs, log=lambda line: print(line, file=sys.stderr))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from restorelab import data
+    from restorelab.train import TrainSettings, train
+
+    terms_text = args.terms if args.terms is not None else ("hf,dnh" if args.task == "denoise" else "hf,lsd")
+    terms = tuple(t for t in terms_text.split(",") if t and t != "none")
+    settings = TrainSettings(task=args.task, representation=args.representation,
+                             channels=tuple(int(c) for c in args.channels.split(",")),
+                             domains=tuple(d for d in args.domains.split(",") if d), terms=terms,
+                             steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads)
+    cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
+    try:
+        train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
     return 0
 
 
@@ -325,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LSD low/high split (default: the preset's band limit)")
     p.add_argument("--visqol", action="store_true", help="add ViSQOL (slow: about 1 s per second)")
     p.add_argument("-o", "--output", required=True, help="folder for per_clip.csv and summary.csv/.md")
+    p.add_argument("--set", action="append", default=[], metavar="NAME.param=value",
+                   help="override a restorer parameter (repeatable)")
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -333,6 +370,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="bench-results/bench.md", help="Markdown table (CSV beside it)")
     common(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("data", help="training data for the neural restorers")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("build", help="render and collect clean full-band music into a cache (apt packages)")
+    q.add_argument("--cache", default=None, help="where to write (default $RESTORELAB_DATA or "
+                                                "~/.cache/restorelab/train-data)")
+    q.add_argument("--held-out", default="../shared/data/music-reference/MANIFEST.tsv",
+                   help="MANIFEST.tsv of evaluation excerpts whose tracks are never used")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--clip-seconds", type=float, default=45.0, help="longest excerpt kept per track")
+    q.add_argument("--mma-songs", type=int, default=40, help="songs written over MMA grooves")
+    q.set_defaults(func=cmd_data_build)
+
+    p = sub.add_parser("train", help="train a spectral U-Net checkpoint on the built data")
+    p.add_argument("--task", choices=("denoise", "bwe"), required=True)
+    p.add_argument("--representation", choices=("linear", "mel"), default="linear")
+    p.add_argument("--domains", default="a,b,hiss,musicgen",
+                   help="denoising degradations, comma-separated: a, b, hiss, musicgen")
+    p.add_argument("--terms", default=None,
+                   help="extra loss terms, comma-separated: hf, dnh, lsd, or none "
+                        "(default: hf,dnh for denoise, hf,lsd for bwe)")
+    p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
+    p.add_argument("--steps", type=int, default=1200, help="training steps (the shipped checkpoints: 1200)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--cache", default=None, help="training data built by `restorelab data build`")
+    p.add_argument("-o", "--out", required=True, help="checkpoint file to write")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

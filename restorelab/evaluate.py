@@ -50,12 +50,14 @@ def pairs_from_folders(degraded_files: Iterable[Path], reference_dir: Path):
 
 
 def evaluate(pairs, names: list[str] | None = None, cutoff_hz: float | None = None,
-             with_visqol: bool = False, on_clip: Callable[[str], None] | None = None) -> Evaluation:
+             with_visqol: bool = False, on_clip: Callable[[str], None] | None = None,
+             params: dict[str, dict] | None = None) -> Evaluation:
     """Score the input and every available restorer on each ``(clip_id, clean, degraded)``.
 
-    ``on_clip`` is called with each clip's id once it has been scored.
+    ``on_clip`` is called with each clip's id once it has been scored; ``params``
+    overrides restorer parameters (name -> {param: value}).
     """
-    restorers, skipped = build_available(output_names(names))
+    restorers, skipped = build_available(output_names(names), params)
     result = Evaluation(cutoff_hz=cutoff_hz, skipped=skipped)
     for clip_id, clean, degraded in pairs:
         candidates = {INPUT_ROW: degraded}
@@ -71,13 +73,14 @@ def evaluate(pairs, names: list[str] | None = None, cutoff_hz: float | None = No
 
 def evaluate_no_reference(files: Iterable[Path], names: list[str] | None = None,
                           thresholds: analysis.VerdictThresholds = analysis.VerdictThresholds(),
-                          on_clip: Callable[[str], None] | None = None) -> Evaluation:
+                          on_clip: Callable[[str], None] | None = None,
+                          params: dict[str, dict] | None = None) -> Evaluation:
     """No-reference rows for every clip (the input first), verdicts, and a summary.
 
     For clips without a clean original, such as real MusicGen outputs. The
     summary adds each restorer's pass rate of every verdict check.
     """
-    restorers, skipped = build_available(output_names(names))
+    restorers, skipped = build_available(output_names(names), params)
     result = Evaluation(skipped=skipped)
     for path in files:
         clip = load_audio(path)

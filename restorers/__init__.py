@@ -15,6 +15,7 @@ from restorers.passthrough import Passthrough
 from restorers.spectral_gate import SpectralGate
 from restorers.spectral_gate_hf import SpectralGateHF
 from restorers.spectral_subtraction_hf import SpectralSubtractionHF
+from restorers.spectral_unet import UNetBandwidthExtension, UNetDenoise, UNetRestore
 
 REGISTRY: dict[str, type[Restorer]] = {
     "passthrough": Passthrough,
@@ -24,6 +25,9 @@ REGISTRY: dict[str, type[Restorer]] = {
     "spectral_gate": SpectralGate,
     "bandwidth_extension_dsp": BandwidthExtensionDsp,
     "demucs_remix": DemucsRemix,
+    "unet_denoise": UNetDenoise,
+    "unet_bwe": UNetBandwidthExtension,
+    "unet_restore": UNetRestore,
 }
 
 

@@ -133,3 +133,22 @@ def test_old_work_folders_are_removed(app, monkeypatch, tmp_path):
     os.utime(old, (stale, stale))
     fresh = app.lab.work_folder("new-")
     assert fresh.exists() and not old.exists()
+
+
+def test_shipped_unet_checkpoints_compare_and_listen(app):
+    """Our trained restorers run offline from the Compare tab into a blind pair in the Listen tab."""
+    clip = app.lab.load_example(next(iter(app.lab.EXAMPLES)))
+    knobs = [app.lab.knob_default(name) for name in app.lab.MAIN_KNOBS]
+    names = ["unet_denoise", "unet_bwe"]
+    out = app.on_compare(clip, names, False, *knobs, progress=NoProgress())
+    view, players = out[0], out[1 : 1 + len(app.PLAYER_NAMES)]
+    assert [name for name, update in zip(app.PLAYER_NAMES, players) if update["visible"]] == ["input", *names]
+    metrics = out[1 + len(app.PLAYER_NAMES) + 3]
+    assert [row[0] for row in metrics["value"]] == ["input", *names]
+    session, timing, left, right, *rest = app.on_start_listening(None, view, clip, "")
+    assert sf.info(left).samplerate == sf.info(right).samplerate == 44100
+    timing, *_ = app.on_play(timing, "left")
+    timing, *_ = app.on_play(timing, "right")
+    app.on_vote(session, view, timing, "right")
+    (row,) = app.VOTE_LOG.read()
+    assert {row["restorer_left"], row["restorer_right"]} <= {"input", *names}

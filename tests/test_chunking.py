@@ -26,10 +26,10 @@ def make(name: str, **params):
 #: whole-input statistics, which the streaming ``_fit`` gathers block by block (the frames at
 #: block edges are padded): -80 dB or lower for the denoising U-Net, about -57 dB for the extenders.
 TOLERANCE_DB = {"passthrough": -120.0, "bandwidth_extension_dsp": -50.0, "demucs_remix": -10.0,
-                "unet_denoise": -70.0, "unet_bwe": -50.0}
+                "unet_denoise": -70.0, "unet_bwe": -50.0, "unet_restore": -50.0}
 DEFAULT_TOLERANCE_DB = -35.0
 #: Bandwidth extenders get band-limited input, or they would rightly do nothing.
-BAND_LIMITED = ("bandwidth_extension_dsp", "unet_bwe")
+BAND_LIMITED = ("bandwidth_extension_dsp", "unet_bwe", "unet_restore")
 
 
 @pytest.fixture(scope="module")

@@ -187,3 +187,12 @@ def test_bench_signal_ends_at_a_codec_cliff_so_extenders_do_their_work():
     cutoff = estimate_cutoff_hz(power, 44100)
     assert 15500 < cutoff < 17000 and cliff_depth_db(power, cutoff, 44100) > 12
     assert not np.array_equal(get_restorer("bandwidth_extension_dsp")(audio, 44100), audio)
+
+
+def test_evaluate_applies_parameter_overrides(clips, tmp_path):
+    out = tmp_path / "set"
+    assert main(["evaluate", str(clips / "song.wav"), "--preset", "hiss", "-o", str(out), "-q",
+                 "-r", "spectral_subtraction_hf", "--set", "spectral_subtraction_hf.mix=0"]) == 0
+    with open(out / "per_clip.csv") as handle:
+        rows = {r["restorer"]: r for r in csv.DictReader(handle)}
+    assert rows["spectral_subtraction_hf"]["lsd"] == rows["input"]["lsd"]  # mix 0 is the input itself

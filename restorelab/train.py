@@ -1,0 +1,256 @@
+"""Training the spectral U-Net on pairs made on the fly from the cached clean music.
+
+Each step draws ``batch`` mono excerpts of ``segment_s`` from the corpus built
+by :mod:`restorelab.data` (silent ones redrawn), sets each to a random level,
+degrades it with the seeded simulator, runs the model through the same
+:func:`restorelab.unet.enhance` path as inference, and scores the waveform it
+gives against the clean one.
+
+The loss, with each extra term switched by name (``terms``):
+
+* multi-resolution STFT (always): spectral convergence plus log-magnitude L1 at
+  512/128, 1024/256 and 2048/512;
+* ``hf``: log-magnitude L1 over the band that matters, above 4 kHz for
+  denoising (hiss lives there), above the cutoff for bandwidth extension;
+* ``dnh`` (do no harm, denoising): a share of the batch is clean audio, and the
+  mean absolute log gain the model applies to it is penalised;
+* ``lsd``: the log-spectral distance itself (log10 power, floor 1e-10, RMS over
+  bins, mean over frames) at 2048/512. Log-magnitude L1 is minimised by the
+  median level; LSD by the mean, which differs where a band is sparse (lossy
+  coders leave many empty cells above 18 kHz).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from restorelab import degrade as dg
+from restorelab.audio import WORKING_RATE
+from restorelab.data import MIN_BANDWIDTH_HZ, read_manifest
+from restorelab.dsp import Stft, long_term_power
+from restorelab.unet import BandPlan, Frontend, SpectralUNet, UNetConfig, enhance, log_power_offset, save_checkpoint
+from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, replication_plan
+
+MRSTFT = ((512, 128), (1024, 256), (2048, 512))
+DENOISE_DOMAINS = ("a", "b", "hiss", "musicgen")
+LOSS_TERMS = ("hf", "dnh", "lsd")
+_MAG_EPS = 1e-5
+
+
+@dataclass
+class TrainSettings:
+    """Everything a checkpoint's training depends on (stored in its metadata)."""
+
+    task: str = "denoise"
+    representation: str = "linear"
+    channels: tuple[int, ...] = (12, 24, 48)
+    #: Degradation domains for denoising: ``a`` and ``b`` (the simulator's groups),
+    #: ``hiss`` (high-passed white noise) and ``musicgen`` (the MusicGen-like chain).
+    domains: tuple[str, ...] = DENOISE_DOMAINS
+    terms: tuple[str, ...] = ("hf", "dnh")
+    steps: int = 1200
+    batch: int = 8
+    segment_s: float = 1.5
+    learning_rate: float = 2e-3
+    clean_share: float = 0.15
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.domains) - set(DENOISE_DOMAINS)
+        if unknown:
+            raise ValueError(f"unknown domains {sorted(unknown)}; known: {', '.join(DENOISE_DOMAINS)}")
+        unknown = set(self.terms) - set(LOSS_TERMS)
+        if unknown:
+            raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_TERMS)}")
+        self.channels = tuple(int(c) for c in self.channels)
+
+    def config(self) -> UNetConfig:
+        return UNetConfig(task=self.task, representation=self.representation, channels=self.channels)
+
+
+# -- data ------------------------------------------------------------------------------------
+
+def load_corpus(cache: Path, log: Callable[[str], None] = print, min_bandwidth_hz: float = 0.0
+                ) -> list[np.ndarray]:
+    """The built cache's clips (those reaching ``min_bandwidth_hz``) as float32 ``[channels, samples]``."""
+    items = [item for item in read_manifest(cache) if item.bandwidth_hz >= min_bandwidth_hz]
+    clips = [sf.read(str(Path(cache) / item.file), dtype="float32", always_2d=True)[0].T for item in items]
+    log(f"{len(clips)} clips, {sum(c.shape[-1] for c in clips) / WORKING_RATE / 60:.1f} min from {cache}")
+    return clips
+
+
+def draw_excerpt(clips: list[np.ndarray], n: int, rng: np.random.Generator, min_rms_db: float = -45.0
+                 ) -> np.ndarray:
+    """A mono ``[1, n]`` excerpt (one channel or the mid) at a random level (-30 to -14 dBFS RMS)."""
+    weights = np.array([c.shape[-1] for c in clips], dtype=np.float64)
+    for _ in range(50):
+        clip = clips[int(rng.choice(len(clips), p=weights / weights.sum()))]
+        if clip.shape[-1] <= n:
+            continue
+        start = int(rng.integers(clip.shape[-1] - n))
+        piece = clip[:, start : start + n]
+        channel = int(rng.integers(piece.shape[0] + 1))
+        mono = piece.mean(axis=0) if channel == piece.shape[0] else piece[channel]
+        rms = float(np.sqrt(np.mean(np.square(mono))))
+        if rms > 10 ** (min_rms_db / 20):
+            target = 10 ** (rng.uniform(-30, -14) / 20)
+            return (mono * (target / rms))[None].astype(np.float32)
+    raise RuntimeError("could not find a non-silent excerpt in 50 draws; is the corpus empty or silent?")
+
+
+def degrade_for_denoising(clean: np.ndarray, domain: str, rng: np.random.Generator
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """``(degraded, target)`` for one domain; the MusicGen chain's target is the clean audio below 16 kHz."""
+    sr = WORKING_RATE
+    if domain in ("a", "b"):
+        name = str(rng.choice(dg.GROUP_A if domain == "a" else dg.GROUP_B))
+        return dg.DEGRADATIONS[name](clean, sr, rng, **dg.RANDOM_PARAMS[name](rng)), clean
+    if domain == "hiss":
+        return dg.additive_noise(clean, sr, rng, snr_db=float(rng.uniform(18, 40)),
+                                 highpass_hz=float(rng.uniform(2000, 8000))), clean
+    degraded = dg.musicgen_like(clean, sr, rng, rolloff_hz=float(rng.uniform(8000, 14000)),
+                                bits=int(rng.integers(10, 15)), hiss_snr_db=float(rng.uniform(25, 45)))
+    return degraded, dg.band_limit(clean, sr, rng, cutoff_hz=16000.0)
+
+
+def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.Generator):
+    """``(degraded, target, clean_flags, plans)``: tensors ``[batch, samples]`` and ``[batch]``, and for
+    bandwidth extension each item's :class:`ReplicationPlan` (else an empty list)."""
+    n = int(settings.segment_s * WORKING_RATE)
+    config = settings.config()
+    stft = Stft(config.n_fft, config.hop)
+    degraded, targets, is_clean, plans = [], [], [], []
+    while len(degraded) < settings.batch:
+        clean = draw_excerpt(clips, n, rng)
+        flag = False
+        if settings.task == "bwe":
+            # Codec-like brick walls from 11 to 17 kHz, the plan placed where each one is.
+            cutoff_hz = float(rng.uniform(11000, 17000))
+            x = dg.band_limit(clean, WORKING_RATE, rng, cutoff_hz=cutoff_hz)
+            plan = replication_plan(long_term_power(stft.forward(x)), WORKING_RATE, stft,
+                                    BandwidthExtensionDspParams(cutoff_hz=cutoff_hz))
+            if plan is None:
+                continue
+            plans.append(plan)
+            target = clean
+        elif "dnh" in settings.terms and rng.random() < settings.clean_share:
+            x, target, flag = clean, clean, True
+        else:
+            x, target = degrade_for_denoising(clean, str(rng.choice(settings.domains)), rng)
+        degraded.append(x[0])
+        targets.append(target[0])
+        is_clean.append(flag)
+    return (torch.from_numpy(np.stack(degraded)), torch.from_numpy(np.stack(targets)),
+            torch.tensor(is_clean), plans)
+
+
+# -- loss --------------------------------------------------------------------------------
+
+def _magnitude(audio: torch.Tensor, n_fft: int, hop: int, windows: dict) -> torch.Tensor:
+    if n_fft not in windows:
+        windows[n_fft] = torch.hann_window(n_fft)
+    spec = torch.stft(audio, n_fft, hop, window=windows[n_fft], center=True, return_complex=True)
+    return (spec.real.square() + spec.imag.square() + 1e-12).sqrt()
+
+
+def mrstft_loss(estimate: torch.Tensor, target: torch.Tensor, windows: dict) -> torch.Tensor:
+    total = estimate.new_zeros(())
+    for n_fft, hop in MRSTFT:
+        m_est, m_ref = _magnitude(estimate, n_fft, hop, windows), _magnitude(target, n_fft, hop, windows)
+        convergence = torch.linalg.norm(m_ref - m_est) / torch.linalg.norm(m_ref).clamp_min(1e-8)
+        log_l1 = (torch.log(m_ref + _MAG_EPS) - torch.log(m_est + _MAG_EPS)).abs().mean()
+        total = total + convergence + log_l1
+    return total / len(MRSTFT)
+
+
+def band_loss(estimate: torch.Tensor, target: torch.Tensor, start_bins: torch.Tensor, windows: dict
+              ) -> torch.Tensor:
+    """Log-magnitude L1 at 2048/512 over the bins at or above each item's ``start_bins``."""
+    m_est, m_ref = _magnitude(estimate, 2048, 512, windows), _magnitude(target, 2048, 512, windows)
+    bins = torch.arange(m_est.shape[1])[None, :, None]
+    weight = (bins >= start_bins[:, None, None]).float()
+    error = (torch.log(m_ref + _MAG_EPS) - torch.log(m_est + _MAG_EPS)).abs() * weight
+    return error.sum() / (weight.sum() * m_est.shape[-1]).clamp_min(1.0)
+
+
+def lsd_loss(estimate: torch.Tensor, target: torch.Tensor, windows: dict) -> torch.Tensor:
+    """Log-spectral distance as the evaluation defines it (log10 power, floor 1e-10), at 2048/512."""
+    p_est = _magnitude(estimate, 2048, 512, windows).square()
+    p_ref = _magnitude(target, 2048, 512, windows).square()
+    difference = torch.log10(p_ref.clamp_min(1e-10)) - torch.log10(p_est.clamp_min(1e-10))
+    return (difference.square().mean(dim=1) + 1e-8).sqrt().mean()
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Callable[[str], None] = print,
+          clips: list[np.ndarray] | None = None) -> tuple[SpectralUNet, dict]:
+    """Train one checkpoint; writes it to ``out`` (when given) with its settings and loss history."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    if clips is None:  # extension learns from music that really has the band it generates
+        clips = load_corpus(cache, log, MIN_BANDWIDTH_HZ if settings.task == "bwe" else 0.0)
+    config = settings.config()
+    model = SpectralUNet(config)
+    frontend = Frontend(config)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / settings.steps)))
+    windows: dict = {}
+    hf_start = int(round(4000 / (WORKING_RATE / config.n_fft)))
+    history, started, running = [], time.time(), 0.0
+    for step in range(settings.steps):
+        degraded, target, is_clean, plans = make_batch(clips, settings, rng)
+        spec = frontend.stft(degraded)
+        power = spec.real.square() + spec.imag.square()
+        offset = log_power_offset(power)
+        plan = BandPlan.stack(plans, config.n_bins) if plans else None
+        restored = enhance(model, frontend, spec, offset, plan)
+        estimate = frontend.istft(restored, degraded.shape[-1])
+        loss = mrstft_loss(estimate, target, windows)
+        if "hf" in settings.terms:
+            starts = (torch.tensor([p.cutoff_bin for p in plans]) if plans
+                      else torch.full((len(target),), hf_start))
+            loss = loss + band_loss(estimate, target, starts, windows)
+        if "lsd" in settings.terms:
+            loss = loss + lsd_loss(estimate, target, windows)
+        if "dnh" in settings.terms and config.task == "denoise" and bool(is_clean.any()):
+            gain = restored.abs() / spec.abs().clamp_min(1e-8)
+            loss = loss + torch.log(gain[is_clean].clamp_min(1e-4)).abs().mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimiser.step()
+        schedule.step()
+        running += float(loss.detach())
+        if (step + 1) % 50 == 0 or step + 1 == settings.steps:
+            mean = running / ((step % 50) + 1)
+            running = 0.0
+            history.append((step + 1, round(mean, 4)))
+            log(f"step {step + 1}/{settings.steps}  loss {mean:.4f}  {time.time() - started:.0f} s")
+    model.eval()
+    meta = {
+        "settings": {**settings.__dict__, "channels": list(settings.channels), "domains": list(settings.domains),
+                     "terms": list(settings.terms)},
+        "loss_history": history,
+        "train_seconds": round(time.time() - started, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    if out is not None:
+        save_checkpoint(out, model, meta)
+        log(f"wrote {out}")
+    return model, meta
+
+
+__all__ = ["TrainSettings", "train", "load_corpus", "make_batch", "mrstft_loss", "band_loss", "lsd_loss"]

@@ -1,0 +1,303 @@
+"""The spectral U-Net: one model family for denoising and bandwidth extension, linear or Mel.
+
+The network never writes a spectrum of its own. It predicts a real gain per
+time-frequency cell, which multiplies a complex STFT that already has coherent
+phase:
+
+* ``denoise``: the gain (0 to ``max_gain``) multiplies the input's own STFT.
+* ``bwe``: above the measured cutoff a phase-coherent copy of the band below it
+  is added (spectral band replication with a shift that is a multiple of
+  ``n_fft / hop`` bins, at ``bandwidth_extension_dsp``'s continued envelope);
+  the gain corrects that copy's envelope and tonality cell by cell, starting
+  from 0 dB, so the untrained network is exactly the DSP method. Below the
+  cutoff nothing is changed.
+
+Two front ends share one U-Net core of ``n_bands`` frequency rows:
+
+* ``linear``: the 1,024 STFT bins (Nyquist dropped) enter through a strided
+  convolution that folds ``1024 / n_bands`` bins into each row, and the gain
+  leaves through the transposed convolution, so the mask keeps full resolution.
+* ``mel``: log-Mel power in ``n_bands`` bands enters; the Mel gain is spread
+  back onto the bins through the normalised filterbank and applied as a mask
+  on the input's STFT (keeping its phase; compare :func:`griffin_lim`).
+
+The core: multi-scale residual blocks (a plain 3x3 branch beside a branch
+dilated in time), strided down-sampling in time and frequency, skip
+connections, and a bottleneck dilated further in time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from restorelab.analysis import mel_filterbank
+
+TASKS = ("denoise", "bwe")
+REPRESENTATIONS = ("linear", "mel")
+LOG_EPS = 1e-10
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Architecture and front end of one checkpoint."""
+
+    task: str = "denoise"
+    representation: str = "linear"
+    n_bands: int = 128
+    channels: tuple[int, ...] = (12, 24, 48)
+    n_fft: int = 2048
+    hop: int = 512
+    sample_rate: int = 44100
+    #: Denoising gain ceiling (a gain above one restores what a degradation dulled).
+    max_gain: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
+        if self.representation == "linear" and (self.n_fft // 2) % self.n_bands:
+            raise ValueError(f"n_bands must divide {self.n_fft // 2} for the linear front end")
+        if self.n_bands % (2 ** (len(self.channels) - 1)):
+            raise ValueError("n_bands must be divisible by 2 per down-sampling level")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def in_channels(self) -> int:
+        return 2 if self.task == "bwe" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "channels": list(self.channels)}
+
+
+def mel_to_bins(config: UNetConfig) -> np.ndarray:
+    """``[n_bands, bins]`` matrix spreading Mel gains onto STFT bins.
+
+    Each bin takes the filterbank-weighted mean of the bands covering it (a
+    bin no filter covers takes its nearest band), so a constant Mel gain gives
+    the same constant gain on every bin.
+    """
+    fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_bands)
+    weights = fb / np.maximum(fb.max(axis=1, keepdims=True), 1e-12)
+    cover = weights.sum(axis=0)
+    centres = np.argmax(fb, axis=1)
+    for k in np.flatnonzero(cover <= 1e-9):
+        weights[np.argmin(np.abs(centres - k)), k] = 1.0
+    return (weights / weights.sum(axis=0, keepdims=True)).astype(np.float32)
+
+
+def mel_analysis(config: UNetConfig) -> np.ndarray:
+    """``[n_bands, bins]`` area-normalised Mel filterbank (rows sum to one)."""
+    fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_bands)
+    return (fb / np.maximum(fb.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class MultiScaleBlock(nn.Module):
+    """Residual block: a 3x3 branch and a branch dilated ``dilation`` frames in time, fused by 1x1."""
+
+    def __init__(self, channels: int, dilation: int = 4) -> None:
+        super().__init__()
+        half = channels // 2
+        self.local = nn.Conv2d(channels, half, 3, padding=1)
+        self.wide = nn.Conv2d(channels, channels - half, 3, padding=(dilation, 1), dilation=(dilation, 1))
+        self.fuse = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.leaky_relu(torch.cat([self.local(x), self.wide(x)], dim=1), 0.1)
+        return x + self.fuse(y)
+
+
+class SpectralUNet(nn.Module):
+    """Gain predictor over ``[batch, in_channels, frames, features]`` (features: bins or Mel bands)."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        if config.representation == "linear":
+            fold = (config.n_fft // 2) // config.n_bands
+            self.embed = nn.Conv2d(config.in_channels, c[0], (3, 2 * fold), stride=(1, fold),
+                                   padding=(1, fold // 2))
+            self.head = nn.ConvTranspose2d(c[0], 1, (1, 2 * fold), stride=(1, fold), padding=(0, fold // 2))
+        else:
+            self.embed = nn.Conv2d(config.in_channels, c[0], 3, padding=1)
+            self.head = nn.Conv2d(c[0], 1, 1)
+        nn.init.zeros_(self.head.weight)  # starts as the identity (denoise) or the DSP envelope (bwe)
+        nn.init.zeros_(self.head.bias)
+        self.encoders = nn.ModuleList(MultiScaleBlock(ch) for ch in c[:-1])
+        self.downs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(c[:-1], c[1:]))
+        self.bottleneck = nn.Sequential(MultiScaleBlock(c[-1], 2), MultiScaleBlock(c[-1], 8))
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(c[:-1], c[1:]))
+        self.merges = nn.ModuleList(nn.Conv2d(2 * ch, ch, 1) for ch in c[:-1])
+        self.decoders = nn.ModuleList(MultiScaleBlock(ch) for ch in c[:-1])
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw gain logits, ``[batch, frames, bins]`` (linear: 1,024 bins) or ``[batch, frames, bands]``."""
+        frames = features.shape[2]
+        levels = len(self.config.channels) - 1
+        pad = (-frames) % (2 ** levels)
+        x = F.pad(features, (0, 0, 0, pad))
+        x = F.leaky_relu(self.embed(x), 0.1)
+        skips = []
+        for encode, down in zip(self.encoders, self.downs):
+            x = encode(x)
+            skips.append(x)
+            x = F.leaky_relu(down(x), 0.1)
+        x = self.bottleneck(x)
+        for up, merge, decode, skip in zip(reversed(self.ups), reversed(self.merges), reversed(self.decoders),
+                                           reversed(skips)):
+            x = F.leaky_relu(up(x), 0.1)
+            x = decode(merge(torch.cat([x, skip], dim=1)))
+        return self.head(x)[:, 0, :frames]
+
+
+# -- the signal path shared by training and inference --------------------------------
+
+@dataclass
+class Frontend:
+    """STFT, features and gain mapping for one configuration (tensors on one device)."""
+
+    config: UNetConfig
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.window = torch.hann_window(c.n_fft, device=self.device)
+        if c.representation == "mel":
+            self.analysis = torch.from_numpy(mel_analysis(c)).to(self.device)
+            self.spread = torch.from_numpy(mel_to_bins(c)).to(self.device)
+
+    def stft(self, audio: torch.Tensor) -> torch.Tensor:
+        """``[batch, samples] -> [batch, frames, bins]`` complex."""
+        c = self.config
+        return torch.stft(audio, c.n_fft, c.hop, window=self.window, center=True,
+                          return_complex=True).transpose(1, 2)
+
+    def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        c = self.config
+        return torch.istft(spec.transpose(1, 2), c.n_fft, c.hop, window=self.window, center=True, length=length)
+
+    def features(self, power: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """Log power (linear: bins without Nyquist; mel: bands) minus ``offset`` (per item, ``[batch]``)."""
+        if self.config.representation == "mel":
+            power = power @ self.analysis.T
+        else:
+            power = power[..., :-1]
+        return torch.log(power + LOG_EPS) - offset[:, None, None]
+
+    def to_bins(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-bin values from the network's output rows (linear: repeat the last bin for Nyquist)."""
+        if self.config.representation == "mel":
+            return logits @ self.spread
+        return torch.cat([logits, logits[..., -1:]], dim=-1)
+
+    def band_indicator(self, above: torch.Tensor) -> torch.Tensor:
+        """A ``[batch, bins]`` 0/1 mask in the network's feature rows, ``[batch, rows]``."""
+        if self.config.representation == "mel":
+            return above @ self.analysis.T
+        return above[..., :-1]
+
+
+def log_power_offset(power: torch.Tensor) -> torch.Tensor:
+    """The per-item normaliser of the features: mean log power over frames and bins."""
+    return torch.log(power + LOG_EPS).mean(dim=(1, 2))
+
+
+def denoise_gain(logits: torch.Tensor, config: UNetConfig) -> torch.Tensor:
+    """``max_gain * sigmoid``: exactly 1 where the logits are 0 (the untrained head)."""
+    return config.max_gain * torch.sigmoid(logits + math.log(1.0 / (config.max_gain - 1.0)))
+
+
+#: The network's correction of the replicated band, in dB: down to -60 (a band the source
+#: leaves nearly empty, as lossy coders do above 18 kHz), up to +20, 0 where the head is 0.
+BWE_CUT_DB, BWE_BOOST_DB = 60.0, 20.0
+
+
+def bwe_gain(logits: torch.Tensor) -> torch.Tensor:
+    squashed = torch.tanh(logits)
+    correction_db = torch.where(squashed < 0, BWE_CUT_DB * squashed, BWE_BOOST_DB * squashed)
+    return torch.pow(10.0, correction_db / 20.0)
+
+
+@dataclass
+class BandPlan:
+    """Per-item band replication as tensors ``[batch, bins]``: the bin each bin copies, the
+    DSP envelope's gain for the copy (0 where nothing is generated), and 1 at or above the cutoff."""
+
+    origin: torch.Tensor
+    gain: torch.Tensor
+    above: torch.Tensor
+
+    @classmethod
+    def stack(cls, plans, n_bins: int) -> "BandPlan":
+        """From :class:`restorers.bandwidth_extension_dsp.ReplicationPlan` objects."""
+        origin = torch.stack([torch.from_numpy(np.asarray(p.origin, dtype=np.int64)) for p in plans])
+        gain = torch.stack([torch.from_numpy(np.asarray(p.gain, dtype=np.float32)) for p in plans])
+        above = torch.stack([(torch.arange(n_bins) >= p.cutoff_bin).float() for p in plans])
+        return cls(origin, gain, above)
+
+
+def enhance(model: SpectralUNet, frontend: Frontend, spec: torch.Tensor, offset: torch.Tensor,
+            plan: BandPlan | None = None) -> torch.Tensor:
+    """The restored complex STFT, ``[batch, frames, bins]``.
+
+    ``denoise``: ``G * X``. ``bwe``: ``X`` below each item's cutoff; above it,
+    ``X + G * E * X[origin]``: the phase-coherent copy at the DSP envelope ``E``
+    (``bandwidth_extension_dsp``'s), corrected by the network's ``G`` (0 dB untrained).
+    """
+    config = model.config
+    power = spec.real.square() + spec.imag.square()
+    if config.task == "denoise":
+        logits = model(frontend.features(power, offset)[:, None])
+        return spec * denoise_gain(frontend.to_bins(logits), config)
+    if plan is None:
+        raise ValueError("bandwidth extension needs each item's replication plan")
+    copy = torch.gather(spec, 2, plan.origin[:, None, :].expand(-1, spec.shape[1], -1)) * plan.gain[:, None, :]
+    copy_power = copy.real.square() + copy.imag.square()
+    mixed_power = power * (1 - plan.above[:, None, :]) + copy_power
+    indicator = frontend.band_indicator(plan.above)[:, None, :].expand(-1, spec.shape[1], -1)
+    features = torch.stack([frontend.features(mixed_power, offset), indicator], dim=1)
+    return spec + copy * bwe_gain(frontend.to_bins(model(features)))
+
+
+# -- checkpoints -------------------------------------------------------------------------
+
+def save_checkpoint(path: str | Path, model: SpectralUNet, meta: dict[str, Any]) -> Path:
+    """Write ``{"config", "state_dict", "meta"}`` through a temporary file and a rename."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save({"config": model.config.to_dict(), "state_dict": state, "meta": meta}, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[SpectralUNet, dict[str, Any]]:
+    """The model (in eval mode) and the checkpoint's metadata; tensors only, no pickled code."""
+    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    config = UNetConfig(**{**blob["config"], "channels": tuple(blob["config"]["channels"])})
+    model = SpectralUNet(config)
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), dict(blob.get("meta", {}))

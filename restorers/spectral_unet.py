@@ -1,0 +1,307 @@
+"""Our trained spectral U-Net, for denoising and for bandwidth extension (linear or Mel front end)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from restorelab.audio import resample
+from restorelab.dsp import Stft
+from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, guard_above_cutoff, replication_plan
+from restorers.base import Availability, Restorer, RestorerParams
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+_MODELS: dict[str, Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def shipped_checkpoint(task: str, representation: str) -> Path:
+    """Where the checkpoint we train and ship for a task and front end lives."""
+    return MODEL_DIR / f"unet_{task}_{representation}.pt"
+
+
+@dataclass(frozen=True)
+class SpectralUNetParams(RestorerParams):
+    """Knobs of the spectral U-Net restorers.
+
+    Attributes:
+        representation: ``linear`` (STFT bins) or ``mel`` (Mel bands, applied as a
+            mask on the input's STFT).
+        checkpoint: a checkpoint file from ``restorelab train``; empty uses the
+            shipped one for the task and representation.
+    """
+
+    representation: str = "linear"
+    checkpoint: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.representation not in ("linear", "mel"):
+            raise ValueError(f"representation must be linear or mel, got {self.representation!r}")
+
+
+@dataclass(frozen=True)
+class UNetDenoiseParams(SpectralUNetParams):
+    """The Mel front end by default: it beat the linear one on every measured preset."""
+
+    representation: str = "mel"
+
+
+@dataclass(frozen=True)
+class UNetBandwidthExtensionParams(SpectralUNetParams):
+    """Adds where the band is generated (as ``bandwidth_extension_dsp`` decides it).
+
+    Attributes:
+        cutoff_hz: where the input's content ends; 0 measures it over the whole input.
+        max_frequency_hz: the generated band ends here (faded over the sixth of an
+            octave below); 20 kHz, where the training music and most lossy-coded music end.
+        margin_db: content threshold over the empty-band floor for measuring the cutoff.
+        min_cliff_db: how steeply the spectrum must fall across the cutoff for the band
+            above to count as removed by a codec; otherwise the input is returned as is.
+    """
+
+    cutoff_hz: float = 0.0
+    max_frequency_hz: float = 20000.0
+    margin_db: float = 20.0
+    min_cliff_db: float = 12.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.replication()  # validates the shared fields
+
+    def replication(self) -> BandwidthExtensionDspParams:
+        """The DSP extension's parameters that place the band and its starting envelope."""
+        return BandwidthExtensionDspParams(cutoff_hz=self.cutoff_hz, max_frequency_hz=self.max_frequency_hz,
+                                           margin_db=self.margin_db, min_cliff_db=self.min_cliff_db)
+
+
+class _SpectralUNet(Restorer):
+    """Shared plumbing: checkpoint loading, whole-input statistics, resampling, batching channels."""
+
+    kind = "neural"
+    task: ClassVar[str] = ""
+    context_s = 1.0
+
+    def __init__(self, params: SpectralUNetParams | None = None, *, model: Any = None, **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        self._model = model
+
+    @classmethod
+    def checkpoint_path(cls, params: SpectralUNetParams) -> Path:
+        return Path(params.checkpoint) if params.checkpoint else shipped_checkpoint(cls.task, params.representation)
+
+    @classmethod
+    def availability_for(cls, params: SpectralUNetParams) -> Availability:
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return Availability(False, f"needs torch ({exc}); pip install -r requirements.txt")
+        path = cls.checkpoint_path(params)
+        if not path.is_file():
+            return Availability(False, f"no checkpoint at {path}; train one with `restorelab train --task "
+                                       f"{cls.task} --representation {params.representation} --out {path}`")
+        return Availability(True)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "_SpectralUNet":
+        """The real code path on a random-weight U-Net (channels 4 and 8)."""
+        import torch
+
+        from restorelab.unet import SpectralUNet, UNetConfig
+
+        chunk_s = overrides.pop("chunk_s", None)
+        params = cls.Params(**overrides)
+        torch.manual_seed(0)
+        model = SpectralUNet(UNetConfig(task=cls.task, representation=params.representation, channels=(4, 8)))
+        for parameter in model.head.parameters():  # the head starts at zero; make the tiny model act
+            torch.nn.init.normal_(parameter, std=0.3)
+        return cls(params, model=model.eval(), chunk_s=chunk_s)
+
+    def _load(self):
+        if self._model is not None:
+            return self._model
+        availability = self.availability_for(self.params)
+        if not availability.available:
+            raise RuntimeError(f"{self.name} is unavailable: {availability.reason}")
+        from restorelab.unet import load_checkpoint
+
+        key = str(self.checkpoint_path(self.params).resolve())
+        with _LOAD_LOCK:
+            if key not in _MODELS:
+                model, _ = load_checkpoint(key)
+                if model.config.task != self.task:
+                    raise ValueError(f"{key} is a {model.config.task} checkpoint, not {self.task}")
+                _MODELS[key] = model
+            self._model = _MODELS[key]
+        return self._model
+
+    def _fit(self, audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
+        """Per-channel feature offset and the long-term power over the whole input, block by block.
+
+        The power is measured exactly as ``bandwidth_extension_dsp`` measures it, so both
+        find the same cutoff.
+        """
+        from restorelab.unet import LOG_EPS
+
+        config = self._load().config
+        stft = Stft(config.n_fft, config.hop)
+        log_sum = np.zeros(audio.shape[0])
+        power_sum = np.zeros(config.n_bins)
+        frames = 0
+        for start, stop in self.blocks(audio.shape[-1], sample_rate, multiple=config.hop):
+            block = resample(audio[:, start:stop], sample_rate, config.sample_rate)
+            power = np.square(np.abs(stft.forward(block)), dtype=np.float64)
+            log_sum += np.log(power + LOG_EPS).mean(axis=2).sum(axis=1)
+            power_sum += power.mean(axis=0).sum(axis=0)
+            frames += power.shape[1]
+        return {"offset": log_sum / frames, "power": power_sum / frames}
+
+    def _chunk_multiple(self, sample_rate: int) -> int:
+        # Whole frames, and whole steps of the U-Net's down-sampling in time, so every chunk
+        # sees the frame grid and the strided grids of the whole input.
+        config = self._load().config
+        return config.hop * 2 ** (len(config.channels) - 1) if sample_rate == config.sample_rate else 1
+
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        from restorelab.unet import BandPlan, Frontend, enhance
+
+        model = self._load()
+        config = model.config
+        stft = Stft(config.n_fft, config.hop)
+        plan = None
+        if self.task == "bwe":
+            plan = replication_plan(fitted["power"], config.sample_rate, stft, self.params.replication())
+            if plan is None:  # no codec-like cliff: nothing to extend
+                return audio
+        x = resample(audio, sample_rate, config.sample_rate)
+        frontend = Frontend(config)
+        with torch.inference_mode():
+            spec = frontend.stft(torch.from_numpy(np.ascontiguousarray(x)))
+            offset = torch.from_numpy(fitted["offset"]).float()
+            plans = BandPlan.stack([plan] * x.shape[0], config.n_bins) if plan else None
+            restored = frontend.istft(enhance(model, frontend, spec, offset, plans), x.shape[-1]).numpy()
+        if plan:
+            restored = x + guard_above_cutoff(restored - x, plan.cutoff_bin, stft, config.sample_rate)
+        out = resample(restored.astype(np.float32), config.sample_rate, sample_rate)
+        n = audio.shape[-1]
+        return np.pad(out, ((0, 0), (0, max(0, n - out.shape[-1]))))[:, :n].astype(np.float32)
+
+
+class UNetDenoise(_SpectralUNet):
+    """Spectral U-Net gain mask on the input's STFT, trained to remove hiss and codec damage.
+
+    Method: ``Y = G(|X|) X`` with ``G`` in ``[0, 2]`` predicted per bin (linear)
+    or per Mel band spread onto bins (mel) from the log power normalised by the
+    whole input's mean; the phase is the input's. Trained on the simulator's
+    groups A and B, high-passed hiss and the MusicGen-like chain, with a
+    multi-resolution STFT loss, a high-band term and a do-no-harm term on clean
+    input (see ``assets/models/MODEL_CARD.md``).
+
+    Trade-off: a mask cannot add what is not there; the gain ceiling of 2 lets it
+    undo a dulled top end by up to 6 dB, no more.
+
+    Reference: in the spirit of spectral U-Nets for music enhancement (for example
+    N. Kandpal et al., "Music Enhancement via Image Translation and Vocoding",
+    ICASSP 2022), with R. Yamamoto et al.'s multi-resolution STFT loss (ICASSP 2020).
+    """
+
+    name = "unet_denoise"
+    task = "denoise"
+    description = "Our spectral U-Net (trained, shipped): a learned gain mask that removes hiss and noise."
+    Params = UNetDenoiseParams
+
+
+class UNetBandwidthExtension(_SpectralUNet):
+    """Spectral band replication whose envelope and tonality a spectral U-Net shapes.
+
+    Method: above the measured cutoff bin ``kc`` the input's STFT gets ``G E X[o(k)]``,
+    where ``o(k)`` copies from the band below the cutoff with a shift that is a
+    multiple of ``n_fft / hop`` bins (the copy keeps coherent phase, so it is not
+    shaped noise), ``E`` is ``bandwidth_extension_dsp``'s continued envelope and
+    ``G`` the network's correction (within +-20 dB) for every cell above the
+    cutoff. A 100 dB linear-phase high-pass on what was added keeps the band
+    below the cutoff untouched. Input without a codec-like cliff is returned as is.
+
+    Trade-off: the copy's harmonics are the band below's, shifted; the network
+    can damp or keep them but not invent new ones.
+
+    Reference: SBR as in M. Dietz et al., "Spectral Band Replication", AES 112th
+    Convention, 2002; learned envelope in the spirit of H. Liu et al., "Neural
+    Vocoder is All You Need for Speech Super-resolution" (NVSR), Interspeech 2022.
+    """
+
+    name = "unet_bwe"
+    task = "bwe"
+    description = "Our spectral U-Net (trained, shipped): band replication above the cutoff, shaped by the network."
+    Params = UNetBandwidthExtensionParams
+
+
+@dataclass(frozen=True)
+class UNetRestoreParams(RestorerParams):
+    """Which checkpoints the chain uses.
+
+    Attributes:
+        denoise_representation, bwe_representation: ``linear`` or ``mel`` for each stage.
+    """
+
+    denoise_representation: str = "mel"
+    bwe_representation: str = "linear"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for value in (self.denoise_representation, self.bwe_representation):
+            if value not in ("linear", "mel"):
+                raise ValueError(f"representations must be linear or mel, got {value!r}")
+
+
+class UNetRestore(Restorer):
+    """Our two U-Nets in a row, for MusicGen output: denoise, then extend the band.
+
+    Method: ``unet_bwe(unet_denoise(x))``; each stage chunks the whole input on its own,
+    with its own whole-input statistics, so the chain keeps both stages' guarantees
+    (the extension leaves the denoised band below the cutoff untouched).
+
+    Trade-off: the extension copies whatever hiss the denoiser left below the cutoff
+    into the new band, so the denoiser goes first.
+
+    Reference: the two stages' own (``unet_denoise``, ``unet_bwe``).
+    """
+
+    name = "unet_restore"
+    kind = "neural"
+    description = "Our U-Nets chained for MusicGen output: denoise, then extend the band above the codec's cutoff."
+    Params = UNetRestoreParams
+
+    def __init__(self, params: UNetRestoreParams | None = None, *, stages: tuple[Restorer, Restorer] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(params, **kwargs)
+        p = self.params
+        self._stages = stages or (UNetDenoise(representation=p.denoise_representation, chunk_s=self.chunk_s),
+                                  UNetBandwidthExtension(representation=p.bwe_representation, chunk_s=self.chunk_s))
+
+    @classmethod
+    def availability_for(cls, params: UNetRestoreParams) -> Availability:
+        for stage, representation in ((UNetDenoise, params.denoise_representation),
+                                      (UNetBandwidthExtension, params.bwe_representation)):
+            availability = stage.availability_for(stage.Params(representation=representation))
+            if not availability.available:
+                return availability
+        return Availability(True)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "UNetRestore":
+        chunk_s = overrides.pop("chunk_s", None)
+        params = cls.Params(**overrides)
+        stages = (UNetDenoise.tiny(representation=params.denoise_representation, chunk_s=chunk_s),
+                  UNetBandwidthExtension.tiny(representation=params.bwe_representation, chunk_s=chunk_s))
+        return cls(params, stages=stages, chunk_s=chunk_s)
+
+    def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
+        denoise, extend = self._stages
+        return extend(denoise(audio, sample_rate), sample_rate)

@@ -1,0 +1,147 @@
+"""The spectral U-Net's studies on the held-out references: cross-domain, loss ablation, Mel phase.
+
+    python scripts/unet_studies.py cross-domain --checkpoints DIR --references ../shared/data/music-reference
+    python scripts/unet_studies.py ablation --checkpoints DIR --references ...
+    python scripts/unet_studies.py mel-phase --references ...
+
+``cross-domain`` expects ``denoise_{linear,mel}_{a,b}.pt`` in DIR (from ``restorelab
+train --domains a`` or ``b``) and scores each on the references degraded by group
+A and by group B: the change against the unprocessed input in spectrogram MSE
+(dB^2), L1 (dB), cosine and LSD. ``ablation`` expects ``ablation_{none,hf,hf-dnh}.pt``
+and scores each on the hiss, group A and group B presets and on clean input (do no
+harm). ``mel-phase`` compares the shipped Mel denoiser's output phase: the mask on
+the input's STFT (what the restorer does) against Griffin-Lim from the same
+magnitudes and from the Mel spectrum inverted by pseudo-inverse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from restorelab import analysis  # noqa: E402
+from restorelab.audio import WORKING_RATE, find_audio_files, load_audio  # noqa: E402
+from restorelab.degrade import degrade  # noqa: E402
+from restorelab.report import to_markdown  # noqa: E402
+from restorers import get_restorer  # noqa: E402
+
+METRICS = ("spec_mse_db2", "spec_mae_db", "spec_cosine", "lsd", "si_sdr_db")
+
+
+def _pairs(references: list[Path], preset: str | None, seed: int = 0):
+    for index, path in enumerate(references):
+        clean = load_audio(path).audio
+        degraded = clean if preset is None else degrade(clean, WORKING_RATE, preset, seed=seed + index)[0]
+        yield clean, degraded
+
+
+def _score(restorer, references: list[Path], preset: str | None) -> tuple[dict, dict]:
+    """Mean metrics of the input and of the restorer's output over the references."""
+    rows_in, rows_out = [], []
+    for clean, degraded in _pairs(references, preset):
+        rows_in.append(analysis.reference_metrics(clean, degraded, WORKING_RATE))
+        rows_out.append(analysis.reference_metrics(clean, restorer(degraded, WORKING_RATE), WORKING_RATE))
+
+    def mean(rows):
+        return {m: float(np.nanmean([r[m] for r in rows])) for m in METRICS}
+
+    return mean(rows_in), mean(rows_out)
+
+
+def cross_domain(checkpoints: Path, references: list[Path]) -> str:
+    rows = []
+    for representation in ("linear", "mel"):
+        for trained in ("a", "b"):
+            path = checkpoints / f"denoise_{representation}_{trained}.pt"
+            restorer = get_restorer("unet_denoise", representation=representation, checkpoint=str(path))
+            for tested in ("a", "b"):
+                before, after = _score(restorer, references, f"group_{tested}")
+                rows.append({"representation": representation, "train": trained.upper(), "test": tested.upper(),
+                             **{f"d_{m}": f"{after[m] - before[m]:+.3f}" for m in METRICS},
+                             "input_lsd": f"{before['lsd']:.3f}"})
+    return to_markdown(rows, list(rows[0]))
+
+
+def ablation(checkpoints: Path, references: list[Path]) -> str:
+    rows = []
+    for variant in ("none", "hf", "hf-dnh"):
+        restorer = get_restorer("unet_denoise", checkpoint=str(checkpoints / f"ablation_{variant}.pt"))
+        row = {"terms": variant}
+        for preset in ("hiss", "group_a", "group_b", None):
+            before, after = _score(restorer, references, preset)
+            label = preset or "clean"
+            row[f"{label}_lsd"] = f"{after['lsd']:.3f} ({before['lsd']:.3f})"
+            row[f"{label}_si_sdr"] = f"{after['si_sdr_db']:.1f} ({before['si_sdr_db']:.1f})"
+        rows.append(row)
+    return to_markdown(rows, list(rows[0]))
+
+
+def mel_phase(references: list[Path], iterations: int = 32) -> str:
+    """Mask on the input STFT vs Griffin-Lim phase, for the shipped Mel denoiser, on the hiss preset."""
+    import torch
+
+    from restorelab.unet import Frontend, denoise_gain, log_power_offset, mel_analysis
+
+    restorer = get_restorer("unet_denoise", representation="mel")
+    model = restorer._load()
+    config = model.config
+    frontend = Frontend(config)
+    analysis_fb = torch.from_numpy(mel_analysis(config))
+    inverse_fb = torch.linalg.pinv(analysis_fb)
+    totals: dict[str, list[dict]] = {"mask on input STFT (ours)": [], "Griffin-Lim, same magnitudes": [],
+                                     "Griffin-Lim, Mel pseudo-inverse": []}
+    for clean, degraded in _pairs(references, "hiss"):
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(degraded))
+            spec = frontend.stft(x)
+            power = spec.real.square() + spec.imag.square()
+            gain = denoise_gain(frontend.to_bins(model(frontend.features(power, log_power_offset(power))[:, None])),
+                                config)
+            masked = spec * gain
+            magnitude = masked.abs()
+            mel_out = (magnitude.square() @ analysis_fb.T)
+            from_mel = (mel_out @ inverse_fb.T).clamp_min(0).sqrt()
+            outputs = {"mask on input STFT (ours)": frontend.istft(masked, x.shape[-1])}
+            for label, mags in (("Griffin-Lim, same magnitudes", magnitude),
+                                ("Griffin-Lim, Mel pseudo-inverse", from_mel)):
+                generator = torch.Generator().manual_seed(0)
+                phase = torch.exp(2j * torch.pi * torch.rand(mags.shape, generator=generator))
+                estimate = mags * phase
+                for _ in range(iterations):
+                    audio = frontend.istft(estimate, x.shape[-1])
+                    rebuilt = frontend.stft(audio)
+                    estimate = mags * torch.exp(1j * torch.angle(rebuilt))
+                outputs[label] = frontend.istft(estimate, x.shape[-1])
+        for label, audio in outputs.items():
+            totals[label].append(analysis.reference_metrics(clean, audio.numpy(), WORKING_RATE))
+    rows = [{"phase": label, **{m: f"{np.mean([r[m] for r in rs]):.3f}" for m in ("lsd", "si_sdr_db", "mrstft")}}
+            for label, rs in totals.items()]
+    return to_markdown(rows, list(rows[0]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", choices=("cross-domain", "ablation", "mel-phase"))
+    parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--references", default="../shared/data/music-reference")
+    args = parser.parse_args()
+    references = find_audio_files([args.references])
+    if not references:
+        print(f"error: no audio in {args.references}", file=sys.stderr)
+        return 2
+    if args.study == "cross-domain":
+        print(cross_domain(Path(args.checkpoints), references))
+    elif args.study == "ablation":
+        print(ablation(Path(args.checkpoints), references))
+    else:
+        print(mel_phase(references))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Training: pair making, loss known answers, and a short real run that writes a loadable checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from restorelab import cli
+from restorelab.data import MANIFEST_COLUMNS
+from restorelab.train import TrainSettings, band_loss, draw_excerpt, make_batch, mrstft_loss
+from restorelab.unet import load_checkpoint
+
+SR = 44100
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * SR) / SR
+    tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220.0, 440.0, 3000.0, 12000.0, 18000.0), 1))
+    return [np.stack([tone, tone]).astype(np.float32) * 0.1 + 0.01 * rng.standard_normal((2, t.size)).astype(np.float32)]
+
+
+@pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",))])
+def test_settings_reject_unknown_names(bad):
+    with pytest.raises(ValueError):
+        TrainSettings(**bad)
+
+
+def test_excerpts_are_mono_at_a_training_level(corpus):
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        piece = draw_excerpt(corpus, SR, rng)
+        rms_db = 20 * np.log10(np.sqrt(np.mean(piece ** 2)))
+        assert piece.shape == (1, SR) and -30.01 <= rms_db <= -13.99
+
+
+def test_silent_corpus_is_reported():
+    with pytest.raises(RuntimeError, match="non-silent"):
+        draw_excerpt([np.zeros((2, 3 * SR), np.float32)], SR, np.random.default_rng(0))
+
+
+def test_bwe_batches_have_nothing_above_their_cutoff(corpus):
+    settings = TrainSettings(task="bwe", batch=3, segment_s=0.5)
+    degraded, target, _, plans = make_batch(corpus, settings, np.random.default_rng(2))
+    assert degraded.shape == target.shape == (3, SR // 2) and len(plans) == 3
+    for audio, kc in zip(degraded.numpy(), [plan.cutoff_bin for plan in plans]):
+        spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size))) ** 2
+        freqs = np.fft.rfftfreq(audio.size, 1 / SR)
+        cutoff_hz = kc * SR / 2048
+        assert spectrum[freqs > cutoff_hz + 300].sum() < 1e-8 * spectrum.sum()
+
+
+def test_do_no_harm_share_is_clean_pairs(corpus):
+    settings = TrainSettings(batch=40, segment_s=0.2, clean_share=0.5)
+    degraded, target, is_clean, _ = make_batch(corpus, settings, np.random.default_rng(3))
+    assert 5 < int(is_clean.sum()) < 35
+    assert torch.equal(degraded[is_clean], target[is_clean])
+    assert not torch.equal(degraded[~is_clean], target[~is_clean])
+
+
+def test_losses_are_zero_for_a_perfect_estimate_and_band_loss_sees_only_its_band():
+    rng = torch.Generator().manual_seed(0)
+    target = torch.randn(2, SR // 2, generator=rng) * 0.1
+    windows: dict = {}
+    assert float(mrstft_loss(target, target, windows)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mrstft_loss(0.5 * target, target, windows)) > 0.5
+    # A change confined below 4 kHz costs nothing in a band loss that starts at 8 kHz.
+    low = torch.from_numpy(np.sin(2 * np.pi * 500 * np.arange(SR // 2) / SR).astype(np.float32))
+    start = torch.full((2,), int(8000 / (SR / 2048)))
+    assert float(band_loss(target + low, target, start, windows)) < 0.02
+    assert float(band_loss(target, target * 0.5, start, windows)) == pytest.approx(np.log(2), rel=0.02)
+
+
+def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus):
+    cache = tmp_path / "cache"
+    (cache / "midi").mkdir(parents=True)
+    sf.write(cache / "midi" / "tones.flac", corpus[0].T, SR, subtype="PCM_24")
+    (cache / "manifest.tsv").write_text("\t".join(MANIFEST_COLUMNS) + "\n"
+                                        "midi/tones.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n")
+    out = tmp_path / "model.pt"
+    code = cli.main(["train", "--task", "denoise", "--representation", "mel", "--channels", "4,8", "--steps", "3",
+                     "--batch", "2", "--cache", str(cache), "-o", str(out)])
+    assert code == 0
+    model, meta = load_checkpoint(out)
+    assert model.config.representation == "mel" and model.config.channels == (4, 8)
+    assert meta["settings"]["steps"] == 3 and np.isfinite(meta["loss_history"][-1][1])
+    from restorers import get_restorer
+
+    audio = corpus[0][:, :SR]
+    restored = get_restorer("unet_denoise", representation="mel", checkpoint=str(out))(audio, SR)
+    assert restored.shape == audio.shape and np.all(np.isfinite(restored))
+
+
+def test_train_without_data_says_how_to_build_it(tmp_path, capsys):
+    code = cli.main(["train", "--task", "bwe", "--steps", "1", "--cache", str(tmp_path), "-o",
+                     str(tmp_path / "m.pt")])
+    assert code == 2 and "restorelab data build" in capsys.readouterr().err

@@ -1,0 +1,198 @@
+"""The spectral U-Net's signal path: known answers on synthetic signals and structural identities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from restorelab.degrade import band_limit
+from restorelab.dsp import Stft, long_term_power
+from restorelab.unet import (BandPlan, Frontend, SpectralUNet, UNetConfig, bwe_gain, enhance, load_checkpoint,
+                             log_power_offset, mel_to_bins, save_checkpoint)
+from restorers import get_restorer, restorer_class
+from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, replication_plan
+from restorers.spectral_unet import UNetBandwidthExtension, UNetDenoise, shipped_checkpoint
+
+SR = 44100
+
+
+def _stft(frontend: Frontend, audio: np.ndarray) -> torch.Tensor:
+    return frontend.stft(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
+
+
+@pytest.mark.parametrize("bad", [dict(task="upscale"), dict(representation="cqt"), dict(n_bands=100),
+                                 dict(n_bands=96, channels=(4, 8, 16, 32, 64, 128))])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        UNetConfig(**bad)
+
+
+@pytest.mark.parametrize("representation", ["linear", "mel"])
+def test_output_rows_cover_every_bin(representation):
+    config = UNetConfig(representation=representation, channels=(4, 8, 16))
+    model = SpectralUNet(config)
+    features = torch.randn(3, 1, 37, config.n_bands if representation == "mel" else config.n_fft // 2)
+    logits = model(features)
+    assert logits.shape[:2] == (3, 37)
+    assert Frontend(config).to_bins(logits).shape == (3, 37, config.n_bins)
+
+
+def test_constant_mel_gain_spreads_to_the_same_gain_on_every_bin():
+    spread = mel_to_bins(UNetConfig(representation="mel"))
+    assert spread.shape == (128, 1025)
+    np.testing.assert_allclose(np.full(128, 0.7, np.float32) @ spread, 0.7, rtol=1e-5)
+
+
+def test_untrained_denoiser_is_the_identity():
+    """The head starts at zero, where the gain is exactly one: training starts from do-no-harm."""
+    config = UNetConfig(channels=(4, 8))
+    frontend = Frontend(config)
+    audio = np.random.default_rng(0).standard_normal((2, SR)).astype(np.float32) * 0.1
+    spec = _stft(frontend, audio)
+    power = spec.abs().square()
+    with torch.inference_mode():
+        out = enhance(SpectralUNet(config).eval(), frontend, spec, log_power_offset(power))
+    torch.testing.assert_close(out, spec, rtol=1e-6, atol=1e-7)
+
+
+def _plan(audio: np.ndarray, cutoff_hz: float):
+    stft = Stft(2048, 512)
+    return replication_plan(long_term_power(stft.forward(audio)), SR, stft,
+                            BandwidthExtensionDspParams(cutoff_hz=cutoff_hz))
+
+
+def test_replication_copies_from_the_octave_below_by_whole_phase_steps():
+    noise = band_limit(np.random.default_rng(0).standard_normal((1, SR)).astype(np.float32), SR, None)
+    plan = _plan(noise, 16000.0)
+    kc = plan.cutoff_bin
+    stop = round(20000 / (SR / 2048))  # the band ends at 20 kHz
+    copied = np.flatnonzero(plan.origin != np.arange(1025))
+    np.testing.assert_array_equal(copied, np.arange(kc, stop))
+    assert np.all(plan.gain[:kc] == 0) and np.all(plan.gain[stop:] == 0) and np.all(plan.gain[kc : kc + 100] > 0)
+    assert np.all((copied - plan.origin[copied]) % 4 == 0)
+    assert plan.origin[copied].min() >= kc - kc // 2 and plan.origin[copied].max() < kc
+
+
+def test_bwe_copy_of_a_tone_is_a_tone_not_shaped_noise():
+    """A partial below the cutoff reappears above it as one narrow, steady line: coherent phase."""
+    config = UNetConfig(task="bwe", channels=(4, 8))
+    frontend = Frontend(config)
+    f0 = 10000.0
+    t = np.arange(2 * SR) / SR
+    tone = (0.1 * np.sin(2 * np.pi * f0 * t) + 0.01 * np.sin(2 * np.pi * 2000 * t)).astype(np.float32)[None]
+    plan = _plan(tone, 15000.0)
+    kc = plan.cutoff_bin
+    spec = _stft(frontend, tone)
+    model = SpectralUNet(config).eval()
+    with torch.inference_mode():
+        out = enhance(model, frontend, spec, log_power_offset(spec.abs().square()), BandPlan.stack([plan], 1025))
+    added = frontend.istft(out - spec, tone.shape[-1]).numpy()[0]
+    copied_from = f0 * config.n_fft / SR
+    target = np.flatnonzero((plan.origin == round(copied_from)) & (np.arange(1025) >= kc))[0]
+    expected_hz = f0 + (target - round(copied_from)) * SR / config.n_fft
+    spectrum = np.abs(np.fft.rfft(added[SR // 2 : -SR // 2] * np.hanning(SR)))
+    freqs = np.fft.rfftfreq(SR, 1 / SR)
+    assert freqs[np.argmax(spectrum)] == pytest.approx(expected_hz, abs=3)
+    assert np.sum(spectrum[np.abs(freqs - expected_hz) < 30] ** 2) / np.sum(spectrum ** 2) > 0.99
+
+
+def test_bwe_correction_spans_minus_60_to_plus_20_db_and_starts_at_0():
+    gains = bwe_gain(torch.tensor([-50.0, 0.0, 50.0]))
+    np.testing.assert_allclose(20 * np.log10(gains.numpy()), [-60.0, 0.0, 20.0], atol=1e-4)
+
+
+def test_untrained_bwe_network_is_the_dsp_extension():
+    """A zero head corrects nothing: the U-Net path reproduces bandwidth_extension_dsp."""
+    music = band_limit(np.random.default_rng(0).standard_normal((2, 3 * SR)).astype(np.float32) * 0.1, SR, None)
+    model = SpectralUNet(UNetConfig(task="bwe", channels=(4, 8))).eval()
+    ours = UNetBandwidthExtension(model=model)(music, SR)
+    dsp = get_restorer("bandwidth_extension_dsp")(music, SR)
+    added = dsp - music
+    assert np.sum(added ** 2) > 1e-4 * np.sum(music ** 2)
+    assert 10 * np.log10(np.sum((ours - dsp) ** 2) / np.sum(added ** 2)) < -40
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(1)
+    model = SpectralUNet(UNetConfig(representation="mel", channels=(4, 8))).eval()
+    torch.nn.init.normal_(model.head.weight, std=0.1)
+    path = save_checkpoint(tmp_path / "m.pt", model, {"steps": 3})
+    loaded, meta = load_checkpoint(path)
+    assert meta == {"steps": 3} and loaded.config == model.config
+    features = torch.randn(2, 1, 16, 128)
+    torch.testing.assert_close(loaded(features), model(features))
+    restorer = get_restorer("unet_denoise", representation="mel", checkpoint=str(path))
+    audio = np.random.default_rng(0).standard_normal((1, SR)).astype(np.float32) * 0.1
+    assert np.all(np.isfinite(restorer(audio, SR)))
+
+
+def test_wrong_task_checkpoint_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "bwe.pt", SpectralUNet(UNetConfig(task="bwe", channels=(4, 8))), {})
+    restorer = get_restorer("unet_denoise", checkpoint=str(path))
+    with pytest.raises(ValueError, match="bwe checkpoint"):
+        restorer(np.zeros((1, SR), np.float32), SR)
+
+
+def test_missing_checkpoint_is_unavailable_with_the_way_to_make_one(tmp_path):
+    cls = restorer_class("unet_bwe")
+    availability = cls.availability_for(cls.Params(checkpoint=str(tmp_path / "none.pt")))
+    assert not availability.available
+    assert "restorelab train --task bwe" in availability.reason
+
+
+@pytest.mark.parametrize("representation", ["linear", "mel"])
+def test_bwe_restorer_leaves_the_band_below_the_cutoff_untouched(representation):
+    rng = np.random.default_rng(0)
+    music = band_limit(rng.standard_normal((2, 3 * SR)).astype(np.float32) * 0.1, SR, rng, cutoff_hz=16000.0)
+    out = UNetBandwidthExtension.tiny(representation=representation)(music, SR)
+    added = out - music
+    assert np.sum(added ** 2) > 1e-4 * np.sum(music ** 2)  # it did generate a band
+    window = np.hanning(music.shape[-1])  # against the whole signal's edges leaking downwards
+    added_power = np.abs(np.fft.rfft(added * window, axis=-1)) ** 2
+    music_power = np.abs(np.fft.rfft(music * window, axis=-1)) ** 2
+    below = np.fft.rfftfreq(music.shape[-1], 1 / SR) < 15700
+    assert 10 * np.log10(added_power[:, below].sum() / music_power[:, below].sum()) < -80
+
+
+def test_bwe_restorer_leaves_full_band_input_alone():
+    audio = np.random.default_rng(0).standard_normal((2, 2 * SR)).astype(np.float32) * 0.1
+    np.testing.assert_array_equal(UNetBandwidthExtension.tiny()(audio, SR), audio)
+
+
+def test_other_sample_rates_are_resampled_through_the_model():
+    audio = np.random.default_rng(0).standard_normal((1, 48000)).astype(np.float32) * 0.1
+    out = UNetDenoise.tiny()(audio, 48000)
+    assert out.shape == audio.shape and not np.allclose(out, audio)
+
+
+@pytest.mark.parametrize("name,representation", [("unet_denoise", "linear"), ("unet_denoise", "mel"),
+                                                 ("unet_bwe", "linear"), ("unet_bwe", "mel")])
+def test_shipped_checkpoints_load_offline(name, representation):
+    cls = restorer_class(name)
+    path = shipped_checkpoint(cls.task, representation)
+    assert path.is_file(), f"{path} is not in the repository"
+    assert cls.availability_for(cls.Params(representation=representation)).available
+    model, meta = load_checkpoint(path)
+    assert model.config.task == cls.task and model.config.representation == representation
+    assert meta["settings"]["steps"] > 0 and meta["loss_history"]
+
+
+def test_shipped_checkpoints_fit_the_budget():
+    total = sum(shipped_checkpoint(t, r).stat().st_size for t in ("denoise", "bwe") for r in ("linear", "mel"))
+    assert total < 20 * 1024 * 1024
+
+
+def test_restore_chain_is_denoise_then_extend_and_keeps_the_denoised_band():
+    chain = restorer_class("unet_restore").tiny()
+    denoise, extend = chain._stages
+    rng = np.random.default_rng(1)
+    music = band_limit(rng.standard_normal((2, 2 * SR)).astype(np.float32) * 0.1, SR, None, cutoff_hz=16000.0)
+    denoised = denoise(music, SR)
+    out = chain(music, SR)
+    np.testing.assert_array_equal(out, extend(denoised, SR))
+    window = np.hanning(music.shape[-1])
+    below = np.fft.rfftfreq(music.shape[-1], 1 / SR) < 15700
+    diff = np.abs(np.fft.rfft((out - denoised) * window, axis=-1))[:, below] ** 2
+    ref = np.abs(np.fft.rfft(denoised * window, axis=-1))[:, below] ** 2
+    assert 10 * np.log10(diff.sum() / ref.sum()) < -80 and not np.allclose(out, denoised)
