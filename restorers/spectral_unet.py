@@ -46,7 +46,7 @@ class SpectralUNetParams(RestorerParams):
 
 @dataclass(frozen=True)
 class UNetDenoiseParams(SpectralUNetParams):
-    """The Mel front end by default: it beat the linear one on every measured preset."""
+    """The Mel front end by default: lower LSD and higher SI-SDR than the linear one."""
 
     representation: str = "mel"
 
@@ -54,6 +54,8 @@ class UNetDenoiseParams(SpectralUNetParams):
 @dataclass(frozen=True)
 class UNetBandwidthExtensionParams(SpectralUNetParams):
     """Adds where the band is generated (as ``bandwidth_extension_dsp`` decides it).
+
+    The Mel front end by default: lower LSD and higher ViSQOL than the linear one.
 
     Attributes:
         cutoff_hz: where the input's content ends; 0 measures it over the whole input.
@@ -64,6 +66,7 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
             above to count as removed by a codec; otherwise the input is returned as is.
     """
 
+    representation: str = "mel"
     cutoff_hz: float = 0.0
     max_frequency_hz: float = 20000.0
     margin_db: float = 20.0
@@ -251,7 +254,7 @@ class UNetRestoreParams(RestorerParams):
     """
 
     denoise_representation: str = "mel"
-    bwe_representation: str = "linear"
+    bwe_representation: str = "mel"
 
     def __post_init__(self) -> None:
         super().__post_init__()
