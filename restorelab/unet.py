@@ -68,6 +68,8 @@ class UNetConfig:
             raise ValueError(f"n_bands must divide {self.n_fft // 2} for the linear front end")
         if self.n_bands % (2 ** (len(self.channels) - 1)):
             raise ValueError("n_bands must be divisible by 2 per down-sampling level")
+        if self.max_gain <= 1.0:
+            raise ValueError(f"max_gain must exceed 1 (the untrained gain), got {self.max_gain}")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 
     @property
@@ -204,7 +206,7 @@ class Frontend:
         return torch.cat([logits, logits[..., -1:]], dim=-1)
 
     def band_indicator(self, above: torch.Tensor) -> torch.Tensor:
-        """A ``[batch, bins]`` 0/1 mask in the network's feature rows, ``[batch, rows]``."""
+        """A ``[batch, bins]`` 0/1 mask of the generated band, expressed in the network's feature rows."""
         if self.config.representation == "mel":
             return above @ self.analysis.T
         return above[..., :-1]

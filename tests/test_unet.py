@@ -22,7 +22,7 @@ def _stft(frontend: Frontend, audio: np.ndarray) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bad", [dict(task="upscale"), dict(representation="cqt"), dict(n_bands=100),
-                                 dict(n_bands=96, channels=(4, 8, 16, 32, 64, 128))])
+                                 dict(n_bands=96, channels=(4, 8, 16, 32, 64, 128)), dict(max_gain=1.0)])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         UNetConfig(**bad)
