@@ -1,7 +1,7 @@
 """Time the app's Compare button in a real browser: from the click until every result is on screen.
 
 Starts ``app.py`` on a free localhost port, loads the bundled MusicGen-like example, presses
-Compare with every DSP restorer and waits for the players, both spectrogram images, the PSD plot
+Compare with the default selection (every restorer available here) and waits for the players, both spectrogram images, the PSD plot
 and the status line. Repeats on fresh page loads and prints the times. Needs Debian's chromium
 (``sh scripts/install-test-deps.sh``) and the ``playwright`` package.
 
@@ -69,7 +69,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
-    print("Compare -> all results shown, 9.7 s stereo example, every DSP restorer (s): "
+    print("Compare -> all results shown, 9.7 s stereo example, every available restorer (s): "
           + ", ".join(f"{t:.2f}" for t in times))
 
 
