@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -292,36 +294,40 @@ def _temporary_beside(path: Path, suffix: str) -> str:
     return tmp
 
 
-def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
-              subtype: str = "FLOAT") -> Path:
-    """Write a WAV atomically: a temporary file in the same folder, then a rename.
+@contextmanager
+def atomic_replace(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[str]:
+    """Yield a temporary path beside ``path``; when the block ends cleanly, rename it onto ``path``.
 
-    ``FLOAT`` (32-bit float) keeps peaks above full scale intact; ``PCM_24``
-    or ``PCM_16`` clip them, so use those only for level-controlled audio.
+    The folder is created if needed. On any error the temporary file is removed and
+    ``path`` is left as it was, so a reader never sees half a file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    tmp = _temporary_beside(path, ".tmp.wav")
+    tmp = _temporary_beside(path, suffix)
     try:
-        sf.write(tmp, audio.T, sample_rate, subtype=subtype, format="WAV")
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
+              subtype: str = "FLOAT", file_format: str = "WAV") -> Path:
+    """Write audio atomically (a temporary file in the same folder, then a rename).
+
+    ``FLOAT`` (32-bit float) keeps peaks above full scale intact; ``PCM_24``
+    or ``PCM_16`` clip them, so use those only for level-controlled audio.
+    ``file_format`` is a libsndfile format (``WAV``, ``FLAC``).
+    """
+    audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
+    with atomic_replace(path, f".tmp.{file_format.lower()}") as tmp:
+        sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=file_format)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a text file through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_beside(path, ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_replace(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    return Path(path)

@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from restorelab.audio import WORKING_RATE, AudioError, atomic_write_text, load_audio
+from restorelab.audio import WORKING_RATE, AudioError, atomic_write_text, load_audio, write_wav
 from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power
 
 APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm", "freedoom", "openttd-openmsx", "mma",
@@ -211,17 +211,9 @@ def bandwidth_hz(audio: np.ndarray, sample_rate: int) -> float:
 # -- the cache -----------------------------------------------------------------
 
 def _write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.flac", dir=path.parent)
-    os.close(fd)
-    try:
-        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-        scale = 0.98 / peak if peak > 0.98 else 1.0  # FLAC is integer: keep the clip whole
-        sf.write(tmp, (audio * scale).T, sample_rate, subtype="PCM_24", format="FLAC")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+    scale = 0.98 / peak if peak > 0.98 else 1.0  # FLAC is integer: keep the clip whole
+    write_wav(path, audio * scale, sample_rate, subtype="PCM_24", file_format="FLAC")
 
 
 def read_manifest(cache: Path) -> list[Item]:

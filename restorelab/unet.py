@@ -278,22 +278,12 @@ def enhance(model: SpectralUNet, frontend: Frontend, spec: torch.Tensor, offset:
 
 def save_checkpoint(path: str | Path, model: SpectralUNet, meta: dict[str, Any]) -> Path:
     """Write ``{"config", "state_dict", "meta"}`` through a temporary file and a rename."""
-    import os
-    import tempfile
+    from restorelab.audio import atomic_replace
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_replace(path) as tmp:
         torch.save({"config": model.config.to_dict(), "state_dict": state, "meta": meta}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[SpectralUNet, dict[str, Any]]:
