@@ -26,17 +26,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from restorelab import analysis  # noqa: E402
 from restorelab.audio import WORKING_RATE, find_audio_files, load_audio  # noqa: E402
-from restorelab.degrade import degrade  # noqa: E402
+from restorelab.evaluate import pairs_from_preset  # noqa: E402
 from restorelab.report import to_markdown  # noqa: E402
 from restorers import get_restorer  # noqa: E402
 
 METRICS = ("spec_mse_db2", "spec_mae_db", "spec_cosine", "lsd", "si_sdr_db")
 
 
-def _pairs(references: list[Path], preset: str | None, seed: int = 0):
-    for index, path in enumerate(references):
-        clean = load_audio(path).audio
-        degraded = clean if preset is None else degrade(clean, WORKING_RATE, preset, seed=seed + index)[0]
+def _pairs(references: list[Path], preset: str | None):
+    """``(clean, degraded)`` as ``restorelab evaluate`` makes them; with no preset, the clean clip twice."""
+    if preset is None:
+        for path in references:
+            clean = load_audio(path).audio
+            yield clean, clean
+        return
+    for _, clean, degraded in pairs_from_preset(references, preset):
         yield clean, degraded
 
 
