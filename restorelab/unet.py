@@ -29,7 +29,7 @@ connections, and a bottleneck dilated further in time.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -169,17 +169,16 @@ class SpectralUNet(nn.Module):
 
 @dataclass
 class Frontend:
-    """STFT, features and gain mapping for one configuration (tensors on one device)."""
+    """STFT, features and gain mapping for one configuration."""
 
     config: UNetConfig
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
         c = self.config
-        self.window = torch.hann_window(c.n_fft, device=self.device)
+        self.window = torch.hann_window(c.n_fft)
         if c.representation == "mel":
-            self.analysis = torch.from_numpy(mel_analysis(c)).to(self.device)
-            self.spread = torch.from_numpy(mel_to_bins(c)).to(self.device)
+            self.analysis = torch.from_numpy(mel_analysis(c))
+            self.spread = torch.from_numpy(mel_to_bins(c))
 
     def stft(self, audio: torch.Tensor) -> torch.Tensor:
         """``[batch, samples] -> [batch, frames, bins]`` complex."""

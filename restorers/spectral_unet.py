@@ -92,6 +92,7 @@ class _SpectralUNet(Restorer):
     def __init__(self, params: SpectralUNetParams | None = None, *, model: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._model = model
+        self._frontend = None
 
     @classmethod
     def checkpoint_path(cls, params: SpectralUNetParams) -> Path:
@@ -116,13 +117,14 @@ class _SpectralUNet(Restorer):
 
         from restorelab.unet import SpectralUNet, UNetConfig
 
-        chunk_s = overrides.pop("chunk_s", None)
-        params = cls.Params(**overrides)
+        restorer = cls(**overrides)
         torch.manual_seed(0)
-        model = SpectralUNet(UNetConfig(task=cls.task, representation=params.representation, channels=(4, 8)))
+        model = SpectralUNet(UNetConfig(task=cls.task, representation=restorer.params.representation,
+                                        channels=(4, 8)))
         for parameter in model.head.parameters():  # the head starts at zero; make the tiny model act
             torch.nn.init.normal_(parameter, std=0.3)
-        return cls(params, model=model.eval(), chunk_s=chunk_s)
+        restorer._model = model.eval()
+        return restorer
 
     def _load(self):
         if self._model is not None:
@@ -141,6 +143,14 @@ class _SpectralUNet(Restorer):
                 _MODELS[key] = model
             self._model = _MODELS[key]
         return self._model
+
+    def _front(self):
+        """The model's STFT and feature front end, built once per restorer (not per chunk)."""
+        if self._frontend is None:
+            from restorelab.unet import Frontend
+
+            self._frontend = Frontend(self._load().config)
+        return self._frontend
 
     def _fit(self, audio: np.ndarray, sample_rate: int) -> dict[str, Any]:
         """Per-channel feature offset and the long-term power over the whole input, block by block.
@@ -172,7 +182,7 @@ class _SpectralUNet(Restorer):
     def _process(self, audio: np.ndarray, sample_rate: int, fitted: dict[str, Any]) -> np.ndarray:
         import torch
 
-        from restorelab.unet import BandPlan, Frontend, enhance
+        from restorelab.unet import BandPlan, enhance
 
         model = self._load()
         config = model.config
@@ -183,7 +193,7 @@ class _SpectralUNet(Restorer):
             if plan is None:  # no codec-like cliff: nothing to extend
                 return audio
         x = resample(audio, sample_rate, config.sample_rate)
-        frontend = Frontend(config)
+        frontend = self._front()
         with torch.inference_mode():
             spec = frontend.stft(torch.from_numpy(np.ascontiguousarray(x)))
             offset = torch.from_numpy(fitted["offset"]).float()
@@ -299,11 +309,11 @@ class UNetRestore(Restorer):
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "UNetRestore":
-        chunk_s = overrides.pop("chunk_s", None)
-        params = cls.Params(**overrides)
-        stages = (UNetDenoise.tiny(representation=params.denoise_representation, chunk_s=chunk_s),
-                  UNetBandwidthExtension.tiny(representation=params.bwe_representation, chunk_s=chunk_s))
-        return cls(params, stages=stages, chunk_s=chunk_s)
+        chain = cls(**overrides)
+        p = chain.params
+        chain._stages = (UNetDenoise.tiny(representation=p.denoise_representation, chunk_s=chain.chunk_s),
+                         UNetBandwidthExtension.tiny(representation=p.bwe_representation, chunk_s=chain.chunk_s))
+        return chain
 
     def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
         denoise, extend = self._stages
