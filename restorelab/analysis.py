@@ -218,18 +218,22 @@ def noise_floor_db(audio: np.ndarray, sample_rate: int, quantile: float = 0.1) -
     return float(db(np.mean(np.sort(rms)[:count] ** 2)))
 
 
-def no_reference_metrics(audio: np.ndarray, sample_rate: int,
-                         original: np.ndarray | None = None) -> dict[str, float]:
+def no_reference_metrics(audio: np.ndarray, sample_rate: int, original: np.ndarray | None = None,
+                         original_power: np.ndarray | None = None) -> dict[str, float]:
     """Every no-reference measure of one clip.
 
     ``original`` is the unprocessed input; the comparative measures
-    (log-mel distance, high-band energy gain) are taken against it, and are 0
-    when ``original`` is the clip itself or absent.
+    (log-mel distance, high-band energy gain, quiet-frame selection) are taken
+    against it, and are 0 when ``original`` is the clip itself or absent.
+    ``original_power`` is its :func:`normalised_power`, when the caller has it already.
     """
     audio = _as_2d(audio)
     power = normalised_power(audio)
     hf = hf_band_energy_db(power, sample_rate)
-    original_power = power if original is None else normalised_power(_as_2d(original))
+    if original is None:
+        original_power = power
+    elif original_power is None:
+        original_power = normalised_power(_as_2d(original))
     # The same frames for the input and every output: the input's quietest.
     quiet = quiet_frames(original_power) if original_power.shape[-2] == power.shape[-2] else quiet_frames(power)
     row: dict[str, float] = {"hf_energy_db": hf,
@@ -298,7 +302,8 @@ def compare_no_reference(original: np.ndarray, outputs: dict[str, np.ndarray], s
     # The heavy parts (FFTs, median filters) release the GIL: measure clips in parallel.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         base_job = pool.submit(no_reference_metrics, original, sample_rate)
-        jobs = {name: pool.submit(no_reference_metrics, audio, sample_rate, original)
+        original_power = normalised_power(_as_2d(original))  # once, not once per output
+        jobs = {name: pool.submit(no_reference_metrics, audio, sample_rate, original, original_power)
                 for name, audio in outputs.items()}
         baseline = base_job.result()
         rows = [{"name": INPUT_ROW, **baseline}]
