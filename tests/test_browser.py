@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -138,9 +139,10 @@ def test_compare_listen_vote_export(server):
 
         page.get_by_role("tab", name="Results").click()
         page.click("#refresh-results")
-        page.wait_for_function("document.querySelector('#leaderboard').innerText.includes('input') || "
-                               "document.querySelector('#leaderboard').innerText.match(/spectral|mcra|bandwidth/)",
-                               timeout=30000)
+        # The leaderboard lists the restorers of the pair just voted on, whichever the draw picked.
+        names = re.search(r"Left was (\w+), right was (\w+)", revealed.replace("*", "")).groups()
+        page.wait_for_function("names => names.every(n => document.querySelector('#leaderboard').innerText"
+                               ".includes(n))", arg=list(names), timeout=30000)
         page.click("#export-votes")
         link = page.locator("#votes-csv a").first
         link.wait_for(timeout=30000)
