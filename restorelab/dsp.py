@@ -205,6 +205,31 @@ def cliff_depth_db(power: np.ndarray, cutoff_hz: float, sample_rate: float,
     return float(db(np.mean(10 ** (below / 10))) - db(np.mean(10 ** (above / 10))))
 
 
+def cliff_onset_hz(power: np.ndarray, cutoff_hz: float, sample_rate: float, drop_db: float = 6.0,
+                   search_hz: float = 1500.0, smooth_hz: float = 65.0) -> float:
+    """Where the fall into an empty band begins, at or below ``cutoff_hz`` (from :func:`estimate_cutoff_hz`).
+
+    :func:`estimate_cutoff_hz` finds where a spectrum reaches its floor; a codec's
+    or resampler's low-pass starts falling a few hundred hertz lower (about 500 Hz
+    for a 16 kHz brick wall, up to a kilohertz for MusicGen's). The onset is the
+    upper edge of the highest bin within ``search_hz`` (at most a quarter of the
+    cutoff) below the cutoff whose level is no more than ``drop_db`` under the mean
+    level of the kilohertz below that search range. Bandwidth extension starts
+    here, so the transition band is filled rather than left as a notch.
+    """
+    n_bins = len(power)
+    bin_hz = sample_rate / 2 / (n_bins - 1)
+    level = db(smooth_bins(power, max(1, int(round(smooth_hz / bin_hz)))))
+    k = min(int(round(cutoff_hz / bin_hz)), n_bins - 1)
+    low = max(1, k - int(round(min(search_hz, cutoff_hz / 4) / bin_hz)))
+    window = level[max(0, low - int(round(1000 / bin_hz))) : low]
+    if window.size == 0 or k <= low:
+        return float(cutoff_hz)
+    reference = db(np.mean(10 ** (window / 10)))
+    kept = np.flatnonzero(level[low:k] >= reference - drop_db)
+    return float((low + kept[-1] + 1) * bin_hz if kept.size else low * bin_hz)
+
+
 def estimate_cutoff_hz(power: np.ndarray, sample_rate: float, margin_db: float = 20.0,
                        floor_band_hz: float = 1000.0, smooth_hz: float = 200.0) -> float:
     """Frequency where a long-term spectrum falls into its empty-band floor.

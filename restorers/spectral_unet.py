@@ -60,7 +60,7 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
     Attributes:
         cutoff_hz: where the input's content ends; 0 measures it over the whole input.
         max_frequency_hz: the generated band ends here (faded over the sixth of an
-            octave below); 20 kHz, where the training music and most lossy-coded music end.
+            octave below); as ``bandwidth_extension_dsp`` (19 kHz), and trained with it.
         margin_db: content threshold over the empty-band floor for measuring the cutoff.
         min_cliff_db: how steeply the spectrum must fall across the cutoff for the band
             above to count as removed by a codec; otherwise the input is returned as is.
@@ -68,7 +68,7 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
 
     representation: str = "mel"
     cutoff_hz: float = 0.0
-    max_frequency_hz: float = 20000.0
+    max_frequency_hz: float = 19000.0
     margin_db: float = 20.0
     min_cliff_db: float = 12.0
 

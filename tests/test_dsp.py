@@ -70,6 +70,25 @@ def test_estimate_cutoff_finds_a_band_limit(cutoff, rng):
     assert estimate_cutoff_hz(power, SR) == pytest.approx(cutoff, abs=300)
 
 
+def test_cliff_onset_is_where_a_low_pass_starts_falling(rng):
+    """A 700 Hz wide transition (flat to 15.5 kHz, -6 dB at 15.85 kHz, -100 dB from 16.2 kHz):
+    the floor-based cutoff lands in the stop band, the onset (6 dB down) at the -6 dB point."""
+    from restorelab.dsp import cliff_onset_hz, lowpass_fir, zero_phase_filter
+
+    noise = band_limited_noise(4.0, SR / 2, rng)
+    x = zero_phase_filter(noise, lowpass_fir(15850.0, SR, 700.0))
+    x = x + 1e-7 * rng.standard_normal(x.shape).astype(np.float32)  # a -140 dB floor
+    power = long_term_power(Stft().forward(x))
+    cutoff = estimate_cutoff_hz(power, SR)
+    onset = cliff_onset_hz(power, cutoff, SR)
+    assert cutoff > 16100
+    assert onset == pytest.approx(15850.0, abs=100)
+    # A brick wall has no transition: the onset is the cutoff.
+    brick = band_limited_noise(4.0, 16000.0, rng) + 1e-7 * rng.standard_normal((1, 4 * SR)).astype(np.float32)
+    power = long_term_power(Stft().forward(brick))
+    assert cliff_onset_hz(power, estimate_cutoff_hz(power, SR), SR) == pytest.approx(16000.0, abs=120)
+
+
 def test_estimate_cutoff_full_band_and_silence(rng):
     white = rng.standard_normal((1, SR)).astype(np.float32)
     assert estimate_cutoff_hz(long_term_power(Stft().forward(white)), SR) == SR / 2
