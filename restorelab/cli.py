@@ -290,7 +290,8 @@ def cmd_train(args) -> int:
     settings = TrainSettings(task=args.task, representation=args.representation,
                              channels=tuple(int(c) for c in args.channels.split(",")),
                              domains=tuple(d for d in args.domains.split(",") if d), terms=terms,
-                             steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads)
+                             steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads,
+                             recording_share=args.recording_share)
     cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
     try:
         train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
@@ -392,8 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra loss terms, comma-separated: hf, dnh, lsd, or none "
                         "(default: hf,dnh for denoise, hf,lsd for bwe)")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
-    p.add_argument("--steps", type=int, default=1200, help="training steps (the shipped checkpoints: 1200)")
+    p.add_argument("--steps", type=int, default=1200, help="training steps (the shipped checkpoints: 1200 denoise, 2000 extension)")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--recording-share", type=float, default=None,
+                   help="share of excerpts from real recordings rather than MIDI renders "
+                        "(default: by duration; the shipped extension checkpoints: 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--cache", default=None, help="training data built by `restorelab data build`")

@@ -61,6 +61,8 @@ class TrainSettings:
     segment_s: float = 1.5
     learning_rate: float = 2e-3
     clean_share: float = 0.15
+    #: Share of excerpts drawn from real recordings rather than MIDI renders (None: by duration).
+    recording_share: float | None = None
     seed: int = 0
     threads: int = 0
 
@@ -68,6 +70,8 @@ class TrainSettings:
         unknown = set(self.domains) - set(DENOISE_DOMAINS)
         if unknown:
             raise ValueError(f"unknown domains {sorted(unknown)}; known: {', '.join(DENOISE_DOMAINS)}")
+        if self.recording_share is not None and not 0.0 <= self.recording_share <= 1.0:
+            raise ValueError(f"recording_share must be within [0, 1], got {self.recording_share}")
         unknown = set(self.terms) - set(LOSS_TERMS)
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_TERMS)}")
@@ -79,19 +83,29 @@ class TrainSettings:
 
 # -- data ------------------------------------------------------------------------------------
 
-def load_corpus(cache: Path, log: Callable[[str], None] = print, min_bandwidth_hz: float = 0.0
-                ) -> list[np.ndarray]:
-    """The built cache's clips (those reaching ``min_bandwidth_hz``) as float32 ``[channels, samples]``."""
+def load_corpus(cache: Path, log: Callable[[str], None] = print, min_bandwidth_hz: float = 0.0,
+                recording_share: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """The built cache's clips (those reaching ``min_bandwidth_hz``) as float32 ``[channels, samples]``,
+    and each clip's probability of being drawn: by duration, and with ``recording_share`` of the
+    total on the real recordings (the rest on the MIDI renders)."""
     items = [item for item in read_manifest(cache) if item.bandwidth_hz >= min_bandwidth_hz]
     clips = [sf.read(str(Path(cache) / item.file), dtype="float32", always_2d=True)[0].T for item in items]
     log(f"{len(clips)} clips, {sum(c.shape[-1] for c in clips) / WORKING_RATE / 60:.1f} min from {cache}")
-    return clips
-
-
-def draw_excerpt(clips: list[np.ndarray], n: int, rng: np.random.Generator, min_rms_db: float = -45.0
-                 ) -> np.ndarray:
-    """A mono ``[1, n]`` excerpt (one channel or the mid) at a random level (-30 to -14 dBFS RMS)."""
     weights = np.array([c.shape[-1] for c in clips], dtype=np.float64)
+    recorded = np.array([item.source == "recording" for item in items])
+    if recording_share is not None and recorded.any() and not recorded.all():
+        weights[recorded] *= recording_share / weights[recorded].sum()
+        weights[~recorded] *= (1.0 - recording_share) / weights[~recorded].sum()
+    return clips, weights / weights.sum()
+
+
+def draw_excerpt(clips: list[np.ndarray], n: int, rng: np.random.Generator, min_rms_db: float = -45.0,
+                 weights: np.ndarray | None = None) -> np.ndarray:
+    """A mono ``[1, n]`` excerpt (one channel or the mid) at a random level (-30 to -14 dBFS RMS).
+
+    Clips are drawn with probability ``weights`` (default: by duration)."""
+    if weights is None:
+        weights = np.array([c.shape[-1] for c in clips], dtype=np.float64)
     for _ in range(50):
         clip = clips[int(rng.choice(len(clips), p=weights / weights.sum()))]
         if clip.shape[-1] <= n:
@@ -122,22 +136,23 @@ def degrade_for_denoising(clean: np.ndarray, domain: str, rng: np.random.Generat
     return degraded, dg.band_limit(clean, sr, rng, cutoff_hz=16000.0)
 
 
-def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.Generator):
+def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.Generator,
+               weights: np.ndarray | None = None):
     """``(degraded, target, clean_flags, plans)``: tensors ``[batch, samples]`` and ``[batch]``, and for
-    bandwidth extension each item's :class:`ReplicationPlan` (else an empty list)."""
+    bandwidth extension each item's :class:`ReplicationPlan` (else an empty list). ``weights`` as
+    :func:`draw_excerpt`'s."""
     n = int(settings.segment_s * WORKING_RATE)
     config = settings.config()
     stft = Stft(config.n_fft, config.hop)
     degraded, targets, is_clean, plans = [], [], [], []
     while len(degraded) < settings.batch:
-        clean = draw_excerpt(clips, n, rng)
+        clean = draw_excerpt(clips, n, rng, weights=weights)
         flag = False
         if settings.task == "bwe":
-            # Codec-like brick walls from 11 to 17 kHz, the plan placed where each one is.
-            cutoff_hz = float(rng.uniform(11000, 17000))
-            x = dg.band_limit(clean, WORKING_RATE, rng, cutoff_hz=cutoff_hz)
+            # Codec-like brick walls from 11 to 17 kHz; the plan measures each one as inference does.
+            x = dg.band_limit(clean, WORKING_RATE, rng, cutoff_hz=float(rng.uniform(11000, 17000)))
             plan = replication_plan(long_term_power(stft.forward(x)), WORKING_RATE, stft,
-                                    BandwidthExtensionDspParams(cutoff_hz=cutoff_hz))
+                                    BandwidthExtensionDspParams())
             if plan is None:
                 continue
             plans.append(plan)
@@ -199,8 +214,10 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
+    weights = None
     if clips is None:  # extension learns from music that really has the band it generates
-        clips = load_corpus(cache, log, MIN_BANDWIDTH_HZ if settings.task == "bwe" else 0.0)
+        clips, weights = load_corpus(cache, log, MIN_BANDWIDTH_HZ if settings.task == "bwe" else 0.0,
+                                     settings.recording_share)
     config = settings.config()
     model = SpectralUNet(config)
     frontend = Frontend(config)
@@ -211,7 +228,7 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
     hf_start = int(round(4000 / (WORKING_RATE / config.n_fft)))
     history, started, running = [], time.time(), 0.0
     for step in range(settings.steps):
-        degraded, target, is_clean, plans = make_batch(clips, settings, rng)
+        degraded, target, is_clean, plans = make_batch(clips, settings, rng, weights)
         spec = frontend.stft(degraded)
         power = spec.real.square() + spec.imag.square()
         offset = log_power_offset(power)

@@ -9,7 +9,7 @@ import torch
 
 from restorelab import cli
 from restorelab.data import MANIFEST_COLUMNS
-from restorelab.train import TrainSettings, band_loss, draw_excerpt, make_batch, mrstft_loss
+from restorelab.train import TrainSettings, band_loss, draw_excerpt, load_corpus, make_batch, mrstft_loss
 from restorelab.unet import load_checkpoint
 
 SR = 44100
@@ -35,6 +35,31 @@ def test_excerpts_are_mono_at_a_training_level(corpus):
         piece = draw_excerpt(corpus, SR, rng)
         rms_db = 20 * np.log10(np.sqrt(np.mean(piece ** 2)))
         assert piece.shape == (1, SR) and -30.01 <= rms_db <= -13.99
+
+
+def test_corpus_weights_follow_duration_or_the_recording_share(tmp_path, corpus):
+    (tmp_path / "midi").mkdir()
+    (tmp_path / "recordings").mkdir()
+    sf.write(tmp_path / "midi" / "a.flac", corpus[0].T, SR, subtype="PCM_24")  # 4 s
+    sf.write(tmp_path / "recordings" / "b.flac", corpus[0][:, : SR].T, SR, subtype="PCM_24")  # 1 s
+    (tmp_path / "manifest.tsv").write_text("\t".join(MANIFEST_COLUMNS) + "\n"
+                                           "midi/a.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n"
+                                           "recordings/b.flac\trecording\twesnoth\tGPL\t1.00\t20000\n")
+    quiet = lambda line: None  # noqa: E731
+    clips, weights = load_corpus(tmp_path, quiet)
+    assert len(clips) == 2 and weights == pytest.approx([0.8, 0.2])
+    assert load_corpus(tmp_path, quiet, recording_share=0.5)[1] == pytest.approx([0.5, 0.5])
+    assert load_corpus(tmp_path, quiet, recording_share=0.9)[1] == pytest.approx([0.1, 0.9])
+    # Drawing follows the weights: a weight of zero is never drawn.
+    whistle = np.sin(2 * np.pi * 5000.0 * np.arange(4 * SR) / SR).astype(np.float32)[None]
+    rng = np.random.default_rng(4)
+    for chosen, peak_hz in ((0, 5000.0), (1, 220.0)):
+        weights = np.eye(2)[chosen]
+        for _ in range(3):
+            piece = draw_excerpt([whistle, corpus[0]], SR // 4, rng, weights=weights)[0]
+            assert np.argmax(np.abs(np.fft.rfft(piece))) * 4 == pytest.approx(peak_hz, abs=8)
+    with pytest.raises(ValueError, match="recording_share"):
+        TrainSettings(recording_share=1.5)
 
 
 def test_silent_corpus_is_reported():
