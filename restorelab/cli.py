@@ -393,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra loss terms, comma-separated: hf, dnh, lsd, or none "
                         "(default: hf,dnh for denoise, hf,lsd for bwe)")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
-    p.add_argument("--steps", type=int, default=1200, help="training steps (the shipped checkpoints: 1200 denoise, 2000 extension)")
+    p.add_argument("--steps", type=int, default=1200,
+                   help="training steps (the shipped checkpoints: 1200 denoise, 2000 extension)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--recording-share", type=float, default=None,
                    help="share of excerpts from real recordings rather than MIDI renders "
