@@ -186,6 +186,17 @@ def smooth_bins(values: np.ndarray, width: int) -> np.ndarray:
     return num / den
 
 
+def _level_db(power: np.ndarray, sample_rate: float, smooth_hz: float) -> tuple[np.ndarray, float]:
+    """A long-term spectrum smoothed over ``smooth_hz``, in dB, and its bin spacing in Hz."""
+    bin_hz = sample_rate / 2 / (len(power) - 1)
+    return db(smooth_bins(power, max(1, int(round(smooth_hz / bin_hz))))), bin_hz
+
+
+def _mean_level_db(level_db: np.ndarray) -> float:
+    """The level of the mean power of a run of bins given in dB."""
+    return float(db(np.mean(10 ** (level_db / 10))))
+
+
 def cliff_depth_db(power: np.ndarray, cutoff_hz: float, sample_rate: float,
                    smooth_hz: float = 200.0) -> float:
     """How far a long-term spectrum falls across ``cutoff_hz``, in dB.
@@ -194,15 +205,13 @@ def cliff_depth_db(power: np.ndarray, cutoff_hz: float, sample_rate: float,
     above it. A codec's low-pass (MusicGen's at about 15.5 kHz) measures
     12-57 dB; music that merely sinks into a noise floor measures 2-8 dB.
     """
-    n_bins = len(power)
-    bin_hz = sample_rate / 2 / (n_bins - 1)
-    level = db(smooth_bins(power, max(1, int(round(smooth_hz / bin_hz)))))
+    level, bin_hz = _level_db(power, sample_rate, smooth_hz)
     k = int(round(cutoff_hz / bin_hz))
     below = level[max(0, k - int(round(1000 / bin_hz))) : k]
     above = level[k + int(round(150 / bin_hz)) : k + int(round(650 / bin_hz))]
     if below.size == 0 or above.size == 0:
         return 0.0
-    return float(db(np.mean(10 ** (below / 10))) - db(np.mean(10 ** (above / 10))))
+    return _mean_level_db(below) - _mean_level_db(above)
 
 
 def cliff_onset_hz(power: np.ndarray, cutoff_hz: float, sample_rate: float, drop_db: float = 6.0,
@@ -217,16 +226,13 @@ def cliff_onset_hz(power: np.ndarray, cutoff_hz: float, sample_rate: float, drop
     level of the kilohertz below that search range. Bandwidth extension starts
     here, so the transition band is filled rather than left as a notch.
     """
-    n_bins = len(power)
-    bin_hz = sample_rate / 2 / (n_bins - 1)
-    level = db(smooth_bins(power, max(1, int(round(smooth_hz / bin_hz)))))
-    k = min(int(round(cutoff_hz / bin_hz)), n_bins - 1)
+    level, bin_hz = _level_db(power, sample_rate, smooth_hz)
+    k = min(int(round(cutoff_hz / bin_hz)), len(power) - 1)
     low = max(1, k - int(round(min(search_hz, cutoff_hz / 4) / bin_hz)))
     window = level[max(0, low - int(round(1000 / bin_hz))) : low]
     if window.size == 0 or k <= low:
         return float(cutoff_hz)
-    reference = db(np.mean(10 ** (window / 10)))
-    kept = np.flatnonzero(level[low:k] >= reference - drop_db)
+    kept = np.flatnonzero(level[low:k] >= _mean_level_db(window) - drop_db)
     return float((low + kept[-1] + 1) * bin_hz if kept.size else low * bin_hz)
 
 
@@ -247,10 +253,8 @@ def estimate_cutoff_hz(power: np.ndarray, sample_rate: float, margin_db: float =
     Returns:
         The cutoff in Hz (Nyquist when the spectrum has no empty band or is silent).
     """
-    n_bins = len(power)
     nyquist = sample_rate / 2
-    bin_hz = nyquist / (n_bins - 1)
-    level = db(smooth_bins(power, max(1, int(round(smooth_hz / bin_hz)))))
+    level, bin_hz = _level_db(power, sample_rate, smooth_hz)
     top = max(1, int(round(floor_band_hz / bin_hz)))
     floor = float(np.median(level[-top:]))
     if level.max() - floor < 2 * margin_db:
