@@ -207,17 +207,16 @@ def lsd_loss(estimate: torch.Tensor, target: torch.Tensor, windows: dict) -> tor
 
 # -- the loop ---------------------------------------------------------------------------
 
-def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Callable[[str], None] = print,
-          clips: list[np.ndarray] | None = None) -> tuple[SpectralUNet, dict]:
+def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Callable[[str], None] = print
+          ) -> tuple[SpectralUNet, dict]:
     """Train one checkpoint; writes it to ``out`` (when given) with its settings and loss history."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    weights = None
-    if clips is None:  # extension learns from music that really has the band it generates
-        clips, weights = load_corpus(cache, log, MIN_BANDWIDTH_HZ if settings.task == "bwe" else 0.0,
-                                     settings.recording_share)
+    # Extension learns from music that really has the band it generates.
+    clips, weights = load_corpus(cache, log, MIN_BANDWIDTH_HZ if settings.task == "bwe" else 0.0,
+                                 settings.recording_share)
     config = settings.config()
     model = SpectralUNet(config)
     frontend = Frontend(config)
