@@ -291,7 +291,8 @@ def cmd_train(args) -> int:
                              channels=tuple(int(c) for c in args.channels.split(",")),
                              domains=tuple(d for d in args.domains.split(",") if d), terms=terms,
                              steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads,
-                             recording_share=args.recording_share)
+                             recording_share=args.recording_share, musicgen_share=args.musicgen_share,
+                             max_frequency_hz=args.max_frequency_hz)
     cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
     try:
         train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
@@ -399,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recording-share", type=float, default=None,
                    help="share of excerpts from real recordings rather than MIDI renders "
                         "(default: by duration; the shipped extension checkpoints: 0.5)")
+    p.add_argument("--musicgen-share", type=float, default=0.0,
+                   help="extension: share of excerpts through the MusicGen-like chain instead of a brick wall")
+    p.add_argument("--max-frequency-hz", type=float, default=19000.0,
+                   help="extension: where the generated band ends (stored; unet_bwe ends it there too)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--cache", default=None, help="training data built by `restorelab data build`")

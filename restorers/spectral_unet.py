@@ -16,6 +16,8 @@ from restorers.base import Availability, Restorer, RestorerParams
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 _MODELS: dict[str, Any] = {}
+#: Where an extension checkpoint's band ends when its metadata does not say.
+TRAINED_STOP_HZ = 19000.0
 _LOAD_LOCK = threading.Lock()
 
 
@@ -60,7 +62,8 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
     Attributes:
         cutoff_hz: where the input's content ends; 0 measures it over the whole input.
         max_frequency_hz: the generated band ends here (faded over the sixth of an
-            octave below); as ``bandwidth_extension_dsp`` (19 kHz), and trained with it.
+            octave below); 0 ends it where the checkpoint was trained to end it
+            (``restorelab train --max-frequency-hz``; 19 kHz where it does not say).
         margin_db: content threshold over the empty-band floor for measuring the cutoff.
         min_cliff_db: how steeply the spectrum must fall across the cutoff for the band
             above to count as removed by a codec; otherwise the input is returned as is.
@@ -68,17 +71,19 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
 
     representation: str = "mel"
     cutoff_hz: float = 0.0
-    max_frequency_hz: float = 19000.0
+    max_frequency_hz: float = 0.0
     margin_db: float = 20.0
     min_cliff_db: float = 12.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.replication()  # validates the shared fields
+        self.replication(TRAINED_STOP_HZ)  # validates the shared fields
 
-    def replication(self) -> BandwidthExtensionDspParams:
-        """The DSP extension's parameters that place the band and its starting envelope."""
-        return BandwidthExtensionDspParams(cutoff_hz=self.cutoff_hz, max_frequency_hz=self.max_frequency_hz,
+    def replication(self, trained_stop_hz: float) -> BandwidthExtensionDspParams:
+        """The DSP extension's parameters that place the band and its starting envelope
+        (``trained_stop_hz``: where the checkpoint's band ends, used when ``max_frequency_hz`` is 0)."""
+        return BandwidthExtensionDspParams(cutoff_hz=self.cutoff_hz,
+                                           max_frequency_hz=self.max_frequency_hz or trained_stop_hz,
                                            margin_db=self.margin_db, min_cliff_db=self.min_cliff_db)
 
 
@@ -92,6 +97,7 @@ class _SpectralUNet(Restorer):
     def __init__(self, params: SpectralUNetParams | None = None, *, model: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
         self._model = model
+        self._meta: dict[str, Any] = {}
         self._frontend = None
 
     @classmethod
@@ -137,12 +143,17 @@ class _SpectralUNet(Restorer):
         key = str(self.checkpoint_path(self.params).resolve())
         with _LOAD_LOCK:
             if key not in _MODELS:
-                model, _ = load_checkpoint(key)
+                model, meta = load_checkpoint(key)
                 if model.config.task != self.task:
                     raise ValueError(f"{key} is a {model.config.task} checkpoint, not {self.task}")
-                _MODELS[key] = model
-            self._model = _MODELS[key]
+                _MODELS[key] = model, meta
+            self._model, self._meta = _MODELS[key]
         return self._model
+
+    def trained_stop_hz(self) -> float:
+        """Where the loaded extension checkpoint was trained to end the band."""
+        self._load()
+        return float(self._meta.get("settings", {}).get("max_frequency_hz", TRAINED_STOP_HZ))
 
     def _front(self):
         """The model's STFT and feature front end, built once per restorer (not per chunk)."""
@@ -189,7 +200,8 @@ class _SpectralUNet(Restorer):
         stft = Stft(config.n_fft, config.hop)
         plan = None
         if self.task == "bwe":
-            plan = replication_plan(fitted["power"], config.sample_rate, stft, self.params.replication())
+            plan = replication_plan(fitted["power"], config.sample_rate, stft,
+                                    self.params.replication(self.trained_stop_hz()))
             if plan is None:  # no codec-like cliff: nothing to extend
                 return audio
         x = resample(audio, sample_rate, config.sample_rate)

@@ -9,7 +9,8 @@ import torch
 
 from restorelab import cli
 from restorelab.data import MANIFEST_COLUMNS
-from restorelab.train import TrainSettings, band_loss, draw_excerpt, load_corpus, make_batch, mrstft_loss
+from restorelab.train import (TrainSettings, band_loss, draw_excerpt, load_corpus, make_batch, mrstft_loss,
+                              musicgen_chain)
 from restorelab.unet import load_checkpoint
 
 SR = 44100
@@ -23,7 +24,7 @@ def corpus() -> list[np.ndarray]:
     return [np.stack([tone, tone]).astype(np.float32) * 0.1 + 0.01 * rng.standard_normal((2, t.size)).astype(np.float32)]
 
 
-@pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",))])
+@pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1)])
 def test_settings_reject_unknown_names(bad):
     with pytest.raises(ValueError):
         TrainSettings(**bad)
@@ -74,8 +75,29 @@ def test_bwe_batches_have_nothing_above_their_cutoff(corpus):
     for audio, kc in zip(degraded.numpy(), [plan.cutoff_bin for plan in plans]):
         spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size))) ** 2
         freqs = np.fft.rfftfreq(audio.size, 1 / SR)
+        # The plan starts where the spectrum begins to fall, at most 1.5 kHz under the wall.
         cutoff_hz = kc * SR / 2048
-        assert spectrum[freqs > cutoff_hz + 300].sum() < 1e-8 * spectrum.sum()
+        assert spectrum[freqs > cutoff_hz + 1800].sum() < 1e-8 * spectrum.sum()
+
+
+def _band_power(audio: np.ndarray, low_hz: float, high_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.shape[-1]))) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[-1], 1 / SR)
+    return float(spectrum[..., (freqs >= low_hz) & (freqs < high_hz)].sum())
+
+
+def test_bwe_batches_follow_the_musicgen_share_and_stop_frequency(corpus):
+    settings = TrainSettings(task="bwe", batch=2, segment_s=0.5, musicgen_share=1.0, max_frequency_hz=18000.0)
+    degraded, target, _, plans = make_batch(corpus, settings, np.random.default_rng(6))
+    # The same draws by hand: excerpt, share draw, then the chain.
+    rng = np.random.default_rng(6)
+    clean = draw_excerpt(corpus, SR // 2, rng)
+    assert rng.random() < 1.0
+    np.testing.assert_array_equal(degraded[0].numpy(), musicgen_chain(clean, rng)[0])
+    np.testing.assert_array_equal(target[0].numpy(), clean[0])
+    stop_bin = int(np.ceil(18000.0 / (SR / 2048)))
+    for plan in plans:
+        assert np.all(plan.gain[stop_bin:] == 0) and np.any(plan.gain[plan.cutoff_bin:stop_bin] > 0)
 
 
 def test_do_no_harm_share_is_clean_pairs(corpus):
@@ -123,3 +145,24 @@ def test_train_without_data_says_how_to_build_it(tmp_path, capsys):
     code = cli.main(["train", "--task", "bwe", "--steps", "1", "--cache", str(tmp_path), "-o",
                      str(tmp_path / "m.pt")])
     assert code == 2 and "restorelab data build" in capsys.readouterr().err
+
+
+def test_an_extension_checkpoint_ends_its_band_where_it_was_trained_to(tmp_path, corpus):
+    cache = tmp_path / "cache"
+    (cache / "midi").mkdir(parents=True)
+    sf.write(cache / "midi" / "tones.flac", corpus[0].T, SR, subtype="PCM_24")
+    (cache / "manifest.tsv").write_text("\t".join(MANIFEST_COLUMNS) + "\n"
+                                        "midi/tones.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n")
+    out = tmp_path / "bwe.pt"
+    assert cli.main(["train", "--task", "bwe", "--representation", "linear", "--channels", "4,8", "--steps", "2",
+                     "--batch", "2", "--max-frequency-hz", "17500", "--cache", str(cache), "-o", str(out)]) == 0
+    from restorelab import degrade as dg
+    from restorers import get_restorer
+
+    limited = dg.band_limit(corpus[0][:, : 2 * SR], SR, np.random.default_rng(0), cutoff_hz=13000.0)
+    trained = get_restorer("unet_bwe", representation="linear", checkpoint=str(out))
+    assert trained.trained_stop_hz() == 17500.0
+    default, wider = trained(limited, SR), get_restorer("unet_bwe", representation="linear", checkpoint=str(out),
+                                                         max_frequency_hz=19500.0)(limited, SR)
+    assert _band_power(default, 13500, 17000) > 1e3 * _band_power(limited, 13500, 17000)
+    assert _band_power(default, 17700, SR / 2) < 1e-3 * _band_power(wider, 17700, SR / 2)
