@@ -24,6 +24,17 @@ def corpus() -> list[np.ndarray]:
     return [np.stack([tone, tone]).astype(np.float32) * 0.1 + 0.01 * rng.standard_normal((2, t.size)).astype(np.float32)]
 
 
+@pytest.fixture
+def cache(tmp_path, corpus):
+    """A built training cache of one MIDI render (the tones), reaching 20 kHz."""
+    folder = tmp_path / "cache"
+    (folder / "midi").mkdir(parents=True)
+    sf.write(folder / "midi" / "tones.flac", corpus[0].T, SR, subtype="PCM_24")
+    (folder / "manifest.tsv").write_text("\t".join(MANIFEST_COLUMNS) + "\n"
+                                        "midi/tones.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n")
+    return folder
+
+
 @pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1)])
 def test_settings_reject_unknown_names(bad):
     with pytest.raises(ValueError):
@@ -121,12 +132,7 @@ def test_losses_are_zero_for_a_perfect_estimate_and_band_loss_sees_only_its_band
     assert float(band_loss(target, target * 0.5, start, windows)) == pytest.approx(np.log(2), rel=0.02)
 
 
-def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus):
-    cache = tmp_path / "cache"
-    (cache / "midi").mkdir(parents=True)
-    sf.write(cache / "midi" / "tones.flac", corpus[0].T, SR, subtype="PCM_24")
-    (cache / "manifest.tsv").write_text("\t".join(MANIFEST_COLUMNS) + "\n"
-                                        "midi/tones.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n")
+def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus, cache):
     out = tmp_path / "model.pt"
     code = cli.main(["train", "--task", "denoise", "--representation", "mel", "--channels", "4,8", "--steps", "3",
                      "--batch", "2", "--cache", str(cache), "-o", str(out)])
@@ -147,12 +153,7 @@ def test_train_without_data_says_how_to_build_it(tmp_path, capsys):
     assert code == 2 and "restorelab data build" in capsys.readouterr().err
 
 
-def test_an_extension_checkpoint_ends_its_band_where_it_was_trained_to(tmp_path, corpus):
-    cache = tmp_path / "cache"
-    (cache / "midi").mkdir(parents=True)
-    sf.write(cache / "midi" / "tones.flac", corpus[0].T, SR, subtype="PCM_24")
-    (cache / "manifest.tsv").write_text("\t".join(MANIFEST_COLUMNS) + "\n"
-                                        "midi/tones.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n")
+def test_an_extension_checkpoint_ends_its_band_where_it_was_trained_to(tmp_path, corpus, cache):
     out = tmp_path / "bwe.pt"
     assert cli.main(["train", "--task", "bwe", "--representation", "linear", "--channels", "4,8", "--steps", "2",
                      "--batch", "2", "--max-frequency-hz", "17500", "--cache", str(cache), "-o", str(out)]) == 0
