@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--recording-share", type=float, default=None,
                    help="share of excerpts from real recordings rather than MIDI renders "
-                        "(default: by duration; the shipped extension checkpoints: 0.5)")
+                        "(default: by duration; the shipped extension checkpoints: 1.0)")
     p.add_argument("--musicgen-share", type=float, default=0.0,
                    help="extension: share of excerpts through the MusicGen-like chain instead of a brick wall")
     p.add_argument("--max-frequency-hz", type=float, default=19000.0,
