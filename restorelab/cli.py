@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: by duration; the shipped extension checkpoints: 1.0)")
     p.add_argument("--musicgen-share", type=float, default=0.0,
                    help="extension: share of excerpts through the MusicGen-like chain instead of a brick wall")
-    p.add_argument("--max-frequency-hz", type=float, default=19000.0,
+    p.add_argument("--max-frequency-hz", type=float,
+                   default=restorer_class("bandwidth_extension_dsp").Params.max_frequency_hz,
                    help="extension: where the generated band ends (stored; unet_bwe ends it there too)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -67,7 +67,7 @@ class TrainSettings:
     #: quantisation and hiss under a 16 kHz band) instead of a clean brick wall.
     musicgen_share: float = 0.0
     #: Bandwidth extension: where the generated band ends (inference must use the same).
-    max_frequency_hz: float = 19000.0
+    max_frequency_hz: float = BandwidthExtensionDspParams.max_frequency_hz
     seed: int = 0
     threads: int = 0
 
@@ -96,6 +96,8 @@ def load_corpus(cache: Path, log: Callable[[str], None] = print, min_bandwidth_h
     and each clip's probability of being drawn: by duration, and with ``recording_share`` of the
     total on the real recordings (the rest on the MIDI renders)."""
     items = [item for item in read_manifest(cache) if item.bandwidth_hz >= min_bandwidth_hz]
+    if recording_share in (0.0, 1.0):  # a source never drawn is not read
+        items = [item for item in items if (item.source == "recording") == (recording_share == 1.0)] or items
     clips = [sf.read(str(Path(cache) / item.file), dtype="float32", always_2d=True)[0].T for item in items]
     log(f"{len(clips)} clips, {sum(c.shape[-1] for c in clips) / WORKING_RATE / 60:.1f} min from {cache}")
     weights = np.array([c.shape[-1] for c in clips], dtype=np.float64)

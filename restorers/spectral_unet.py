@@ -16,8 +16,8 @@ from restorers.base import Availability, Restorer, RestorerParams
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 _MODELS: dict[str, Any] = {}
-#: Where an extension checkpoint's band ends when its metadata does not say.
-TRAINED_STOP_HZ = 19000.0
+#: Where an extension checkpoint's band ends when its metadata does not say: the DSP extension's.
+TRAINED_STOP_HZ = BandwidthExtensionDspParams.max_frequency_hz
 _LOAD_LOCK = threading.Lock()
 
 

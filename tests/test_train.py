@@ -62,6 +62,10 @@ def test_corpus_weights_follow_duration_or_the_recording_share(tmp_path, corpus)
     assert len(clips) == 2 and weights == pytest.approx([0.8, 0.2])
     assert load_corpus(tmp_path, quiet, recording_share=0.5)[1] == pytest.approx([0.5, 0.5])
     assert load_corpus(tmp_path, quiet, recording_share=0.9)[1] == pytest.approx([0.1, 0.9])
+    # A source with no share is not even read.
+    only, only_weights = load_corpus(tmp_path, quiet, recording_share=1.0)
+    assert len(only) == 1 and only[0].shape[-1] == SR and only_weights == pytest.approx([1.0])
+    assert load_corpus(tmp_path, quiet, recording_share=0.0)[0][0].shape[-1] == 4 * SR
     # Drawing follows the weights: a weight of zero is never drawn.
     whistle = np.sin(2 * np.pi * 5000.0 * np.arange(4 * SR) / SR).astype(np.float32)[None]
     rng = np.random.default_rng(4)
