@@ -285,14 +285,15 @@ def cmd_train(args) -> int:
     from restorelab import data
     from restorelab.train import TrainSettings, train
 
-    terms_text = args.terms if args.terms is not None else ("hf,dnh" if args.task == "denoise" else "hf,lsd")
+    terms_text = args.terms if args.terms is not None else ("hf,dnh,sisdr" if args.task == "denoise" else "hf,lsd")
     terms = tuple(t for t in terms_text.split(",") if t and t != "none")
     settings = TrainSettings(task=args.task, representation=args.representation,
                              channels=tuple(int(c) for c in args.channels.split(",")),
                              domains=tuple(d for d in args.domains.split(",") if d), terms=terms,
                              steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads,
                              recording_share=args.recording_share, musicgen_share=args.musicgen_share,
-                             max_frequency_hz=args.max_frequency_hz)
+                             max_frequency_hz=args.max_frequency_hz,
+                             **({} if args.sisdr_weight is None else {"sisdr_weight": args.sisdr_weight}))
     cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
     try:
         train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
@@ -391,11 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", default="a,b,hiss,musicgen",
                    help="denoising degradations, comma-separated: a, b, hiss, musicgen")
     p.add_argument("--terms", default=None,
-                   help="extra loss terms, comma-separated: hf, dnh, lsd, or none "
-                        "(default: hf,dnh for denoise, hf,lsd for bwe)")
+                   help="extra loss terms, comma-separated: hf, dnh, lsd, sisdr, or none "
+                        "(default: hf,dnh,sisdr for denoise, hf,lsd for bwe)")
+    p.add_argument("--sisdr-weight", type=float, default=None,
+                   help="loss per dB of SI-SDR for the sisdr term (default: the shipped checkpoints')")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
-    p.add_argument("--steps", type=int, default=1200,
-                   help="training steps (the shipped checkpoints: 1200 denoise, 2000 extension)")
+    p.add_argument("--steps", type=int, default=2000, help="training steps (as the shipped checkpoints)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--recording-share", type=float, default=None,
                    help="share of excerpts from real recordings rather than MIDI renders "

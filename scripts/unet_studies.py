@@ -7,11 +7,13 @@
 ``cross-domain`` expects ``denoise_{linear,mel}_{a,b}.pt`` in DIR (from ``restorelab
 train --domains a`` or ``b``) and scores each on the references degraded by group
 A and by group B: the change against the unprocessed input in spectrogram MSE
-(dB^2), L1 (dB), cosine and LSD. ``ablation`` expects ``ablation_{none,hf,hf-dnh}.pt``
-and scores each on the hiss, group A and group B presets and on clean input (do no
-harm). ``mel-phase`` compares the shipped Mel denoiser's output phase: the mask on
-the input's STFT (what the restorer does) against Griffin-Lim from the same
-magnitudes and from the Mel spectrum inverted by pseudo-inverse.
+(dB^2), L1 (dB), cosine and LSD. ``ablation`` scores every ``ablation_*.pt`` in DIR
+(for example ``ablation_none``, ``ablation_hf``, ``ablation_hf-dnh``; the name after
+``ablation_`` labels the row) on the hiss, group A, group B and MusicGen-like presets
+and on clean input (do no harm). ``mel-phase`` compares the shipped Mel denoiser's
+output phase: the mask on the input's STFT (what the restorer does) against
+Griffin-Lim from the same magnitudes and from the Mel spectrum inverted by
+pseudo-inverse.
 """
 
 from __future__ import annotations
@@ -73,10 +75,13 @@ def cross_domain(checkpoints: Path, references: list[Path]) -> str:
 
 def ablation(checkpoints: Path, references: list[Path]) -> str:
     rows = []
-    for variant in ("none", "hf", "hf-dnh"):
-        restorer = get_restorer("unet_denoise", checkpoint=str(checkpoints / f"ablation_{variant}.pt"))
-        row = {"terms": variant}
-        for preset in ("hiss", "group_a", "group_b", None):
+    paths = sorted(checkpoints.glob("ablation_*.pt"))
+    if not paths:
+        raise SystemExit(f"error: no ablation_*.pt checkpoints in {checkpoints}")
+    for path in paths:
+        restorer = get_restorer("unet_denoise", checkpoint=str(path))
+        row = {"terms": path.stem.removeprefix("ablation_")}
+        for preset in ("hiss", "group_a", "group_b", "musicgen_like", None):
             before, after = _score(restorer, references, preset)
             label = preset or "clean"
             row[f"{label}_lsd"] = f"{after['lsd']:.3f} ({before['lsd']:.3f})"

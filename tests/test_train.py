@@ -10,7 +10,7 @@ import torch
 from restorelab import cli
 from restorelab.data import MANIFEST_COLUMNS
 from restorelab.train import (TrainSettings, band_loss, draw_excerpt, load_corpus, make_batch, mrstft_loss,
-                              musicgen_chain)
+                              musicgen_chain, sisdr_loss)
 from restorelab.unet import load_checkpoint
 
 SR = 44100
@@ -35,7 +35,8 @@ def cache(tmp_path, corpus):
     return folder
 
 
-@pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1)])
+@pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1),
+                                 dict(sisdr_weight=-1.0)])
 def test_settings_reject_unknown_names(bad):
     with pytest.raises(ValueError):
         TrainSettings(**bad)
@@ -136,14 +137,33 @@ def test_losses_are_zero_for_a_perfect_estimate_and_band_loss_sees_only_its_band
     assert float(band_loss(target, target * 0.5, start, windows)) == pytest.approx(np.log(2), rel=0.02)
 
 
+def test_sisdr_loss_is_minus_the_snr_of_an_orthogonal_error_whatever_the_scale():
+    rng = torch.Generator().manual_seed(1)
+    target = torch.randn(3, SR // 4, generator=rng) * 0.1
+    target = target - target.mean(dim=-1, keepdim=True)
+    noise = torch.randn(3, SR // 4, generator=rng)
+    noise = noise - noise.mean(dim=-1, keepdim=True)
+    noise = noise - ((noise * target).sum(-1) / target.square().sum(-1))[:, None] * target
+    noise = noise * (target.norm(dim=-1) / noise.norm(dim=-1) * 10 ** (-20 / 20))[:, None]
+    assert float(sisdr_loss(target + noise, target)) == pytest.approx(-20.0, abs=0.01)
+    assert float(sisdr_loss(3 * (target + noise) + 0.5, target)) == pytest.approx(-20.0, abs=0.01)
+    assert float(sisdr_loss(target, target)) == pytest.approx(-50.0, abs=1e-3)  # the cap
+    quiet = (1e-9 * target).requires_grad_()  # nearly silent: still finite, with a finite gradient
+    loss = sisdr_loss(quiet, target)
+    loss.backward()
+    assert bool(torch.isfinite(loss)) and bool(torch.isfinite(quiet.grad).all())
+
+
 def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus, cache):
     out = tmp_path / "model.pt"
     code = cli.main(["train", "--task", "denoise", "--representation", "mel", "--channels", "4,8", "--steps", "3",
-                     "--batch", "2", "--cache", str(cache), "-o", str(out)])
+                     "--batch", "2", "--terms", "hf,dnh,sisdr", "--sisdr-weight", "0.1", "--cache", str(cache),
+                     "-o", str(out)])
     assert code == 0
     model, meta = load_checkpoint(out)
     assert model.config.representation == "mel" and model.config.channels == (4, 8)
     assert meta["settings"]["steps"] == 3 and np.isfinite(meta["loss_history"][-1][1])
+    assert meta["settings"]["terms"] == ["hf", "dnh", "sisdr"] and meta["settings"]["sisdr_weight"] == 0.1
     from restorers import get_restorer
 
     audio = corpus[0][:, :SR]
