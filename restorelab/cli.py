@@ -285,15 +285,16 @@ def cmd_train(args) -> int:
     from restorelab import data
     from restorelab.train import TrainSettings, train
 
-    terms_text = args.terms if args.terms is not None else ("hf,dnh,sisdr" if args.task == "denoise" else "hf,lsd")
-    terms = tuple(t for t in terms_text.split(",") if t and t != "none")
+    # Options left out take TrainSettings' defaults (the shipped checkpoints' recipe).
+    given = {name: getattr(args, name) for name in ("steps", "batch", "seed", "recording_share", "musicgen_share",
+                                                    "max_frequency_hz", "sisdr_weight")
+             if getattr(args, name) is not None}
+    if args.terms is not None:
+        given["terms"] = tuple(t for t in args.terms.split(",") if t and t != "none")
     settings = TrainSettings(task=args.task, representation=args.representation,
                              channels=tuple(int(c) for c in args.channels.split(",")),
-                             domains=tuple(d for d in args.domains.split(",") if d), terms=terms,
-                             steps=args.steps, batch=args.batch, seed=args.seed, threads=args.threads,
-                             recording_share=args.recording_share, musicgen_share=args.musicgen_share,
-                             max_frequency_hz=args.max_frequency_hz,
-                             **({} if args.sisdr_weight is None else {"sisdr_weight": args.sisdr_weight}))
+                             domains=tuple(d for d in args.domains.split(",") if d), threads=args.threads,
+                             **given)
     cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
     try:
         train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
@@ -397,17 +398,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sisdr-weight", type=float, default=None,
                    help="loss per dB of SI-SDR for the sisdr term (default: the shipped checkpoints')")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
-    p.add_argument("--steps", type=int, default=2000, help="training steps (as the shipped checkpoints)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped checkpoints')")
+    p.add_argument("--batch", type=int, default=None, help="excerpts per step (default: the shipped checkpoints')")
     p.add_argument("--recording-share", type=float, default=None,
                    help="share of excerpts from real recordings rather than MIDI renders "
                         "(default: by duration; the shipped extension checkpoints: 1.0)")
-    p.add_argument("--musicgen-share", type=float, default=0.0,
-                   help="extension: share of excerpts through the MusicGen-like chain instead of a brick wall")
-    p.add_argument("--max-frequency-hz", type=float,
-                   default=restorer_class("bandwidth_extension_dsp").Params.max_frequency_hz,
-                   help="extension: where the generated band ends (stored; unet_bwe ends it there too)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--musicgen-share", type=float, default=None,
+                   help="extension: share of excerpts through the MusicGen-like chain instead of a brick wall "
+                        "(default 0; the shipped extension checkpoints: 0.3)")
+    p.add_argument("--max-frequency-hz", type=float, default=None,
+                   help="extension: where the generated band ends, stored so unet_bwe ends it there too "
+                        "(default: bandwidth_extension_dsp's)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--cache", default=None, help="training data built by `restorelab data build`")
     p.add_argument("-o", "--out", required=True, help="checkpoint file to write")

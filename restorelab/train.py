@@ -49,6 +49,8 @@ from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, repli
 MRSTFT = ((512, 128), (1024, 256), (2048, 512))
 DENOISE_DOMAINS = ("a", "b", "hiss", "musicgen")
 LOSS_TERMS = ("hf", "dnh", "lsd", "sisdr")
+#: Each task's extra loss terms, as the shipped checkpoints were trained.
+DEFAULT_TERMS = {"denoise": ("hf", "dnh", "sisdr"), "bwe": ("hf", "lsd")}
 _MAG_EPS = 1e-5
 
 
@@ -62,7 +64,8 @@ class TrainSettings:
     #: Degradation domains for denoising: ``a`` and ``b`` (the simulator's groups),
     #: ``hiss`` (high-passed white noise) and ``musicgen`` (the MusicGen-like chain).
     domains: tuple[str, ...] = DENOISE_DOMAINS
-    terms: tuple[str, ...] = ("hf", "dnh", "sisdr")
+    #: Extra loss terms (None: the task's ``DEFAULT_TERMS``).
+    terms: tuple[str, ...] | None = None
     steps: int = 2000
     batch: int = 8
     segment_s: float = 1.5
@@ -81,6 +84,10 @@ class TrainSettings:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        if self.task not in DEFAULT_TERMS:
+            raise ValueError(f"task must be one of {', '.join(DEFAULT_TERMS)}, got {self.task!r}")
+        if self.terms is None:
+            self.terms = DEFAULT_TERMS[self.task]
         unknown = set(self.domains) - set(DENOISE_DOMAINS)
         if unknown:
             raise ValueError(f"unknown domains {sorted(unknown)}; known: {', '.join(DENOISE_DOMAINS)}")
@@ -244,9 +251,9 @@ def sisdr_loss(estimate: torch.Tensor, target: torch.Tensor, cap_db: float = 50.
     energy = target.square().sum(dim=-1).clamp_min(1e-12)
     scale = (estimate * target).sum(dim=-1) / energy
     error = (estimate - scale[:, None] * target).square().sum(dim=-1)
-    floor = energy * scale.square() * 10 ** (-cap_db / 10)
-    kept = (scale.square() * energy).clamp_min(1e-20)
-    return -(10 * torch.log10(kept / (error + floor).clamp_min(1e-20))).mean()
+    kept = scale.square() * energy
+    floor = kept * 10 ** (-cap_db / 10)
+    return -(10 * torch.log10(kept.clamp_min(1e-20) / (error + floor).clamp_min(1e-20))).mean()
 
 
 # -- the loop ---------------------------------------------------------------------------

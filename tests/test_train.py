@@ -36,10 +36,16 @@ def cache(tmp_path, corpus):
 
 
 @pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1),
-                                 dict(sisdr_weight=-1.0)])
+                                 dict(sisdr_weight=-1.0), dict(task="upsample")])
 def test_settings_reject_unknown_names(bad):
     with pytest.raises(ValueError):
         TrainSettings(**bad)
+
+
+def test_each_task_defaults_to_its_own_loss_terms():
+    assert TrainSettings(task="denoise").terms == ("hf", "dnh", "sisdr")
+    assert TrainSettings(task="bwe").terms == ("hf", "lsd")
+    assert TrainSettings(task="bwe", terms=()).terms == ()
 
 
 def test_excerpts_are_mono_at_a_training_level(corpus):
