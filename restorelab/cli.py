@@ -287,7 +287,7 @@ def cmd_train(args) -> int:
 
     # Options left out take TrainSettings' defaults (the shipped checkpoints' recipe).
     given = {name: getattr(args, name) for name in ("steps", "batch", "seed", "recording_share", "musicgen_share",
-                                                    "max_frequency_hz", "sisdr_weight")
+                                                    "max_frequency_hz", "sisdr_weight", "max_hiss_snr_db")
              if getattr(args, name) is not None}
     if args.terms is not None:
         given["terms"] = tuple(t for t in args.terms.split(",") if t and t != "none")
@@ -397,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: hf,dnh,sisdr for denoise, hf,lsd for bwe)")
     p.add_argument("--sisdr-weight", type=float, default=None,
                    help="loss per dB of SI-SDR for the sisdr term (default: the shipped checkpoints')")
+    p.add_argument("--max-hiss-snr-db", type=float, default=None,
+                   help="denoise: the hiss domain's SNR is drawn from 18 dB to this (default: the shipped checkpoints')")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped checkpoints')")
     p.add_argument("--batch", type=int, default=None, help="excerpts per step (default: the shipped checkpoints')")

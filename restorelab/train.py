@@ -51,6 +51,8 @@ DENOISE_DOMAINS = ("a", "b", "hiss", "musicgen")
 LOSS_TERMS = ("hf", "dnh", "lsd", "sisdr")
 #: Each task's extra loss terms, as the shipped checkpoints were trained.
 DEFAULT_TERMS = {"denoise": ("hf", "dnh", "sisdr"), "bwe": ("hf", "lsd")}
+#: The ``hiss`` domain's lowest SNR (dB).
+MIN_HISS_SNR_DB = 18.0
 _MAG_EPS = 1e-5
 
 
@@ -73,6 +75,8 @@ class TrainSettings:
     clean_share: float = 0.15
     #: Loss per dB of SI-SDR, for the ``sisdr`` term.
     sisdr_weight: float = 0.2
+    #: Denoising: the ``hiss`` domain's SNR is drawn uniformly from 18 dB to this.
+    max_hiss_snr_db: float = 40.0
     #: Share of excerpts drawn from real recordings rather than MIDI renders (None: by duration).
     recording_share: float | None = None
     #: Bandwidth extension: share of excerpts degraded by the MusicGen-like chain (gentle roll-off,
@@ -95,6 +99,8 @@ class TrainSettings:
             raise ValueError(f"recording_share must be within [0, 1], got {self.recording_share}")
         if self.sisdr_weight < 0:
             raise ValueError(f"sisdr_weight must not be negative, got {self.sisdr_weight}")
+        if self.max_hiss_snr_db <= MIN_HISS_SNR_DB:
+            raise ValueError(f"max_hiss_snr_db must be above {MIN_HISS_SNR_DB:g}, got {self.max_hiss_snr_db}")
         if not 0.0 <= self.musicgen_share <= 1.0:
             raise ValueError(f"musicgen_share must be within [0, 1], got {self.musicgen_share}")
         unknown = set(self.terms) - set(LOSS_TERMS)
@@ -154,8 +160,8 @@ def musicgen_chain(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                             bits=int(rng.integers(10, 15)), hiss_snr_db=float(rng.uniform(25, 45)))
 
 
-def degrade_for_denoising(clean: np.ndarray, domain: str, rng: np.random.Generator
-                          ) -> tuple[np.ndarray, np.ndarray]:
+def degrade_for_denoising(clean: np.ndarray, domain: str, rng: np.random.Generator,
+                          max_hiss_snr_db: float = TrainSettings.max_hiss_snr_db) -> tuple[np.ndarray, np.ndarray]:
     """``(degraded, target)`` for one domain; the MusicGen chain's target is the clean audio below 16 kHz.
 
     (A target of the same chain without its noise was tried: the model then learned to cut
@@ -166,7 +172,7 @@ def degrade_for_denoising(clean: np.ndarray, domain: str, rng: np.random.Generat
         name = str(rng.choice(dg.GROUP_A if domain == "a" else dg.GROUP_B))
         return dg.DEGRADATIONS[name](clean, sr, rng, **dg.RANDOM_PARAMS[name](rng)), clean
     if domain == "hiss":
-        return dg.additive_noise(clean, sr, rng, snr_db=float(rng.uniform(18, 40)),
+        return dg.additive_noise(clean, sr, rng, snr_db=float(rng.uniform(MIN_HISS_SNR_DB, max_hiss_snr_db)),
                                  highpass_hz=float(rng.uniform(2000, 8000))), clean
     return musicgen_chain(clean, rng), dg.band_limit(clean, sr, rng, cutoff_hz=16000.0)
 
@@ -199,7 +205,8 @@ def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.
         elif "dnh" in settings.terms and rng.random() < settings.clean_share:
             x, target, flag = clean, clean, True
         else:
-            x, target = degrade_for_denoising(clean, str(rng.choice(settings.domains)), rng)
+            x, target = degrade_for_denoising(clean, str(rng.choice(settings.domains)), rng,
+                                              settings.max_hiss_snr_db)
         degraded.append(x[0])
         targets.append(target[0])
         is_clean.append(flag)

@@ -3,6 +3,7 @@
     python scripts/unet_studies.py cross-domain --checkpoints DIR --references ../shared/data/music-reference
     python scripts/unet_studies.py ablation --checkpoints DIR --references ...
     python scripts/unet_studies.py mel-phase --references ...
+    python scripts/unet_studies.py hiss-levels [--checkpoints DIR] --references ...
 
 ``cross-domain`` expects ``denoise_{linear,mel}_{a,b}.pt`` in DIR (from ``restorelab
 train --domains a`` or ``b``) and scores each on the references degraded by group
@@ -13,7 +14,10 @@ A and by group B: the change against the unprocessed input in spectrogram MSE
 and on clean input (do no harm). ``mel-phase`` compares the shipped Mel denoiser's
 output phase: the mask on the input's STFT (what the restorer does) against
 Griffin-Lim from the same magnitudes and from the Mel spectrum inverted by
-pseudo-inverse.
+pseudo-inverse. ``hiss-levels`` scores the denoisers on the references with white hiss
+above 4 kHz (as the ``hiss`` preset adds it) at 30, 45, 55 and 65 dB SNR, seeded per
+reference: the shipped U-Nets, the high-band DSP denoisers and every ``hiss_*.pt`` in DIR
+(LSD over the whole band and split at 16 kHz, and SI-SDR).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from restorelab import analysis  # noqa: E402
+from restorelab import degrade as dg  # noqa: E402
 from restorelab.audio import WORKING_RATE, find_audio_files, load_audio  # noqa: E402
 from restorelab.evaluate import pairs_from_preset  # noqa: E402
 from restorelab.report import to_markdown  # noqa: E402
@@ -133,9 +138,37 @@ def mel_phase(references: list[Path], iterations: int = 32) -> str:
     return to_markdown(rows, list(rows[0]))
 
 
+HISS_LEVELS_DB = (30.0, 45.0, 55.0, 65.0)
+
+
+def hiss_levels(checkpoints: Path, references: list[Path]) -> str:
+    """LSD and SI-SDR of the input and of each denoiser against hiss from loud to faint."""
+    restorers = {"unet_denoise (linear)": get_restorer("unet_denoise"),
+                 "unet_denoise (Mel)": get_restorer("unet_denoise", representation="mel"),
+                 "spectral_subtraction_hf": get_restorer("spectral_subtraction_hf"),
+                 "spectral_gate_hf": get_restorer("spectral_gate_hf")}
+    for path in sorted(checkpoints.glob("hiss_*.pt")):
+        restorers[path.stem] = get_restorer("unet_denoise", checkpoint=str(path))
+    scores: dict[str, dict[float, list[dict]]] = {name: {snr: [] for snr in HISS_LEVELS_DB}
+                                                  for name in ("input", *restorers)}
+    for index, path in enumerate(references):
+        clean = load_audio(path).audio
+        for snr in HISS_LEVELS_DB:
+            noisy = dg.additive_noise(clean, WORKING_RATE, np.random.default_rng(index), snr_db=snr,
+                                      highpass_hz=4000.0)
+            scores["input"][snr].append(analysis.reference_metrics(clean, noisy, WORKING_RATE, cutoff_hz=16000.0))
+            for name, restorer in restorers.items():
+                scores[name][snr].append(analysis.reference_metrics(clean, restorer(noisy, WORKING_RATE),
+                                                                    WORKING_RATE, cutoff_hz=16000.0))
+    rows = [{"snr_db": f"{snr:g}", "restorer": name,
+             **{m: f"{np.mean([r[m] for r in by_snr[snr]]):.3f}" for m in ("lsd", "lsd_low", "lsd_high", "si_sdr_db")}}
+            for snr in HISS_LEVELS_DB for name, by_snr in scores.items()]
+    return to_markdown(rows, list(rows[0]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=("cross-domain", "ablation", "mel-phase"))
+    parser.add_argument("study", choices=("cross-domain", "ablation", "mel-phase", "hiss-levels"))
     parser.add_argument("--checkpoints", default="checkpoints")
     parser.add_argument("--references", default="../shared/data/music-reference")
     args = parser.parse_args()
@@ -147,6 +180,8 @@ def main() -> int:
         print(cross_domain(Path(args.checkpoints), references))
     elif args.study == "ablation":
         print(ablation(Path(args.checkpoints), references))
+    elif args.study == "hiss-levels":
+        print(hiss_levels(Path(args.checkpoints), references))
     else:
         print(mel_phase(references))
     return 0

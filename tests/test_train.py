@@ -9,8 +9,8 @@ import torch
 
 from restorelab import cli
 from restorelab.data import MANIFEST_COLUMNS
-from restorelab.train import (TrainSettings, band_loss, draw_excerpt, load_corpus, make_batch, mrstft_loss,
-                              musicgen_chain, sisdr_loss)
+from restorelab.train import (MIN_HISS_SNR_DB, TrainSettings, band_loss, degrade_for_denoising, draw_excerpt,
+                              load_corpus, make_batch, mrstft_loss, musicgen_chain, sisdr_loss)
 from restorelab.unet import load_checkpoint
 
 SR = 44100
@@ -36,7 +36,7 @@ def cache(tmp_path, corpus):
 
 
 @pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1),
-                                 dict(sisdr_weight=-1.0), dict(task="upsample")])
+                                 dict(sisdr_weight=-1.0), dict(task="upsample"), dict(max_hiss_snr_db=18.0)])
 def test_settings_reject_unknown_names(bad):
     with pytest.raises(ValueError):
         TrainSettings(**bad)
@@ -54,6 +54,19 @@ def test_excerpts_are_mono_at_a_training_level(corpus):
         piece = draw_excerpt(corpus, SR, rng)
         rms_db = 20 * np.log10(np.sqrt(np.mean(piece ** 2)))
         assert piece.shape == (1, SR) and -30.01 <= rms_db <= -13.99
+
+
+@pytest.mark.parametrize("top", [19.0, 60.0])
+def test_hiss_snr_is_drawn_up_to_the_set_maximum(corpus, top):
+    rng = np.random.default_rng(2)
+    snrs = []
+    for _ in range(20):
+        clean = draw_excerpt(corpus, SR, rng)
+        noisy, target = degrade_for_denoising(clean, "hiss", rng, max_hiss_snr_db=top)
+        assert target is clean
+        snrs.append(10 * np.log10(np.sum(clean.astype(np.float64) ** 2) / np.sum((noisy - clean).astype(np.float64) ** 2)))
+    assert MIN_HISS_SNR_DB - 0.01 <= min(snrs) and max(snrs) <= top + 0.01
+    assert max(snrs) - min(snrs) > (top - MIN_HISS_SNR_DB) / 2  # the range is drawn across, not pinned
 
 
 def test_corpus_weights_follow_duration_or_the_recording_share(tmp_path, corpus):
@@ -163,13 +176,14 @@ def test_sisdr_loss_is_minus_the_snr_of_an_orthogonal_error_whatever_the_scale()
 def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus, cache):
     out = tmp_path / "model.pt"
     code = cli.main(["train", "--task", "denoise", "--representation", "mel", "--channels", "4,8", "--steps", "3",
-                     "--batch", "2", "--terms", "hf,dnh,sisdr", "--sisdr-weight", "0.1", "--cache", str(cache),
-                     "-o", str(out)])
+                     "--batch", "2", "--terms", "hf,dnh,sisdr", "--sisdr-weight", "0.1", "--max-hiss-snr-db", "50",
+                     "--cache", str(cache), "-o", str(out)])
     assert code == 0
     model, meta = load_checkpoint(out)
     assert model.config.representation == "mel" and model.config.channels == (4, 8)
     assert meta["settings"]["steps"] == 3 and np.isfinite(meta["loss_history"][-1][1])
     assert meta["settings"]["terms"] == ["hf", "dnh", "sisdr"] and meta["settings"]["sisdr_weight"] == 0.1
+    assert meta["settings"]["max_hiss_snr_db"] == 50.0
     from restorers import get_restorer
 
     audio = corpus[0][:, :SR]
