@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 
 from restorelab import generation, lab, votes
+from restorelab.analysis import VerdictThresholds
 from restorelab.audio import atomic_write_text, write_wav
 from restorelab.generation import GenerationRequest
 from restorelab.listening import TARGET_LUFS
@@ -254,7 +255,9 @@ def build_compare_tab(clip, view):
         with gr.Row():
             players = [gr.Audio(label=name, type="filepath", interactive=False, visible=False,
                                 elem_classes=["compare-player"]) for name in PLAYER_NAMES]
-        metrics = gr.Dataframe(label="Metrics (input first; verdicts: less energy above 6 kHz, HPSS kept, "
+        metrics = gr.Dataframe(label="Metrics (input first; verdicts: less energy above 6 kHz for a denoiser, "
+                                     f"a band {VerdictThresholds().min_bandwidth_gain_hz:.0f} Hz wider for a "
+                                     "bandwidth extender, HPSS kept, "
                                      "log-mel distance < 0.20)", elem_id="metrics", interactive=False)
         psd = gr.Plot(label="PSD overlay", elem_id="psd")
         with gr.Row():

@@ -273,30 +273,49 @@ class VerdictThresholds:
 
     Attributes:
         max_log_mel_distance: faithfulness to the input (0.20 = 2 dB mean).
-        hpss_drop_tolerance_db: how far the harmonic/percussive ratio may fall.
-        min_hf_reduction_db: how far the energy above 6 kHz must go down.
+        hpss_drop_tolerance_db: how far the harmonic/percussive ratio may fall. Restorers that
+            barely touch a clip move it by up to about 0.01 dB either way (the median filters
+            see a slightly different spectrogram); a damaging one drops it by tenths of a dB or more.
+        min_hf_reduction_db: how far the energy above 6 kHz must go down (denoisers).
+        min_bandwidth_gain_hz: how far the effective bandwidth must rise (bandwidth extenders).
     """
 
     max_log_mel_distance: float = 0.20
-    hpss_drop_tolerance_db: float = 0.0
+    hpss_drop_tolerance_db: float = 0.05
     min_hf_reduction_db: float = 0.0
+    min_bandwidth_gain_hz: float = 500.0
+
+
+#: What a restorer is for, as the no-reference verdict judges it: ``denoise`` (the energy
+#: above 6 kHz goes down) or ``extend`` (the effective bandwidth goes up).
+GOALS = ("denoise", "extend")
+#: The verdict's checks, in display order (a row has the goal's own check, not the other's).
+VERDICT_CHECKS = ("hf_energy_down", "band_extended", "hpss_kept", "faithful", "pass")
 
 
 def verdict(row: dict[str, float], baseline: dict[str, float],
-            thresholds: VerdictThresholds = VerdictThresholds()) -> dict[str, bool]:
-    """The per-clip checks of a denoiser: less high-band energy, HPSS kept, faithful."""
-    checks = {
-        "hf_energy_down": row["hf_energy_db"] < baseline["hf_energy_db"] - thresholds.min_hf_reduction_db,
-        "hpss_kept": row["hpss_ratio_db"] >= baseline["hpss_ratio_db"] - thresholds.hpss_drop_tolerance_db,
-        "faithful": row["log_mel_distance"] < thresholds.max_log_mel_distance,
-    }
+            thresholds: VerdictThresholds = VerdictThresholds(), goal: str = "denoise") -> dict[str, bool]:
+    """The per-clip checks: the goal's own (less high-band energy, or a wider band), HPSS kept, faithful."""
+    if goal == "denoise":
+        checks = {"hf_energy_down": row["hf_energy_db"] < baseline["hf_energy_db"] - thresholds.min_hf_reduction_db}
+    elif goal == "extend":
+        gain = row["effective_bandwidth_hz"] - baseline["effective_bandwidth_hz"]
+        checks = {"band_extended": gain >= thresholds.min_bandwidth_gain_hz}
+    else:
+        raise ValueError(f"goal must be one of {', '.join(GOALS)}, got {goal!r}")
+    checks["hpss_kept"] = row["hpss_ratio_db"] >= baseline["hpss_ratio_db"] - thresholds.hpss_drop_tolerance_db
+    checks["faithful"] = row["log_mel_distance"] < thresholds.max_log_mel_distance
     checks["pass"] = all(checks.values())
     return checks
 
 
 def compare_no_reference(original: np.ndarray, outputs: dict[str, np.ndarray], sample_rate: int,
-                         thresholds: VerdictThresholds = VerdictThresholds()) -> list[dict]:
-    """One row per clip, the unprocessed input first, with verdicts for the outputs."""
+                         thresholds: VerdictThresholds = VerdictThresholds(),
+                         goals: dict[str, str] | None = None) -> list[dict]:
+    """One row per clip, the unprocessed input first, with verdicts for the outputs.
+
+    ``goals``: each output's goal (see :data:`GOALS`); ``denoise`` where not given.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     # The heavy parts (FFTs, median filters) release the GIL: measure clips in parallel.
@@ -309,7 +328,8 @@ def compare_no_reference(original: np.ndarray, outputs: dict[str, np.ndarray], s
         rows = [{"name": INPUT_ROW, **baseline}]
         for name, job in jobs.items():
             row = job.result()
-            rows.append({"name": name, **row, **verdict(row, baseline, thresholds)})
+            goal = (goals or {}).get(name, "denoise")
+            rows.append({"name": name, **row, **verdict(row, baseline, thresholds, goal)})
     return rows
 
 

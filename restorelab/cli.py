@@ -77,7 +77,7 @@ def cmd_restorers(args) -> int:
         return 0
     for row in rows:
         state = "available" if row["available"] else f"unavailable: {row['reason']}"
-        print(f"{row['name']:26s} {row['kind']:7s} {state}\n    {row['description']}")
+        print(f"{row['name']:26s} {row['kind']:7s} {row['goal']:8s} {state}\n    {row['description']}")
     return 0
 
 

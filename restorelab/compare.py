@@ -52,7 +52,8 @@ def run_comparison(clip: Clip, names: list[str] | None = None,
         result.outputs[name] = restorer(clip.audio, clip.sample_rate)
     if progress:
         progress("measuring", len(restorers), len(restorers))
-    result.rows = analysis.compare_no_reference(clip.audio, result.outputs, clip.sample_rate)
+    goals = {name: restorer.goal for name, restorer in restorers.items()}
+    result.rows = analysis.compare_no_reference(clip.audio, result.outputs, clip.sample_rate, goals=goals)
     if reference is not None:
         candidates = {analysis.INPUT_ROW: clip.audio, **result.outputs}
         result.reference_rows = [
@@ -87,7 +88,7 @@ def write_comparison(result: Comparison, outdir: str | Path, figures: bool = Tru
     sr = result.clip.sample_rate
     clips = {analysis.INPUT_ROW: result.clip.audio, **result.outputs}
     files = ComparisonFiles(wavs={name: write_wav(outdir / f"{name}.wav", audio, sr) for name, audio in clips.items()})
-    columns = ["name", *analysis.NO_REFERENCE_COLUMNS, "hf_energy_down", "hpss_kept", "faithful", "pass"]
+    columns = ["name", *analysis.NO_REFERENCE_COLUMNS, *analysis.VERDICT_CHECKS]
     write_table(result.rows, columns, outdir / "metrics.csv", outdir / "metrics.md",
                 note=analysis.SETTINGS_NOTE)
     files.tables += [outdir / "metrics.csv", outdir / "metrics.md"]

@@ -82,16 +82,17 @@ def evaluate_no_reference(files: Iterable[Path], names: list[str] | None = None,
     """
     restorers, skipped = build_available(output_names(names), params)
     result = Evaluation(skipped=skipped)
+    goals = {name: restorer.goal for name, restorer in restorers.items()}
     for path in files:
         clip = load_audio(path)
         outputs = {name: r(clip.audio, clip.sample_rate) for name, r in restorers.items()}
-        for row in analysis.compare_no_reference(clip.audio, outputs, clip.sample_rate, thresholds):
+        for row in analysis.compare_no_reference(clip.audio, outputs, clip.sample_rate, thresholds, goals):
             name = row.pop("name")
             result.per_clip.append({"clip": path.stem, "restorer": name, **row})
         if on_clip:
             on_clip(path.stem)
     result.summary = summarise(result.per_clip, [INPUT_ROW, *restorers], analysis.NO_REFERENCE_COLUMNS,
-                               rates=("hf_energy_down", "hpss_kept", "faithful", "pass"))
+                               rates=analysis.VERDICT_CHECKS)
     return result
 
 

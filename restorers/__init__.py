@@ -82,6 +82,7 @@ def restorer_info(name: str) -> dict[str, Any]:
     return {
         "name": name,
         "kind": cls.kind,
+        "goal": cls.goal,
         "available": availability.available,
         "reason": availability.reason,
         "description": cls.description,

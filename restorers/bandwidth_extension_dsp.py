@@ -98,6 +98,7 @@ class BandwidthExtensionDsp(Restorer):
     """
 
     name = "bandwidth_extension_dsp"
+    goal = "extend"
     description = "Spectral band replication above the measured cutoff, envelope continued from below."
     Params = BandwidthExtensionDspParams
     context_s = 0.2

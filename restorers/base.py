@@ -85,6 +85,9 @@ class Restorer:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = "dsp"
     description: ClassVar[str] = ""
+    #: What the no-reference verdict checks (``restorelab.analysis.GOALS``): ``denoise``, less
+    #: energy above 6 kHz; ``extend``, a wider effective bandwidth.
+    goal: ClassVar[str] = "denoise"
     Params: ClassVar[type[RestorerParams]] = RestorerParams
     context_s: ClassVar[float] = 1.0
     #: Each channel is restored on its own (swapping channels swaps the output); False for

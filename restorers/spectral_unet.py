@@ -265,6 +265,7 @@ class UNetBandwidthExtension(_SpectralUNet):
 
     name = "unet_bwe"
     task = "bwe"
+    goal = "extend"
     description = "Our spectral U-Net (trained, shipped): band replication above the cutoff, shaped by the network."
     Params = UNetBandwidthExtensionParams
 
@@ -308,6 +309,7 @@ class UNetRestore(Restorer):
 
     name = "unet_restore"
     kind = "neural"
+    goal = "extend"  # its denoising is judged against references (restorelab evaluate --preset)
     description = "Our U-Nets together for MusicGen output: the denoised input plus the band extended above the codec's cutoff."
     Params = UNetRestoreParams
 

@@ -137,10 +137,32 @@ def test_verdict_thresholds_are_parameters():
     base = {"hf_energy_db": -30.0, "hpss_ratio_db": 5.0}
     row = {"hf_energy_db": -33.0, "hpss_ratio_db": 4.9, "log_mel_distance": 0.15}
     assert A.verdict(row, base)["pass"] is False  # HPSS dropped by 0.1 dB
+    assert A.verdict({**row, "hpss_ratio_db": 4.99}, base)["pass"] is True  # 0.01 dB: within the tolerance
+    assert A.verdict({**row, "hpss_ratio_db": 4.99}, base, A.VerdictThresholds(hpss_drop_tolerance_db=0.0))[
+        "hpss_kept"] is False
     loose = A.VerdictThresholds(hpss_drop_tolerance_db=0.5)
     assert A.verdict(row, base, loose)["pass"] is True
     strict = A.VerdictThresholds(hpss_drop_tolerance_db=0.5, max_log_mel_distance=0.1)
     assert A.verdict(row, base, strict)["faithful"] is False
+
+
+def test_extenders_are_judged_by_the_band_they_add():
+    base = {"hf_energy_db": -30.0, "hpss_ratio_db": 5.0, "effective_bandwidth_hz": 15000.0}
+    row = {"hf_energy_db": -29.9, "hpss_ratio_db": 5.0, "log_mel_distance": 0.03, "effective_bandwidth_hz": 17000.0}
+    extended = A.verdict(row, base, goal="extend")
+    assert extended == {"band_extended": True, "hpss_kept": True, "faithful": True, "pass": True}
+    assert A.verdict(row, base)["hf_energy_down"] is False  # judged as a denoiser, the same output fails
+    narrow = {**row, "effective_bandwidth_hz": 15400.0}
+    assert A.verdict(narrow, base, goal="extend")["band_extended"] is False  # 400 Hz: under the 500 Hz bar
+    assert A.verdict(narrow, base, A.VerdictThresholds(min_bandwidth_gain_hz=300.0), goal="extend")["pass"] is True
+    with pytest.raises(ValueError, match="goal"):
+        A.verdict(row, base, goal="upsample")
+
+
+def test_compare_applies_each_outputs_goal(music):
+    rows = A.compare_no_reference(music, {"kept": music, "extended": music}, SR, goals={"extended": "extend"})
+    assert rows[1]["hf_energy_down"] is False and "band_extended" not in rows[1]
+    assert rows[2]["band_extended"] is False and "hf_energy_down" not in rows[2]  # nothing was added
 
 
 def test_spectra_shapes(music):

@@ -34,7 +34,7 @@ def test_restorers_json(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == list(REGISTRY)
     for row in rows:
-        assert set(row) == {"name", "kind", "available", "reason", "description"}
+        assert set(row) == {"name", "kind", "goal", "available", "reason", "description"}
 
 
 def test_restore_writes_each_good_file_and_reports_the_bad_one(clips, tmp_path, capsys):

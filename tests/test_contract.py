@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import SR, add_noise, melody
+from restorelab.analysis import GOALS
 from restorers import REGISTRY, Restorer, get_restorer, restorer_class, restorer_info
 
 
@@ -103,8 +104,9 @@ def test_params_are_frozen_dataclasses_with_validated_mix(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_listing_row(name):
     row = restorer_info(name)
-    assert set(row) == {"name", "kind", "available", "reason", "description"}
+    assert set(row) == {"name", "kind", "goal", "available", "reason", "description"}
     assert row["kind"] in ("dsp", "neural")
+    assert row["goal"] in GOALS
     assert row["available"] or row["reason"]
     assert row["description"]
 
