@@ -398,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sisdr-weight", type=float, default=None,
                    help="loss per dB of SI-SDR for the sisdr term (default: the shipped checkpoints')")
     p.add_argument("--max-hiss-snr-db", type=float, default=None,
-                   help="denoise: the hiss domain's SNR is drawn from 18 dB to this (default: the shipped checkpoints')")
+                   help="denoise: the hiss domain's SNR is drawn from 18 dB to this "
+                        "(default: the shipped checkpoints')")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped checkpoints')")
     p.add_argument("--batch", type=int, default=None, help="excerpts per step (default: the shipped checkpoints')")

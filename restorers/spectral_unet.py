@@ -310,7 +310,8 @@ class UNetRestore(Restorer):
     name = "unet_restore"
     kind = "neural"
     goal = "extend"  # its denoising is judged against references (restorelab evaluate --preset)
-    description = "Our U-Nets together for MusicGen output: the denoised input plus the band extended above the codec's cutoff."
+    description = ("Our U-Nets together for MusicGen output: the denoised input plus the band extended "
+                   "above the codec's cutoff.")
     Params = UNetRestoreParams
 
     def __init__(self, params: UNetRestoreParams | None = None, *, stages: tuple[Restorer, Restorer] | None = None,
