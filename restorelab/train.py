@@ -75,7 +75,7 @@ class TrainSettings:
     clean_share: float = 0.15
     #: Loss per dB of SI-SDR, for the ``sisdr`` term.
     sisdr_weight: float = 0.2
-    #: Denoising: the ``hiss`` domain's SNR is drawn uniformly from 18 dB to this.
+    #: Denoising: the ``hiss`` domain's SNR is drawn uniformly from ``MIN_HISS_SNR_DB`` to this.
     max_hiss_snr_db: float = 40.0
     #: Share of excerpts drawn from real recordings rather than MIDI renders (None: by duration).
     recording_share: float | None = None

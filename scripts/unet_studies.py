@@ -151,11 +151,12 @@ def hiss_levels(checkpoints: Path, references: list[Path]) -> str:
         restorers[path.stem] = get_restorer("unet_denoise", checkpoint=str(path))
     scores: dict[str, dict[float, list[dict]]] = {name: {snr: [] for snr in HISS_LEVELS_DB}
                                                   for name in ("input", *restorers)}
+    (step, params), = dg.PRESETS["hiss"].steps  # the preset's own step and seeding, louder or fainter
     for index, path in enumerate(references):
         clean = load_audio(path).audio
         for snr in HISS_LEVELS_DB:
-            noisy = dg.additive_noise(clean, WORKING_RATE, np.random.default_rng(index), snr_db=snr,
-                                      highpass_hz=4000.0)
+            noisy = dg.DEGRADATIONS[step](clean, WORKING_RATE, np.random.default_rng(index),
+                                          **{**params, "snr_db": snr})
             scores["input"][snr].append(analysis.reference_metrics(clean, noisy, WORKING_RATE, cutoff_hz=16000.0))
             for name, restorer in restorers.items():
                 scores[name][snr].append(analysis.reference_metrics(clean, restorer(noisy, WORKING_RATE),
