@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("degrade", help="apply a seeded degradation preset")
     p.add_argument("inputs", nargs="+", help="audio files or folders")
-    p.add_argument("--preset", required=True, help="band_limit_16k, musicgen_like, hiss, group_a, group_b")
+    p.add_argument("--preset", required=True, help="band_limit_16k, musicgen_like, hiss, hiss_16k, group_a, group_b")
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--seed", type=int, default=0, help="file i uses seed + i")
     common(p, restorers=False)

@@ -204,6 +204,10 @@ PRESETS: dict[str, Preset] = {
                             steps=(("musicgen_like", {}),), cutoff_hz=16000.0),
     "hiss": Preset("White hiss above 4 kHz at 30 dB SNR.",
                    steps=(("additive_noise", {"snr_db": 30.0, "highpass_hz": 4000.0}),)),
+    "hiss_16k": Preset("White hiss above 4 kHz at 30 dB SNR, then the 16 kHz band limit (hiss inside a "
+                       "32 kHz codec's band, as MusicGen's output carries it).",
+                       steps=(("additive_noise", {"snr_db": 30.0, "highpass_hz": 4000.0}),
+                              ("band_limit", {"cutoff_hz": 16000.0})), cutoff_hz=16000.0),
     "group_a": Preset("One of quantisation, tonal stripes or additive noise, drawn per clip.",
                       choose_one_of=GROUP_A),
     "group_b": Preset("One of clipping, reverb, low-pass or harmonic distortion, drawn per clip.",

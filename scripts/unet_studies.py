@@ -3,7 +3,7 @@
     python scripts/unet_studies.py cross-domain --checkpoints DIR --references ../shared/data/music-reference
     python scripts/unet_studies.py ablation --checkpoints DIR --references ...
     python scripts/unet_studies.py mel-phase --references ...
-    python scripts/unet_studies.py hiss-levels [--checkpoints DIR] --references ...
+    python scripts/unet_studies.py hiss-levels [--checkpoints DIR] [--band-limit-hz 16000] --references ...
 
 ``cross-domain`` expects ``denoise_{linear,mel}_{a,b}.pt`` in DIR (from ``restorelab
 train --domains a`` or ``b``) and scores each on the references degraded by group
@@ -17,7 +17,9 @@ Griffin-Lim from the same magnitudes and from the Mel spectrum inverted by
 pseudo-inverse. ``hiss-levels`` scores the denoisers on the references with white hiss
 above 4 kHz (as the ``hiss`` preset adds it) at 30, 45, 55 and 65 dB SNR, seeded per
 reference: the shipped U-Nets, the high-band DSP denoisers and every ``hiss_*.pt`` in DIR
-(LSD over the whole band and split at 16 kHz, and SI-SDR).
+(LSD over the whole band and split at 16 kHz, and SI-SDR). With ``--band-limit-hz`` the
+hissy audio is band-limited there after the hiss is added, as in a 32 kHz codec's output
+(the ``hiss_16k`` preset at 30 dB); the reference stays the clean audio, as in ``evaluate``.
 """
 
 from __future__ import annotations
@@ -141,8 +143,9 @@ def mel_phase(references: list[Path], iterations: int = 32) -> str:
 HISS_LEVELS_DB = (30.0, 45.0, 55.0, 65.0)
 
 
-def hiss_levels(checkpoints: Path, references: list[Path]) -> str:
-    """LSD and SI-SDR of the input and of each denoiser against hiss from loud to faint."""
+def hiss_levels(checkpoints: Path, references: list[Path], band_limit_hz: float = 0.0) -> str:
+    """LSD and SI-SDR of the input and of each denoiser against hiss from loud to faint
+    (band-limited at ``band_limit_hz`` after it is added, when that is not 0)."""
     restorers = {"unet_denoise (linear)": get_restorer("unet_denoise"),
                  "unet_denoise (Mel)": get_restorer("unet_denoise", representation="mel"),
                  "spectral_subtraction_hf": get_restorer("spectral_subtraction_hf"),
@@ -157,6 +160,8 @@ def hiss_levels(checkpoints: Path, references: list[Path]) -> str:
         for snr in HISS_LEVELS_DB:
             noisy = dg.DEGRADATIONS[step](clean, WORKING_RATE, np.random.default_rng(index),
                                           **{**params, "snr_db": snr})
+            if band_limit_hz:
+                noisy = dg.band_limit(noisy, WORKING_RATE, None, cutoff_hz=band_limit_hz)
             scores["input"][snr].append(analysis.reference_metrics(clean, noisy, WORKING_RATE, cutoff_hz=16000.0))
             for name, restorer in restorers.items():
                 scores[name][snr].append(analysis.reference_metrics(clean, restorer(noisy, WORKING_RATE),
@@ -172,6 +177,8 @@ def main() -> int:
     parser.add_argument("study", choices=("cross-domain", "ablation", "mel-phase", "hiss-levels"))
     parser.add_argument("--checkpoints", default="checkpoints")
     parser.add_argument("--references", default="../shared/data/music-reference")
+    parser.add_argument("--band-limit-hz", type=float, default=0.0,
+                        help="hiss-levels: band-limit the hissy audio here after the hiss is added (0: no limit)")
     args = parser.parse_args()
     references = find_audio_files([args.references])
     if not references:
@@ -182,7 +189,7 @@ def main() -> int:
     elif args.study == "ablation":
         print(ablation(Path(args.checkpoints), references))
     elif args.study == "hiss-levels":
-        print(hiss_levels(Path(args.checkpoints), references))
+        print(hiss_levels(Path(args.checkpoints), references, args.band_limit_hz))
     else:
         print(mel_phase(references))
     return 0

@@ -66,6 +66,15 @@ def test_musicgen_like_has_nothing_above_16k_and_hiss_at_its_snr(clean):
     assert band_level_db(hiss, hiss, 0.0, 2000.0, reference_band=(0.0, SR / 2)) < -25
 
 
+def test_hiss_16k_is_the_hiss_preset_under_the_band_limit(clean):
+    out, steps = D.degrade(clean, SR, "hiss_16k", seed=3)
+    hissy, _ = D.degrade(clean, SR, "hiss", seed=3)
+    np.testing.assert_array_equal(out, D.band_limit(hissy, SR, None, cutoff_hz=16000.0))
+    assert [name for name, _ in steps] == ["additive_noise", "band_limit"]
+    assert band_level_db(out, hissy, 16500.0, 22050.0) < -60
+    assert D.PRESETS["hiss_16k"].cutoff_hz == 16000.0
+
+
 def test_quantize_levels():
     x = np.linspace(-1, 1, 1001, dtype=np.float32)[None]
     out = D.quantize(x, SR, np.random.default_rng(0), bits=4)
