@@ -287,8 +287,11 @@ def cmd_train(args) -> int:
 
     # Options left out take TrainSettings' defaults (the shipped checkpoints' recipe).
     given = {name: getattr(args, name) for name in ("steps", "batch", "seed", "recording_share", "musicgen_share",
-                                                    "max_frequency_hz", "sisdr_weight", "max_hiss_snr_db")
+                                                    "max_frequency_hz", "sisdr_weight", "max_hiss_snr_db",
+                                                    "hiss_band_limit_share")
              if getattr(args, name) is not None}
+    if args.hiss_colours is not None:
+        given["hiss_colours"] = tuple(c for c in args.hiss_colours.split(",") if c)
     if args.terms is not None:
         given["terms"] = tuple(t for t in args.terms.split(",") if t and t != "none")
     settings = TrainSettings(task=args.task, representation=args.representation,
@@ -399,6 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loss per dB of SI-SDR for the sisdr term (default: the shipped checkpoints')")
     p.add_argument("--max-hiss-snr-db", type=float, default=None,
                    help="denoise: the hiss domain's SNR is drawn from 18 dB to this "
+                        "(default: the shipped checkpoints')")
+    p.add_argument("--hiss-band-limit-share", type=float, default=None,
+                   help="denoise: share of hiss items band-limited (14-17 kHz) after the hiss is added "
+                        "(default: the shipped checkpoints')")
+    p.add_argument("--hiss-colours", default=None,
+                   help="denoise: the hiss domain's noise colours, comma-separated: white, pink "
                         "(default: the shipped checkpoints')")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped checkpoints')")

@@ -53,6 +53,10 @@ LOSS_TERMS = ("hf", "dnh", "lsd", "sisdr")
 DEFAULT_TERMS = {"denoise": ("hf", "dnh", "sisdr"), "bwe": ("hf", "lsd")}
 #: The ``hiss`` domain's lowest SNR (dB).
 MIN_HISS_SNR_DB = 18.0
+#: Where the ``hiss`` domain's codec-like band limit falls (Hz): a 32 kHz codec's 16 kHz, and
+#: the 14.8-15.7 kHz cliffs measured on real MusicGen output, give or take.
+HISS_BAND_LIMIT_HZ = (14000.0, 17000.0)
+HISS_COLOURS = ("white", "pink")
 _MAG_EPS = 1e-5
 
 
@@ -77,6 +81,12 @@ class TrainSettings:
     sisdr_weight: float = 0.2
     #: Denoising: the ``hiss`` domain's SNR is drawn uniformly from ``MIN_HISS_SNR_DB`` to this.
     max_hiss_snr_db: float = 40.0
+    #: Denoising: share of ``hiss`` items band-limited after the hiss is added (music and hiss
+    #: end together, as in a 32 kHz codec's output; the target is the clean audio with the same
+    #: limit). Without it the model learned to find hiss by the empty band it fills above 16 kHz.
+    hiss_band_limit_share: float = 0.5
+    #: Denoising: the ``hiss`` domain's noise colours, drawn per item (``white``, ``pink``).
+    hiss_colours: tuple[str, ...] = HISS_COLOURS
     #: Share of excerpts drawn from real recordings rather than MIDI renders (None: by duration).
     recording_share: float | None = None
     #: Bandwidth extension: share of excerpts degraded by the MusicGen-like chain (gentle roll-off,
@@ -103,6 +113,11 @@ class TrainSettings:
             raise ValueError(f"max_hiss_snr_db must be above {MIN_HISS_SNR_DB:g}, got {self.max_hiss_snr_db}")
         if not 0.0 <= self.musicgen_share <= 1.0:
             raise ValueError(f"musicgen_share must be within [0, 1], got {self.musicgen_share}")
+        if not 0.0 <= self.hiss_band_limit_share <= 1.0:
+            raise ValueError(f"hiss_band_limit_share must be within [0, 1], got {self.hiss_band_limit_share}")
+        self.hiss_colours = tuple(self.hiss_colours)
+        if not self.hiss_colours or set(self.hiss_colours) - set(HISS_COLOURS):
+            raise ValueError(f"hiss_colours must be some of {', '.join(HISS_COLOURS)}, got {self.hiss_colours}")
         unknown = set(self.terms) - set(LOSS_TERMS)
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_TERMS)}")
@@ -161,19 +176,30 @@ def musicgen_chain(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def degrade_for_denoising(clean: np.ndarray, domain: str, rng: np.random.Generator,
-                          max_hiss_snr_db: float = TrainSettings.max_hiss_snr_db) -> tuple[np.ndarray, np.ndarray]:
+                          settings: TrainSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(degraded, target)`` for one domain; the MusicGen chain's target is the clean audio below 16 kHz.
 
-    (A target of the same chain without its noise was tried: the model then learned to cut
+    The ``hiss`` domain follows ``settings`` (SNR range, colours, share band-limited after the
+    hiss is added, in which case the target is the clean audio under the same limit). With one
+    colour and no band limit it draws exactly what it drew before those settings existed.
+
+    (A target of the MusicGen chain without its noise was tried: the model then learned to cut
     everything above the roll-off, music included, and lost LSD and SI-SDR against the clean audio.)
     """
     sr = WORKING_RATE
+    settings = settings or TrainSettings()
     if domain in ("a", "b"):
         name = str(rng.choice(dg.GROUP_A if domain == "a" else dg.GROUP_B))
         return dg.DEGRADATIONS[name](clean, sr, rng, **dg.RANDOM_PARAMS[name](rng)), clean
     if domain == "hiss":
-        return dg.additive_noise(clean, sr, rng, snr_db=float(rng.uniform(MIN_HISS_SNR_DB, max_hiss_snr_db)),
-                                 highpass_hz=float(rng.uniform(2000, 8000))), clean
+        colours = settings.hiss_colours
+        colour = str(rng.choice(colours)) if len(colours) > 1 else colours[0]
+        snr = float(rng.uniform(MIN_HISS_SNR_DB, settings.max_hiss_snr_db))
+        noisy = dg.additive_noise(clean, sr, rng, snr_db=snr, color=colour, highpass_hz=float(rng.uniform(2000, 8000)))
+        if settings.hiss_band_limit_share and rng.random() < settings.hiss_band_limit_share:
+            cutoff = float(rng.uniform(*HISS_BAND_LIMIT_HZ))
+            return dg.band_limit(noisy, sr, rng, cutoff_hz=cutoff), dg.band_limit(clean, sr, rng, cutoff_hz=cutoff)
+        return noisy, clean
     return musicgen_chain(clean, rng), dg.band_limit(clean, sr, rng, cutoff_hz=16000.0)
 
 
@@ -205,8 +231,7 @@ def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.
         elif "dnh" in settings.terms and rng.random() < settings.clean_share:
             x, target, flag = clean, clean, True
         else:
-            x, target = degrade_for_denoising(clean, str(rng.choice(settings.domains)), rng,
-                                              settings.max_hiss_snr_db)
+            x, target = degrade_for_denoising(clean, str(rng.choice(settings.domains)), rng, settings)
         degraded.append(x[0])
         targets.append(target[0])
         is_clean.append(flag)
@@ -318,7 +343,7 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
     model.eval()
     meta = {
         "settings": {**settings.__dict__, "channels": list(settings.channels), "domains": list(settings.domains),
-                     "terms": list(settings.terms)},
+                     "terms": list(settings.terms), "hiss_colours": list(settings.hiss_colours)},
         "loss_history": history,
         "train_seconds": round(time.time() - started, 1),
         "parameters": sum(p.numel() for p in model.parameters()),

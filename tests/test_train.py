@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import snr_db
+from conftest import band_level_db, snr_db
 
 from restorelab import cli
 from restorelab.data import MANIFEST_COLUMNS
-from restorelab.train import (MIN_HISS_SNR_DB, TrainSettings, band_loss, degrade_for_denoising, draw_excerpt,
+from restorelab import degrade as dg
+from restorelab.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, TrainSettings, band_loss, degrade_for_denoising, draw_excerpt,
                               load_corpus, make_batch, mrstft_loss, musicgen_chain, sisdr_loss)
 from restorelab.unet import load_checkpoint
 
@@ -37,7 +38,9 @@ def cache(tmp_path, corpus):
 
 
 @pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1),
-                                 dict(sisdr_weight=-1.0), dict(task="upsample"), dict(max_hiss_snr_db=18.0)])
+                                 dict(sisdr_weight=-1.0), dict(task="upsample"), dict(max_hiss_snr_db=18.0),
+                                 dict(hiss_band_limit_share=1.5), dict(hiss_colours=("blue",)),
+                                 dict(hiss_colours=())])
 def test_settings_reject_unknown_names(bad):
     with pytest.raises(ValueError):
         TrainSettings(**bad)
@@ -63,11 +66,40 @@ def test_hiss_snr_is_drawn_up_to_the_set_maximum(corpus, top):
     snrs = []
     for _ in range(20):
         clean = draw_excerpt(corpus, SR, rng)
-        noisy, target = degrade_for_denoising(clean, "hiss", rng, max_hiss_snr_db=top)
+        noisy, target = degrade_for_denoising(clean, "hiss", rng, TrainSettings(max_hiss_snr_db=top,
+                                                                               hiss_band_limit_share=0.0))
         assert target is clean
         snrs.append(snr_db(clean, noisy))
     assert MIN_HISS_SNR_DB - 0.01 <= min(snrs) and max(snrs) <= top + 0.01
     assert max(snrs) - min(snrs) > (top - MIN_HISS_SNR_DB) / 2  # the range is drawn across, not pinned
+
+
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_hiss_with_one_colour_and_no_band_limit_draws_as_before(corpus, colour):
+    # The draws of the recipe before colours and band limits: SNR, high-pass, then the noise.
+    clean = corpus[0][:1, : SR]
+    noisy, target = degrade_for_denoising(clean, "hiss", np.random.default_rng(5),
+                                          TrainSettings(hiss_colours=(colour,), hiss_band_limit_share=0.0))
+    rng = np.random.default_rng(5)
+    snr, highpass = rng.uniform(MIN_HISS_SNR_DB, 40.0), rng.uniform(2000, 8000)
+    expected = dg.additive_noise(clean, SR, rng, snr_db=snr, color=colour, highpass_hz=highpass)
+    np.testing.assert_array_equal(noisy, expected)
+    assert target is clean
+
+
+def test_band_limited_hiss_ends_with_the_music_and_the_target_is_limited_alike(corpus):
+    rng = np.random.default_rng(6)
+    settings = TrainSettings(hiss_band_limit_share=1.0)
+    for _ in range(4):
+        clean = draw_excerpt(corpus, SR, rng)
+        noisy, target = degrade_for_denoising(clean, "hiss", rng, settings)
+        top = HISS_BAND_LIMIT_HZ[1] + 200.0
+        assert band_level_db(noisy, clean, top, 22050.0) < -60  # the hiss went with the band
+        assert band_level_db(target, clean, top, 22050.0) < -60  # the model is not asked to extend
+        # Below the lowest cutoff the target is the clean audio and the difference is the hiss.
+        assert band_level_db(target, clean, 100.0, HISS_BAND_LIMIT_HZ[0] - 300.0) == pytest.approx(0.0, abs=0.05)
+        # The limit takes the hiss above the cutoff with it: up to about 4 dB of a white hiss's power.
+        assert MIN_HISS_SNR_DB - 0.5 <= snr_db(target, noisy) <= 40.0 + 4.0
 
 
 def test_corpus_weights_follow_duration_or_the_recording_share(tmp_path, corpus):
