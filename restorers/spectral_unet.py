@@ -48,11 +48,10 @@ class SpectralUNetParams(RestorerParams):
 
 @dataclass(frozen=True)
 class UNetDenoiseParams(SpectralUNetParams):
-    """The linear front end by default: its full-resolution mask can leave a partial and cut the
-    hiss beside it, which 128 Mel bands cannot (higher SI-SDR and lower LSD than the Mel one on
-    the MusicGen-like chain, lower LSD on hiss)."""
+    """The Mel front end by default: lower LSD than the linear one on hiss, on hiss inside the
+    codec's 16 kHz band and on the MusicGen-like chain, and higher SI-SDR on the last two."""
 
-    representation: str = "linear"
+    representation: str = "mel"
 
 
 @dataclass(frozen=True)
@@ -226,7 +225,8 @@ class UNetDenoise(_SpectralUNet):
     Method: ``Y = G(|X|) X`` with ``G`` in ``[0, 2]`` predicted per bin (linear)
     or per Mel band spread onto bins (mel) from the log power normalised by the
     whole input's mean; the phase is the input's. Trained on the simulator's
-    groups A and B, high-passed hiss and the MusicGen-like chain, with a
+    groups A and B, high-passed hiss (half of it band-limited at 14-17 kHz, as a
+    codec leaves it) and the MusicGen-like chain, with a
     multi-resolution STFT loss, a high-band term and a do-no-harm term on clean
     input (see ``assets/models/MODEL_CARD.md``).
 
@@ -276,7 +276,7 @@ class UNetRestoreParams(RestorerParams):
 
     Attributes:
         denoise_representation, bwe_representation: ``linear`` or ``mel`` for each stage;
-            by default each stage's own default (the linear denoiser, the Mel extension).
+            by default each stage's own default (Mel for both).
     """
 
     denoise_representation: str = UNetDenoiseParams.representation
@@ -301,8 +301,8 @@ class UNetRestore(Restorer):
     envelope shapes that hiss; but that is the input the extension was trained on (a share of
     its excerpts went through the MusicGen-like chain), where the denoised band, darker at its
     top, is not. Run in a row (extending the denoised input), the chain's LSD on the
-    MusicGen-like chain was 1.69 with the linear extension and 1.76 with the Mel one; side by
-    side it is 1.64, with SI-SDR 28.05 dB against 28.07.
+    MusicGen-like chain was 1.69 with the linear extension and 1.76 with the Mel one (earlier
+    denoisers); side by side it is 1.64 with the same checkpoints, 1.55 with the current ones.
 
     Reference: the two stages' own (``unet_denoise``, ``unet_bwe``).
     """

@@ -146,7 +146,7 @@ HISS_LEVELS_DB = (30.0, 45.0, 55.0, 65.0)
 def hiss_levels(checkpoints: Path, references: list[Path], band_limit_hz: float = 0.0) -> str:
     """LSD and SI-SDR of the input and of each denoiser against hiss from loud to faint
     (band-limited at ``band_limit_hz`` after it is added, when that is not 0)."""
-    restorers = {"unet_denoise (linear)": get_restorer("unet_denoise"),
+    restorers = {"unet_denoise (linear)": get_restorer("unet_denoise", representation="linear"),
                  "unet_denoise (Mel)": get_restorer("unet_denoise", representation="mel"),
                  "spectral_subtraction_hf": get_restorer("spectral_subtraction_hf"),
                  "spectral_gate_hf": get_restorer("spectral_gate_hf")}
