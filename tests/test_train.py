@@ -210,13 +210,14 @@ def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus, 
     out = tmp_path / "model.pt"
     code = cli.main(["train", "--task", "denoise", "--representation", "mel", "--channels", "4,8", "--steps", "3",
                      "--batch", "2", "--terms", "hf,dnh,sisdr", "--sisdr-weight", "0.1", "--max-hiss-snr-db", "50",
-                     "--cache", str(cache), "-o", str(out)])
+                     "--hiss-band-limit-share", "0.25", "--hiss-colours", "pink", "--cache", str(cache), "-o", str(out)])
     assert code == 0
     model, meta = load_checkpoint(out)
     assert model.config.representation == "mel" and model.config.channels == (4, 8)
     assert meta["settings"]["steps"] == 3 and np.isfinite(meta["loss_history"][-1][1])
     assert meta["settings"]["terms"] == ["hf", "dnh", "sisdr"] and meta["settings"]["sisdr_weight"] == 0.1
     assert meta["settings"]["max_hiss_snr_db"] == 50.0
+    assert meta["settings"]["hiss_band_limit_share"] == 0.25 and meta["settings"]["hiss_colours"] == ["pink"]
     from restorers import get_restorer
 
     audio = corpus[0][:, :SR]
