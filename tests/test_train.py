@@ -11,8 +11,8 @@ from conftest import band_level_db, snr_db
 from restorelab import cli
 from restorelab.data import MANIFEST_COLUMNS
 from restorelab import degrade as dg
-from restorelab.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, TrainSettings, band_loss, degrade_for_denoising, draw_excerpt,
-                              load_corpus, make_batch, mrstft_loss, musicgen_chain, sisdr_loss)
+from restorelab.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, TrainSettings, band_loss, degrade_for_denoising,
+                              draw_excerpt, load_corpus, make_batch, mrstft_loss, musicgen_chain, sisdr_loss)
 from restorelab.unet import load_checkpoint
 
 SR = 44100
@@ -210,7 +210,8 @@ def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus, 
     out = tmp_path / "model.pt"
     code = cli.main(["train", "--task", "denoise", "--representation", "mel", "--channels", "4,8", "--steps", "3",
                      "--batch", "2", "--terms", "hf,dnh,sisdr", "--sisdr-weight", "0.1", "--max-hiss-snr-db", "50",
-                     "--hiss-band-limit-share", "0.25", "--hiss-colours", "pink", "--cache", str(cache), "-o", str(out)])
+                     "--hiss-band-limit-share", "0.25", "--hiss-colours", "pink",
+                     "--cache", str(cache), "-o", str(out)])
     assert code == 0
     model, meta = load_checkpoint(out)
     assert model.config.representation == "mel" and model.config.channels == (4, 8)
