@@ -255,10 +255,12 @@ def build_compare_tab(clip, view):
         with gr.Row():
             players = [gr.Audio(label=name, type="filepath", interactive=False, visible=False,
                                 elem_classes=["compare-player"]) for name in PLAYER_NAMES]
+        thresholds = VerdictThresholds()
         metrics = gr.Dataframe(label="Metrics (input first; verdicts: less energy above 6 kHz for a denoiser, "
-                                     f"a band {VerdictThresholds().min_bandwidth_gain_hz:.0f} Hz wider for a "
+                                     f"a band {thresholds.min_bandwidth_gain_hz:.0f} Hz wider for a "
                                      "bandwidth extender, HPSS kept, "
-                                     "log-mel distance < 0.20)", elem_id="metrics", interactive=False)
+                                     f"log-mel distance < {thresholds.max_log_mel_distance:.2f})",
+                               elem_id="metrics", interactive=False)
         psd = gr.Plot(label="PSD overlay", elem_id="psd")
         with gr.Row():
             mel = gr.Image(label="Mel spectrograms (one colour scale)", type="filepath", elem_id="mel")

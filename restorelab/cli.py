@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from restorelab import __version__, analysis
 from restorelab.audio import AudioError, find_audio_files, load_audio, write_wav
+from restorelab.degrade import PRESETS
 from restorelab.report import columns_of, to_markdown, write_table
 from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
 
@@ -146,7 +147,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_degrade(args) -> int:
-    from restorelab.degrade import PRESETS, degrade
+    from restorelab.degrade import degrade
 
     if args.preset not in PRESETS:
         return _fail(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
@@ -350,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("degrade", help="apply a seeded degradation preset")
     p.add_argument("inputs", nargs="+", help="audio files or folders")
-    p.add_argument("--preset", required=True, help="band_limit_16k, musicgen_like, hiss, hiss_16k, group_a, group_b")
+    p.add_argument("--preset", required=True, help=", ".join(PRESETS))
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--seed", type=int, default=0, help="file i uses seed + i")
     common(p, restorers=False)
@@ -358,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="reference metrics per restorer over a set of clips")
     p.add_argument("inputs", nargs="+", help="clean clips (with --preset) or degraded ones")
-    p.add_argument("--preset", help="degrade the (clean) inputs with this preset first")
+    p.add_argument("--preset", help=f"degrade the (clean) inputs with this preset first: {', '.join(PRESETS)}")
     p.add_argument("--reference-dir", help="clean originals matched to the degraded inputs by stem")
     p.add_argument("--no-reference", action="store_true",
                    help="clips without originals (real MusicGen output): no-reference measures and verdicts")

@@ -3,7 +3,7 @@
     python scripts/unet_studies.py cross-domain --checkpoints DIR --references ../shared/data/music-reference
     python scripts/unet_studies.py ablation --checkpoints DIR --references ...
     python scripts/unet_studies.py mel-phase --references ...
-    python scripts/unet_studies.py hiss-levels [--checkpoints DIR] [--band-limit-hz 16000] --references ...
+    python scripts/unet_studies.py hiss-levels [--checkpoints DIR] [--preset hiss_16k] --references ...
 
 ``cross-domain`` expects ``denoise_{linear,mel}_{a,b}.pt`` in DIR (from ``restorelab
 train --domains a`` or ``b``) and scores each on the references degraded by group
@@ -14,12 +14,11 @@ A and by group B: the change against the unprocessed input in spectrogram MSE
 and on clean input (do no harm). ``mel-phase`` compares the shipped Mel denoiser's
 output phase: the mask on the input's STFT (what the restorer does) against
 Griffin-Lim from the same magnitudes and from the Mel spectrum inverted by
-pseudo-inverse. ``hiss-levels`` scores the denoisers on the references with white hiss
-above 4 kHz (as the ``hiss`` preset adds it) at 30, 45, 55 and 65 dB SNR, seeded per
-reference: the shipped U-Nets, the high-band DSP denoisers and every ``hiss_*.pt`` in DIR
-(LSD over the whole band and split at 16 kHz, and SI-SDR). With ``--band-limit-hz`` the
-hissy audio is band-limited there after the hiss is added, as in a 32 kHz codec's output
-(the ``hiss_16k`` preset at 30 dB); the reference stays the clean audio, as in ``evaluate``.
+pseudo-inverse. ``hiss-levels`` scores the denoisers on the references degraded by a hiss
+preset (``--preset``: ``hiss``, or ``hiss_16k``, the same hiss band-limited at 16 kHz) with its
+hiss at 30, 45, 55 and 65 dB SNR, seeded per reference as ``evaluate`` seeds it: the shipped
+U-Nets, the high-band DSP denoisers and every ``hiss_*.pt`` in DIR (LSD over the whole band and
+split at 16 kHz, and SI-SDR, against the clean reference).
 """
 
 from __future__ import annotations
@@ -143,9 +142,11 @@ def mel_phase(references: list[Path], iterations: int = 32) -> str:
 HISS_LEVELS_DB = (30.0, 45.0, 55.0, 65.0)
 
 
-def hiss_levels(checkpoints: Path, references: list[Path], band_limit_hz: float = 0.0) -> str:
-    """LSD and SI-SDR of the input and of each denoiser against hiss from loud to faint
-    (band-limited at ``band_limit_hz`` after it is added, when that is not 0)."""
+def hiss_levels(checkpoints: Path, references: list[Path], preset: str = "hiss") -> str:
+    """LSD and SI-SDR of the input and of each denoiser against a hiss preset's hiss from loud to faint."""
+    steps = dg.PRESETS[preset].steps
+    if "additive_noise" not in [name for name, _ in steps]:
+        raise ValueError(f"preset {preset!r} adds no hiss")
     restorers = {"unet_denoise (linear)": get_restorer("unet_denoise", representation="linear"),
                  "unet_denoise (Mel)": get_restorer("unet_denoise", representation="mel"),
                  "spectral_subtraction_hf": get_restorer("spectral_subtraction_hf"),
@@ -154,14 +155,14 @@ def hiss_levels(checkpoints: Path, references: list[Path], band_limit_hz: float 
         restorers[path.stem] = get_restorer("unet_denoise", checkpoint=str(path))
     scores: dict[str, dict[float, list[dict]]] = {name: {snr: [] for snr in HISS_LEVELS_DB}
                                                   for name in ("input", *restorers)}
-    (step, params), = dg.PRESETS["hiss"].steps  # the preset's own step and seeding, louder or fainter
     for index, path in enumerate(references):
         clean = load_audio(path).audio
         for snr in HISS_LEVELS_DB:
-            noisy = dg.DEGRADATIONS[step](clean, WORKING_RATE, np.random.default_rng(index),
-                                          **{**params, "snr_db": snr})
-            if band_limit_hz:
-                noisy = dg.band_limit(noisy, WORKING_RATE, None, cutoff_hz=band_limit_hz)
+            # The preset's own steps and seeding (as degrade() runs them), the hiss louder or fainter.
+            rng, noisy = np.random.default_rng(index), clean
+            for name, params in steps:
+                params = {**params, "snr_db": snr} if name == "additive_noise" else params
+                noisy = dg.DEGRADATIONS[name](noisy, WORKING_RATE, rng, **params)
             scores["input"][snr].append(analysis.reference_metrics(clean, noisy, WORKING_RATE, cutoff_hz=16000.0))
             for name, restorer in restorers.items():
                 scores[name][snr].append(analysis.reference_metrics(clean, restorer(noisy, WORKING_RATE),
@@ -177,8 +178,7 @@ def main() -> int:
     parser.add_argument("study", choices=("cross-domain", "ablation", "mel-phase", "hiss-levels"))
     parser.add_argument("--checkpoints", default="checkpoints")
     parser.add_argument("--references", default="../shared/data/music-reference")
-    parser.add_argument("--band-limit-hz", type=float, default=0.0,
-                        help="hiss-levels: band-limit the hissy audio here after the hiss is added (0: no limit)")
+    parser.add_argument("--preset", default="hiss", choices=("hiss", "hiss_16k"), help="hiss-levels: the hiss preset")
     args = parser.parse_args()
     references = find_audio_files([args.references])
     if not references:
@@ -189,7 +189,7 @@ def main() -> int:
     elif args.study == "ablation":
         print(ablation(Path(args.checkpoints), references))
     elif args.study == "hiss-levels":
-        print(hiss_levels(Path(args.checkpoints), references, args.band_limit_hz))
+        print(hiss_levels(Path(args.checkpoints), references, args.preset))
     else:
         print(mel_phase(references))
     return 0
