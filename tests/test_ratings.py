@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from restorelab.ratings import bradley_terry, leaderboard
+from restorelab.listening.ratings import bradley_terry, leaderboard
 
 TRUE = {"a": 1.0, "b": 0.4, "c": 0.0, "d": -0.6}
 
@@ -81,3 +81,35 @@ def test_bradley_terry_two_items_closed_form():
     outcomes = np.array([[0, 1, 1.0]] * 30 + [[0, 1, 0.0]] * 10)
     strengths = bradley_terry(outcomes, 2, prior_games=0.0)
     assert strengths[0] - strengths[1] == pytest.approx(np.log(3), abs=1e-6)
+
+
+def test_a_merged_candidate_passes_the_vote_to_each_member_with_shared_weight():
+    """'a=b' beat c 20 times in 30: a and b each get that record against c (so equal strengths,
+    above c's), and every trial still counts once for each restorer in it."""
+    votes = [{"restorer_left": "a=b", "restorer_right": "c", "choice": "left"}] * 20
+    votes += [{"restorer_left": "c", "restorer_right": "a=b", "choice": "left"}] * 10
+    board = leaderboard(votes, min_votes=1, n_bootstrap=20)
+    strengths = {row["name"]: row["strength"] for row in board.rows}
+    assert strengths["a"] == pytest.approx(strengths["b"], abs=1e-9) and strengths["a"] > strengths["c"]
+    assert {row["name"]: row["votes"] for row in board.rows} == {"a": 30, "b": 30, "c": 30}
+    ia, ic = board.names.index("a"), board.names.index("c")
+    assert board.counts[ia, ic] == 30 and board.win_rate[ia, ic] == pytest.approx(20 / 30)
+    assert board.left_win_share == pytest.approx(30 / 30)  # every decisive vote went to the left side
+
+
+def test_intervals_resample_listeners_not_only_votes():
+    """Ten listeners who disagree (five prefer a nine times in ten, five prefer b): the votes
+    alone look like a coin flip measured 500 times, but the listeners are only ten. Resampling
+    listeners must give a much wider interval than resampling votes."""
+    rng = np.random.default_rng(11)
+    votes = []
+    for listener in range(10):
+        p_a = 0.9 if listener < 5 else 0.1
+        for k in range(50):
+            choice = "left" if rng.random() < p_a else "right"
+            votes.append({"restorer_left": "a", "restorer_right": "b", "choice": choice,
+                          "session_id": f"l{listener}", "trial_id": f"l{listener}-{k}"})
+    width = lambda board: board.rows[0]["ci_high"] - board.rows[0]["ci_low"]  # noqa: E731
+    by_listener = leaderboard(votes, n_bootstrap=300)
+    by_vote = leaderboard(votes, n_bootstrap=300, unit="trial_id")
+    assert width(by_listener) > 2.5 * width(by_vote)

@@ -1,20 +1,39 @@
-"""The vote log: schema, concurrency, crash tolerance, export safety."""
+"""The vote log: schema, old files, concurrency, damaged rows, full disks, export safety."""
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import multiprocessing
+import os
 
 import pytest
 
-from restorelab import votes as V
+from restorelab.listening import votes as V
 
 
-def make_vote(i: int = 0, choice: str = "left", prompt: str = "lofi piano", session: str = "s1") -> V.Vote:
+def make_vote(i: int = 0, choice: str = "left", prompt: str = "lofi piano", session: str = "s1",
+              flags: str = "") -> V.Vote:
     return V.Vote(session_id=session, trial_id=f"t{i}", clip_id="clip", clip_source="example", prompt=prompt,
                   restorer_left="input", restorer_right="spectral_gate_hf", choice=choice,
-                  listened_left_s=3.2, listened_right_s=4.1, decision_s=9.5, loudness_target_lufs=-23.0)
+                  listened_left_s=3.2, listened_right_s=4.1, decision_s=9.5, loudness_target_lufs=-23.0,
+                  settings_left='[{"restorer": "input"}]',
+                  settings_right='[{"params": {"prop_decrease": 0.6}, "restorer": "spectral_gate_hf"}]',
+                  stimulus_left_sha256="a" * 64, stimulus_right_sha256="b" * 64, excerpt_start_s=0.25,
+                  excerpt_duration_s=9.0, flags=flags)
+
+
+def v1_line(values: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def v1_row(trial: str, prompt: str = "old prompt") -> list[str]:
+    """A row as the first version of the log wrote it (15 columns)."""
+    return ["2026-01-01T00:00:00.000+00:00", "old", trial, "clip", "example", prompt, "input", "mcra_wiener",
+            "right", "mcra_wiener", "3.000", "3.000", "8.000", "-23.0", "0.1.0"]
 
 
 def test_row_has_the_fixed_fields_and_derived_winner(tmp_path):
@@ -24,60 +43,168 @@ def test_row_has_the_fixed_fields_and_derived_winner(tmp_path):
     rows = log.read()
     assert [r["winner"] for r in rows] == ["input", "spectral_gate_hf", "tie", "both_bad"]
     assert (tmp_path / "votes.csv").read_text().splitlines()[0] == ",".join(V.FIELDS)
+    assert V.FIELDS[: len(V.FIELDS_V1)] == V.FIELDS_V1  # new columns only ever appended
     assert rows[0]["loudness_target_lufs"] == "-23.0" and rows[0]["app_version"]
+    assert rows[0]["settings_right"] == '[{"params": {"prop_decrease": 0.6}, "restorer": "spectral_gate_hf"}]'
+    assert rows[0]["excerpt_duration_s"] == "9.000" and rows[0]["stimulus_left_sha256"] == "a" * 64
 
 
 def test_bad_votes_are_refused():
-    with pytest.raises(ValueError, match="choice"):
+    with pytest.raises(ValueError, match="choice must be one of"):
         make_vote(choice="A")
     with pytest.raises(ValueError, match="two different"):
         V.Vote(session_id="s", trial_id="t", clip_id="c", clip_source="x", prompt="", restorer_left="a",
                restorer_right="a", choice="tie", listened_left_s=1, listened_right_s=1, decision_s=1,
                loudness_target_lufs=-23)
+    with pytest.raises(ValueError, match="decision_s must be >= 0"):
+        V.Vote(session_id="s", trial_id="t", clip_id="c", clip_source="x", prompt="", restorer_left="a",
+               restorer_right="b", choice="tie", listened_left_s=1, listened_right_s=1, decision_s=float("nan"),
+               loudness_target_lufs=-23)
+
+
+def test_free_text_is_bounded_and_kept_on_one_line(tmp_path):
+    with pytest.raises(ValueError, match="the prompt is 501 characters long; the limit is 500"):
+        make_vote(prompt="x" * 501)
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(prompt="two\nlines,\r\n\"quoted\"\u2028end"))
+    text = (tmp_path / "votes.csv").read_text()
+    assert len(text.splitlines()) == 2  # the header and one line per row
+    assert log.read()[0]["prompt"] == 'two lines,  "quoted" end'
 
 
 def test_foreign_file_is_never_appended_to(tmp_path):
     path = tmp_path / "votes.csv"
     path.write_text("name,score\nx,1\n")
-    with pytest.raises(ValueError, match="unexpected header"):
+    with pytest.raises(V.VoteLogError, match="not a vote file"):
         V.VoteLog(path).append(make_vote())
     assert path.read_text() == "name,score\nx,1\n"
+    with pytest.raises(V.VoteLogError, match="not a vote file"):
+        V.VoteLog(path).read()
+
+
+def test_old_version_files_stay_readable_and_are_upgraded_on_append(tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text(v1_line(list(V.FIELDS_V1)) + v1_line(v1_row("o1", "a prompt\non two lines"))
+                    + v1_line(v1_row("o2")))
+    log = V.VoteLog(path)
+    old = log.read()
+    assert [r["trial_id"] for r in old] == ["o1", "o2"]
+    assert old[0]["prompt"] == "a prompt\non two lines" and old[0]["flags"] == "" and old[0]["settings_left"] == ""
+    log.append(make_vote(3))
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(V.FIELDS) and len(lines) == 4  # upgraded: one line per row
+    rows = log.read()
+    assert [r["trial_id"] for r in rows] == ["o1", "o2", "t3"]
+    assert rows[0]["prompt"] == "a prompt on two lines" and rows[1]["choice"] == "right"
 
 
 def test_a_torn_last_line_stays_separate(tmp_path):
     log = V.VoteLog(tmp_path / "votes.csv")
     log.append(make_vote(1))
     with open(log.path, "a") as handle:
-        handle.write("2026-01-01T00:00:00,half a row")  # a crash mid-write, no newline
+        handle.write('2026-01-01T00:00:00,half a row,"with an open quote')  # a crash mid-write
     log.append(make_vote(2))
-    assert [r["trial_id"] for r in log.read()] == ["t1", "t2"]
+    read = log.read_all()
+    assert [r["trial_id"] for r in read.rows] == ["t1", "t2"]
+    assert read.problems == ["line 3: not a complete vote row, skipped"]
+
+
+def test_a_damaged_row_in_the_middle_loses_no_complete_vote(tmp_path):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(1))
+    lines = log.path.read_text().splitlines(keepends=True)
+    torn = lines[1][: len(lines[1]) // 2].replace(",", ',"', 1) + "\n"  # cut off, with an unclosed quote
+    log.path.write_text(lines[0] + lines[1] + torn + "garbage without commas\n")
+    for i in range(2, 5):
+        log.append(make_vote(i))
+    read = log.read_all()
+    assert [r["trial_id"] for r in read.rows] == ["t1", "t2", "t3", "t4"]
+    assert len(read.problems) == 2
+
+
+def test_a_200_kb_field_of_an_old_file_does_not_break_reading(tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text(v1_line(list(V.FIELDS_V1)) + v1_line(v1_row("big", "p" * 200_000)) + v1_line(v1_row("o2")))
+    log = V.VoteLog(path)
+    rows = log.read()
+    assert [r["trial_id"] for r in rows] == ["big", "o2"] and len(rows[0]["prompt"]) == 200_000
+    log.append(make_vote(3))
+    assert [r["trial_id"] for r in log.read()] == ["big", "o2", "t3"]
+
+
+class FailingWrite:
+    """``os.write`` that writes the first ``good`` bytes of a row, then fails like a full disk."""
+
+    def __init__(self, good: int, error: int | None = errno.ENOSPC) -> None:
+        self.good, self.error, self.real = good, error, os.write
+
+    def __call__(self, fd, data):
+        if self.good <= 0:
+            if self.error is None:
+                return 0
+            raise OSError(self.error, os.strerror(self.error))
+        count = self.real(fd, bytes(data[: self.good]))
+        self.good -= count
+        return count
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO, None])
+def test_a_failed_write_leaves_no_half_row_and_raises(tmp_path, monkeypatch, error):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(1))
+    before = log.path.read_bytes()
+    monkeypatch.setattr(V.os, "write", FailingWrite(good=40, error=error))
+    with pytest.raises(V.VoteLogError, match="could not be saved"):
+        log.append(make_vote(2))
+    monkeypatch.undo()
+    assert log.path.read_bytes() == before
+    log.append(make_vote(3))
+    assert [r["trial_id"] for r in log.read()] == ["t1", "t3"]
+
+
+def test_full_disk_and_read_only_errors_name_the_problem(tmp_path, monkeypatch):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    monkeypatch.setattr(V.os, "write", FailingWrite(good=0))
+    with pytest.raises(V.VoteLogError, match="the server's disk is full") as caught:
+        log.append(make_vote(1))
+    assert str(tmp_path) not in str(caught.value)
+    monkeypatch.undo()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(V.os, "open", read_only)
+    with pytest.raises(V.VoteLogError, match="read-only"):
+        log.append(make_vote(1))
 
 
 def _append_many(path, worker, count):
     log = V.VoteLog(path)
     for i in range(count):
-        log.append(make_vote(i, V.CHOICES[i % 4], prompt=f"w{worker}, with \"quotes\"\nand a newline",
+        log.append(make_vote(i, V.CHOICES[i % 4], prompt=f"w{worker}, with \"quotes\" and, commas",
                              session=f"worker{worker}"))
 
 
 def test_eight_processes_lose_and_corrupt_nothing(tmp_path):
     path = tmp_path / "votes.csv"
+    # Start from a file of the first version: the first writer upgrades it while the others wait.
+    path.write_text(v1_line(list(V.FIELDS_V1)) + v1_line(v1_row("old")))
     context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_append_many, args=(path, w, 200)) for w in range(8)]
+    workers = [context.Process(target=_append_many, args=(path, w, 300)) for w in range(8)]
     for p in workers:
         p.start()
     for p in workers:
         p.join()
         assert p.exitcode == 0
-    rows = V.VoteLog(path).read()
-    assert len(rows) == 1600
+    read = V.VoteLog(path).read_all()
+    assert len(read.rows) == 2401 and read.problems == []
     with open(path, newline="") as handle:
         raw = list(csv.reader(handle))
-    assert len(raw) == 1601 and all(len(r) == len(V.FIELDS) for r in raw)
+    assert len(raw) == 2402 and all(len(r) == len(V.FIELDS) for r in raw)
     for w in range(8):
-        mine = [r for r in rows if r["session_id"] == f"worker{w}"]
-        assert sorted(int(r["trial_id"][1:]) for r in mine) == list(range(200))
-        assert all(r["prompt"] == f"w{w}, with \"quotes\"\nand a newline" for r in mine)
+        mine = [r for r in read.rows if r["session_id"] == f"worker{w}"]
+        assert sorted(int(r["trial_id"][1:]) for r in mine) == list(range(300))
+        assert all(r["prompt"] == f"w{w}, with \"quotes\" and, commas" for r in mine)
 
 
 def test_export_neutralises_formulas_but_keeps_numbers(tmp_path):
@@ -88,7 +215,15 @@ def test_export_neutralises_formulas_but_keeps_numbers(tmp_path):
     log.append(make_vote(prompt="-cmd"))
     rows = list(csv.DictReader(io.StringIO(V.export_csv(log.read()))))
     assert [r["prompt"] for r in rows] == ["'=HYPERLINK(\"http://x\")", "'+1 more", "'@SUM(A1)", "'-cmd"]
-    assert rows[0]["loudness_target_lufs"] == "-23.0"
+    assert rows[0]["loudness_target_lufs"] == "-23.0" and rows[0]["excerpt_start_s"] == "0.250"
+
+
+def test_flagged_sessions():
+    rows = [make_vote(i, session="calm").row() for i in range(4)]
+    rows += [make_vote(0, session="hasty", flags="fast").row(), make_vote(1, session="hasty").row()]
+    rows += [make_vote(i, session="once", flags="fast" if i == 0 else "").row() for i in range(3)]
+    rows += [make_vote(0, session="stuffer").row(), make_vote(1, session="stuffer", flags="rate").row()]
+    assert V.flagged_sessions(rows) == {"hasty", "stuffer"}
 
 
 def test_session_ids_are_random_and_not_addresses():

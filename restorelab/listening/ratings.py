@@ -1,8 +1,15 @@
 """Ratings from blind A/B votes: Bradley-Terry strengths with bootstrap intervals and pair statistics.
 
-Each vote is between a left and a right restorer with a choice of ``left``,
+Each vote is between a left and a right candidate with a choice of ``left``,
 ``right``, ``tie`` or ``both_bad``. For the Bradley-Terry fit a tie or a
-"both bad" counts half a win to each side (neither was preferred).
+"both bad" counts half a win to each side (neither was preferred). A candidate
+that stood for several restorers (outputs that sounded the same) passes the
+vote on to each of them, sharing its weight.
+
+Intervals come from a two-stage bootstrap: listener sessions are resampled,
+then the votes within each drawn session. Votes of one listener are not
+independent, so resampling votes alone gives intervals that are too narrow
+when a few sessions cast most of the votes.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.stats
+
+from restorelab.listening.votes import CHOICES, MERGED
 
 #: Votes a restorer needs before the leaderboard shows its rank.
 DEFAULT_MIN_VOTES = 10
@@ -43,27 +52,48 @@ class Leaderboard:
     message: str = ""
 
 
-def _outcomes(votes: list[dict], index: dict[str, int]) -> np.ndarray:
-    """``[n, 3]``: left index, right index, score of the left side (1, 0 or 0.5)."""
+def members(candidate: str) -> list[str]:
+    """The restorers behind a candidate name (merged candidates join theirs with ``=``)."""
+    return candidate.split(MERGED)
+
+
+def _expand(votes: list[dict], index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """One outcome per pair of members: ``[n, 4]`` (left, right, left's score, weight) and each one's vote.
+
+    A vote between merged candidates is evidence about every member on each
+    side; its weight is shared among them so that it still counts as one vote.
+    """
     score = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
-    return np.array([(index[v["restorer_left"]], index[v["restorer_right"]], score[v["choice"]])
-                     for v in votes], dtype=np.float64).reshape(-1, 3)
+    rows, owner = [], []
+    for k, vote in enumerate(votes):
+        left, right = members(vote["restorer_left"]), members(vote["restorer_right"])
+        weight = 1.0 / (len(left) * len(right))
+        for a in left:
+            for b in right:
+                rows.append((index[a], index[b], score[vote["choice"]], weight))
+                owner.append(k)
+    return np.array(rows, dtype=np.float64).reshape(-1, 4), np.array(owner, dtype=int)
 
 
 def bradley_terry(outcomes: np.ndarray, n_items: int, prior_games: float = 1.0,
-                  iterations: int = 500, tolerance: float = 1e-9) -> np.ndarray:
+                  iterations: int = 500, tolerance: float = 1e-9, weights: np.ndarray | None = None) -> np.ndarray:
     """Bradley-Terry log-strengths by the MM algorithm (Hunter 2004), mean zero.
 
-    ``P(i beats j) = p_i / (p_i + p_j)``. A weak prior, ``prior_games`` virtual
-    games each drawn against every other item, keeps strengths finite when an
-    item has won or lost everything.
+    ``P(i beats j) = p_i / (p_i + p_j)``. ``outcomes`` rows are (left, right,
+    left's score) with an optional fourth column of weights; ``weights``, when
+    given, multiplies them (a bootstrap's multiplicities). A weak prior,
+    ``prior_games`` virtual games each drawn against every other item, keeps
+    strengths finite when an item has won or lost everything.
     """
     wins = np.zeros(n_items)
     games = np.zeros((n_items, n_items))
     left, right, score = outcomes[:, 0].astype(int), outcomes[:, 1].astype(int), outcomes[:, 2]
-    np.add.at(wins, left, score)
-    np.add.at(wins, right, 1.0 - score)
-    np.add.at(games, (left, right), 1.0)
+    weight = outcomes[:, 3] if outcomes.shape[1] > 3 else np.ones(len(outcomes))
+    if weights is not None:
+        weight = weight * weights
+    np.add.at(wins, left, weight * score)
+    np.add.at(wins, right, weight * (1.0 - score))
+    np.add.at(games, (left, right), weight)
     games = games + games.T
     if prior_games > 0 and n_items > 1:
         off_diagonal = prior_games / (n_items - 1) * (1 - np.eye(n_items))
@@ -84,25 +114,36 @@ def bradley_terry(outcomes: np.ndarray, n_items: int, prior_games: float = 1.0,
 
 
 def leaderboard(votes: list[dict], min_votes: int = DEFAULT_MIN_VOTES, n_bootstrap: int = 500,
-                seed: int = 0) -> Leaderboard:
-    """Fit, bootstrap (resampling votes) and tabulate; never raises on empty or one-sided logs."""
-    votes = [v for v in votes if v.get("choice") in ("left", "right", "tie", "both_bad")]
+                seed: int = 0, unit: str = "session_id") -> Leaderboard:
+    """Fit, bootstrap and tabulate; never raises on empty or one-sided logs.
+
+    ``unit`` names the field whose values are resampled first in the bootstrap
+    (listener sessions); votes without it form one unit.
+    """
+    votes = [v for v in votes if v.get("choice") in CHOICES]
     if not votes:
         return Leaderboard(message="No votes yet: listen to a few pairs in the Listen tab first.")
-    names = sorted({v["restorer_left"] for v in votes} | {v["restorer_right"] for v in votes})
+    names = sorted({m for v in votes for side in ("restorer_left", "restorer_right") for m in members(v[side])})
     index = {name: i for i, name in enumerate(names)}
-    outcomes = _outcomes(votes, index)
+    outcomes, owner = _expand(votes, index)
     n = len(names)
     strengths = bradley_terry(outcomes, n)
     rng = np.random.default_rng(seed)
     samples = np.empty((n_bootstrap, n))
+    groups: dict[str, list[int]] = {}
+    for k, vote in enumerate(votes):
+        groups.setdefault(vote.get(unit, ""), []).append(k)
+    units = [np.array(g) for g in groups.values()]
     for b in range(n_bootstrap):
-        samples[b] = bradley_terry(outcomes[rng.integers(0, len(outcomes), len(outcomes))], n)
+        multiplicity = np.zeros(len(votes))
+        for u in rng.integers(0, len(units), len(units)):
+            np.add.at(multiplicity, units[u][rng.integers(0, len(units[u]), len(units[u]))], 1.0)
+        samples[b] = bradley_terry(outcomes, n, weights=multiplicity[owner])
     low, high = np.percentile(samples, [2.5, 97.5], axis=0)
 
     counts = np.zeros((n, n), dtype=int)
     wins = np.zeros((n, n))
-    for left, right, score in outcomes:
+    for left, right, score, _ in outcomes:
         i, j = int(left), int(right)
         counts[i, j] += 1
         counts[j, i] += 1
@@ -113,7 +154,10 @@ def leaderboard(votes: list[dict], min_votes: int = DEFAULT_MIN_VOTES, n_bootstr
     with np.errstate(invalid="ignore", divide="ignore"):
         win_rate = np.where(decisive > 0, wins / decisive, np.nan)
 
-    per_item_votes = counts.sum(axis=1)
+    per_item_votes = np.zeros(n, dtype=int)
+    for vote in votes:
+        for m in {*members(vote["restorer_left"]), *members(vote["restorer_right"])}:
+            per_item_votes[index[m]] += 1
     order = np.argsort(-strengths)
     rows, rank = [], 0
     for i in order:

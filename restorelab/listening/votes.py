@@ -1,0 +1,417 @@
+"""The vote log: one module owns its schema.
+
+An append-only CSV with a fixed header and one row per vote. Every row is one
+line: free text is bounded (:data:`TEXT_LIMITS`) and its line breaks and other
+control characters become spaces, so a damaged row can never swallow the rows
+after it. A row is written under an exclusive lock, whole or not at all: a
+short write, a full disk or a read-only file truncates the file back to where
+it was and raises :class:`VoteLogError`. Reading skips a damaged row and says
+which line it was, and never fails because of one.
+
+Listeners are identified by a random session id, never by an address. New
+columns are appended at the end; files written by older versions stay readable
+and are upgraded in place (rewritten whole, then renamed) on the next append.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import fcntl
+import io
+import logging
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from restorelab import __version__
+from restorelab.audio import atomic_replace
+
+LOG = logging.getLogger(__name__)
+
+#: The columns of the first version; every later one appends to them.
+FIELDS_V1 = (
+    "timestamp_utc", "session_id", "trial_id", "clip_id", "clip_source", "prompt",
+    "restorer_left", "restorer_right", "choice", "winner", "listened_left_s", "listened_right_s",
+    "decision_s", "loudness_target_lufs", "app_version",
+)
+FIELDS = FIELDS_V1 + (
+    "settings_left", "settings_right", "stimulus_left_sha256", "stimulus_right_sha256",
+    "excerpt_start_s", "excerpt_duration_s", "flags",
+)
+CHOICES = ("left", "right", "tie", "both_bad")
+#: Longest accepted value (characters) of each free-text field; longer ones are refused.
+TEXT_LIMITS = {
+    "session_id": 64, "trial_id": 64, "clip_id": 200, "clip_source": 40, "prompt": 500,
+    "restorer_left": 400, "restorer_right": 400, "settings_left": 4000, "settings_right": 4000,
+    "stimulus_left_sha256": 64, "stimulus_right_sha256": 64, "flags": 200,
+}
+#: Separator of the names of a merged candidate (outputs that sound the same), e.g. ``input=unet_bwe``.
+MERGED = "="
+NUMERIC = ("listened_left_s", "listened_right_s", "decision_s", "loudness_target_lufs", "excerpt_start_s",
+           "excerpt_duration_s")
+#: Environment variable naming the vote file; otherwise /data (a Space's persistent disk) or ./votes.
+VOTES_PATH_ENV = "RESTORELAB_VOTES_PATH"
+#: Environment variable naming a Hugging Face dataset repository to sync the votes folder to.
+VOTES_DATASET_ENV = "RESTORELAB_VOTES_DATASET"
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+#: Rows longer than this are damaged or foreign, never a vote this module wrote.
+_MAX_ROW_CHARS = 1 << 20
+#: How many physical lines a row of an older version (which kept line breaks in prompts) may span.
+_MAX_LEGACY_LINES = 50
+csv.field_size_limit(max(csv.field_size_limit(), _MAX_ROW_CHARS))
+
+
+class VoteLogError(ValueError):
+    """The vote log cannot be written (or is not a vote log); the message is fit for a listener."""
+
+
+def new_session_id() -> str:
+    """A random, unguessable listener id (128 bits), unrelated to who or where they are."""
+    return secrets.token_hex(16)
+
+
+def new_trial_id() -> str:
+    return secrets.token_hex(8)
+
+
+def single_line(text: str) -> str:
+    """``text`` with line breaks and other control characters replaced by spaces."""
+    return _CONTROL.sub(" ", text)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One blind A/B judgement. ``winner`` is derived: the chosen candidate, ``tie`` or ``both_bad``.
+
+    ``restorer_left``/``restorer_right`` name the candidates; outputs that sound
+    the same are one candidate named by all of them joined with :data:`MERGED`.
+    ``settings_*`` hold each side's full settings as JSON, ``stimulus_*_sha256``
+    the hash of each side's audio before the excerpt, level matching and dither.
+    ``flags`` lists the listening rules the session broke (see
+    :mod:`restorelab.listening.trials`), separated by spaces.
+    """
+
+    session_id: str
+    trial_id: str
+    clip_id: str
+    clip_source: str
+    prompt: str
+    restorer_left: str
+    restorer_right: str
+    choice: str
+    listened_left_s: float
+    listened_right_s: float
+    decision_s: float
+    loudness_target_lufs: float
+    timestamp_utc: str = ""
+    app_version: str = __version__
+    settings_left: str = ""
+    settings_right: str = ""
+    stimulus_left_sha256: str = ""
+    stimulus_right_sha256: str = ""
+    excerpt_start_s: float = 0.0
+    excerpt_duration_s: float = 0.0
+    flags: str = ""
+
+    def __post_init__(self) -> None:
+        if self.choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
+        if self.restorer_left == self.restorer_right:
+            raise ValueError("a pair needs two different restorers")
+        for name in ("listened_left_s", "listened_right_s", "decision_s", "excerpt_start_s", "excerpt_duration_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name, limit in TEXT_LIMITS.items():
+            if len(getattr(self, name)) > limit:
+                raise ValueError(f"the {name.replace('_', ' ')} is {len(getattr(self, name))} characters long; "
+                                 f"the limit is {limit}")
+        if not self.timestamp_utc:
+            stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            object.__setattr__(self, "timestamp_utc", stamp)
+
+    @property
+    def winner(self) -> str:
+        if self.choice == "left":
+            return self.restorer_left
+        if self.choice == "right":
+            return self.restorer_right
+        return self.choice
+
+    def row(self) -> dict[str, str]:
+        values = asdict(self)
+        values["winner"] = self.winner
+        for name in ("listened_left_s", "listened_right_s", "decision_s", "excerpt_start_s", "excerpt_duration_s"):
+            values[name] = f"{values[name]:.3f}"
+        values["loudness_target_lufs"] = f"{self.loudness_target_lufs:.1f}"
+        return {field: single_line(str(values[field])) for field in FIELDS}
+
+
+def _csv_line(values: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+HEADER_LINE = _csv_line(list(FIELDS))
+
+
+def _known_header(line: str) -> tuple[str, ...] | None:
+    """The columns of a header line this module wrote (this version or an older one), else ``None``."""
+    try:
+        columns = tuple(next(csv.reader([line.rstrip("\n")])))
+    except (csv.Error, StopIteration):
+        return None
+    known = len(columns) >= len(FIELDS_V1) and FIELDS[: len(columns)] == columns
+    return columns if known else None
+
+
+@dataclass
+class ReadResult:
+    """Rows of a vote log (each with every column of :data:`FIELDS`) and the damaged lines skipped."""
+
+    rows: list[dict[str, str]]
+    problems: list[str]
+
+
+class VoteLog:
+    """An append-only vote CSV at ``path`` (created with its header on first write)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    # -- writing ------------------------------------------------------------
+    def append(self, vote: Vote) -> None:
+        """Append one row durably, or raise and leave the file as it was.
+
+        The row is written under an exclusive lock and ``fsync``-ed. A file of
+        an older version is first rewritten with the current header.
+
+        Raises:
+            VoteLogError: the file is not a vote log, or the row could not be
+                written (full disk, read-only file or folder, any I/O error).
+        """
+        line = _csv_line([vote.row()[field] for field in FIELDS]).encode("utf-8")
+        for _ in range(10):  # another process may upgrade the file between our open and our lock
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            except OSError as exc:
+                raise self._error(exc) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not _same_file(fd, self.path):
+                    continue
+                size = os.fstat(fd).st_size
+                data = line
+                if size == 0:
+                    data = HEADER_LINE.encode("utf-8") + line
+                else:
+                    first = _first_line(fd)
+                    columns = _known_header(first)
+                    if columns is None:
+                        raise VoteLogError("The vote log on the server is not a vote file of this app; "
+                                           "nothing was written to it.")
+                    if columns != FIELDS:
+                        self._upgrade()
+                        continue
+                    if os.pread(fd, 1, size - 1) != b"\n":
+                        data = b"\n" + line  # a torn last line from a crash stays separate
+                _write_all(fd, data, size, self)
+                return
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+        raise VoteLogError("The vote log kept changing while this vote was written; please vote again.")
+
+    def _upgrade(self) -> None:
+        """Rewrite an older version's file with the current header (called under its lock)."""
+        rows = self.read_all().rows
+        text = HEADER_LINE + "".join(_csv_line([single_line(row[field]) for field in FIELDS]) for row in rows)
+        try:
+            with atomic_replace(self.path, ".upgrade") as tmp:
+                with open(tmp, "w", encoding="utf-8", newline="") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        except OSError as exc:
+            raise self._error(exc) from None
+        LOG.info("%s: upgraded to the current vote-log columns (%d rows kept)", self.path, len(rows))
+
+    def _error(self, exc: OSError) -> VoteLogError:
+        LOG.error("could not write the vote log %s: %s", self.path, exc)
+        why = {errno.ENOSPC: "the server's disk is full", errno.EDQUOT: "the server's disk quota is used up",
+               errno.EROFS: "the vote log is on a read-only disk", errno.EACCES: "the vote log is read-only",
+               errno.EPERM: "the vote log is read-only"}.get(exc.errno, "the server could not write the vote log")
+        return VoteLogError(f"Your vote could not be saved: {why}. Nothing was recorded for this pair; "
+                            "please tell the organiser of this test.")
+
+    # -- reading ------------------------------------------------------------
+    def read(self) -> list[dict[str, str]]:
+        """Every well-formed row; damaged rows are skipped (see :meth:`read_all` for which)."""
+        return self.read_all().rows
+
+    def read_all(self) -> ReadResult:
+        """Every well-formed row, and a note per damaged line skipped.
+
+        Rows of older versions get the columns added since, empty. A row whose
+        field count or choice is wrong, or that is cut off, is skipped and
+        reported; the rows after it are read as usual.
+
+        Raises:
+            VoteLogError: the file exists but is not a vote log (its header is foreign).
+        """
+        if not self.path.exists():
+            return ReadResult([], [])
+        with open(self.path, "rb") as handle:
+            lines = handle.read().decode("utf-8", "replace").splitlines(keepends=True)
+        if not lines:
+            return ReadResult([], [])
+        columns = _known_header(lines[0])
+        if columns is None:
+            raise VoteLogError("The vote log on the server is not a vote file of this app.")
+        rows: list[dict[str, str]] = []
+        problems: list[str] = []
+        index = 1
+        # Rows of this version are single lines; older versions kept line breaks in quoted prompts.
+        max_lines = 1 if columns == FIELDS else _MAX_LEGACY_LINES
+        while index < len(lines):
+            row, used = _parse_row(lines, index, columns, max_lines)
+            if row is None:
+                problems.append(f"line {index + 1}: not a complete vote row, skipped")
+                index += 1
+            else:
+                rows.append(row)
+                index += used
+        return ReadResult(rows, problems)
+
+
+def _parse_row(lines: list[str], start: int, columns: tuple[str, ...],
+               max_lines: int) -> tuple[dict[str, str] | None, int]:
+    """The row beginning at ``lines[start]`` and how many lines it spans, or ``(None, 0)``.
+
+    A line with an open quote continues on the next ones, up to ``max_lines`` in all.
+    """
+    text = ""
+    for used in range(1, max_lines + 1):
+        if start + used > len(lines):
+            break
+        text += lines[start + used - 1]
+        if len(text) > _MAX_ROW_CHARS:
+            break
+        if text.count('"') % 2:  # an open quote: the row continues on the next line
+            continue
+        try:
+            values = next(csv.reader([text], strict=True))
+        except (csv.Error, StopIteration):
+            return None, 0
+        if len(values) != len(columns) or values[columns.index("choice")] not in CHOICES:
+            return None, 0
+        row = dict.fromkeys(FIELDS, "")
+        row.update(zip(columns, values))
+        return row, used
+    return None, 0
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _first_line(fd: int) -> str:
+    head = os.pread(fd, 64 * 1024, 0)
+    return head.split(b"\n", 1)[0].decode("utf-8", "replace") + "\n"
+
+
+def _write_all(fd: int, data: bytes, size: int, log: VoteLog) -> None:
+    """Write ``data`` at the end of ``fd`` and sync it, or truncate back to ``size`` and raise."""
+    view = memoryview(data)
+    try:
+        written = 0
+        while written < len(data):
+            count = os.write(fd, view[written:])
+            if count <= 0:
+                raise OSError(errno.ENOSPC, "no bytes written")
+            written += count
+        os.fsync(fd)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            LOG.error("%s: could not remove a partly written row after %s", log.path, exc)
+        raise log._error(exc) from None
+
+
+def neutralise(value: str) -> str:
+    """Make a text cell inert in spreadsheets: a leading ``= + - @`` (or tab/CR) gets a ``'``."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def export_csv(rows: list[dict[str, str]]) -> str:
+    """The vote rows as CSV text with every text field neutralised against formula injection.
+
+    Numeric fields are kept as numbers (a negative LUFS target is a number, not a formula).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(FIELDS)
+    for row in rows:
+        writer.writerow([row.get(f, "") if f in NUMERIC and _is_number(row.get(f, "")) else neutralise(row.get(f, ""))
+                         for f in FIELDS])
+    return buffer.getvalue()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def flagged_sessions(rows: list[dict[str, str]]) -> set[str]:
+    """Sessions that broke the listening rules: one vote refused for its pace (``rate``), or
+    at least half of their votes decided faster than the rules expect (``fast``)."""
+    votes: dict[str, int] = {}
+    fast: dict[str, int] = {}
+    flagged = set()
+    for row in rows:
+        flags = row.get("flags", "").split()
+        session = row["session_id"]
+        votes[session] = votes.get(session, 0) + 1
+        fast[session] = fast.get(session, 0) + ("fast" in flags)
+        if "rate" in flags:
+            flagged.add(session)
+    return flagged | {session for session, count in fast.items() if 2 * count >= votes[session]}
+
+
+def default_votes_path() -> Path:
+    """``$RESTORELAB_VOTES_PATH``, else ``/data/votes.csv`` where a persistent ``/data`` exists, else ``votes/votes.csv``."""
+    configured = os.environ.get(VOTES_PATH_ENV)
+    if configured:
+        return Path(configured)
+    data = Path("/data")
+    if data.is_dir() and os.access(data, os.W_OK):
+        return data / "votes.csv"
+    return Path("votes") / "votes.csv"
+
+
+def start_dataset_sync(path: Path, every_minutes: float = 5.0):
+    """Push the votes folder to ``$RESTORELAB_VOTES_DATASET`` with scheduled commits, if configured.
+
+    Returns the ``huggingface_hub.CommitScheduler`` or ``None`` when the
+    variable is unset. Needs ``huggingface_hub`` and a write token (``HF_TOKEN``).
+    """
+    repo_id = os.environ.get(VOTES_DATASET_ENV)
+    if not repo_id:
+        return None
+    from huggingface_hub import CommitScheduler
+
+    return CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=path.parent,
+                           path_in_repo="votes", every=every_minutes, allow_patterns=[path.name])
