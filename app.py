@@ -2,33 +2,50 @@
 
 Layout and event wiring only: each handler converts widget values, calls one
 function of :mod:`restorelab.lab` (or the generator) and converts back.
-Per-listener state lives in ``gr.State``; the only module-level objects are
-the process-wide model cache and the configured vote log.
+Per-listener state lives in ``gr.State``. The module-level objects are
+process-wide by nature: the configuration (limits, listening rules), the model
+cache, the vote log, the store of trial audio behind single-use links (served
+by the route ``/ab/stimulus/<token>``), and the count of each visitor's
+running jobs.
 """
 
 from __future__ import annotations
 
+import html
 import os
-import time
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 
-from restorelab import generation, lab, votes
+from restorelab import generation, lab
 from restorelab.analysis import VerdictThresholds
 from restorelab.audio import atomic_write_text, write_wav
-from restorelab.generation import GenerationRequest
-from restorelab.listening import TARGET_LUFS
+from restorelab.limits import Limits
+from restorelab.listening import votes
+from restorelab.listening.stimuli import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
+from restorelab.listening.transport import STIMULUS_ROUTE, ListenRules, StimulusStore
+from restorelab.listening.trials import ClipComplete
+from restorelab.listening.votes import MERGED
 from restorelab.plots import heatmap_plotly
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 HEAD = f"<script>{(ASSETS / 'ab_transport.js').read_text(encoding='utf-8')}</script>"
-CSS = ".ab-hidden { display: none !important; } .ab-active { outline: 3px solid var(--color-accent); }"
+CSS = (ASSETS / "ab_transport.css").read_text(encoding="utf-8")
+LIMITS = Limits.from_env()
+RULES = ListenRules.from_env()
 GENERATOR = generation.Generator(local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
 VOTE_LOG = votes.VoteLog(votes.default_votes_path())
+STIMULI = StimulusStore(max_bytes=int(LIMITS.max_stimulus_memory_mb * 1e6))
+JOBS = lab.SessionJobs(LIMITS.max_jobs_per_session)
 RESTORERS = lab.restorer_choices()
 PLAYER_NAMES = [lab.INPUT_ROW, *RESTORERS]
+CHOICES = (("left", "Left is better"), ("right", "Right is better"), ("tie", "No difference"),
+           ("both_bad", "Both bad"))
+SCOPES = ("All votes", "This session")
 
 try:  # ZeroGPU on Hugging Face Spaces
     import spaces
@@ -40,50 +57,68 @@ except ImportError:
 
 
 def _error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc))
+    """A user's mistake, shown to them; not a server fault, so no traceback in the log."""
+    return gr.Error(str(exc), print_exception=False)
+
+
+def _visitor(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None)
 
 
 # -- Source ---------------------------------------------------------------------
 
 @gpu
-def _generate(model, prompt, duration_s, seed, guidance, melody_path, progress=gr.Progress()):
-    melody = None
-    if melody_path:
-        melody_clip = lab.load_upload(melody_path)
-        melody = (melody_clip.audio, melody_clip.sample_rate)
-    request = GenerationRequest(model=model, prompt=prompt or "", duration_s=float(duration_s), seed=int(seed),
-                                guidance_scale=float(guidance), melody=melody)
+def _generate(request, progress):
     return GENERATOR.generate(request, progress=lambda fraction, stage: progress(fraction, desc=stage))
 
 
-def on_generate(model, prompt, duration_s, seed, guidance, melody_path, progress=gr.Progress()):
+def on_generate(model, prompt, duration_s, seed, guidance, melody_path, request: gr.Request = None,
+                progress=gr.Progress()):
     try:
-        clip = _generate(model, prompt, duration_s, seed, guidance, melody_path, progress)
+        melody = lab.load_upload(melody_path, LIMITS) if melody_path else None
+        wanted = lab.generation_request(model, prompt, duration_s, seed, guidance, melody, LIMITS)
+        with JOBS.hold(_visitor(request), "a generation"):
+            clip = _generate(wanted, progress)
     except (ValueError, RuntimeError) as exc:
         raise _error(exc) from None
     if GENERATOR.device() == "cpu" and model != generation.TINY:
         gr.Warning("Generating on the CPU: expect several minutes for a few seconds of audio.")
-    return _show_source(clip, prompt)
+    return _show_source(clip)
 
 
 def on_upload(path):
     try:
-        return _show_source(lab.load_upload(path), "")
+        return _show_source(lab.load_upload(path, LIMITS))
     except ValueError as exc:
         raise _error(exc) from None
 
 
 def on_example(label):
     try:
-        return _show_source(lab.load_example(label), "")
+        return _show_source(lab.load_example(label))
     except ValueError as exc:
         raise _error(exc) from None
 
 
-def _show_source(clip, prompt):
-    path = lab.work_folder("source-") / "source.wav"
+def _show_source(clip):
+    try:
+        path = lab.work_folder("source-", LIMITS) / "source.wav"
+    except ValueError as exc:
+        raise _error(exc) from None
     write_wav(path, clip.audio, clip.sample_rate)
-    return clip, prompt, str(path), lab.clip_summary(clip)
+    return clip, str(path), lab.clip_summary(clip)
+
+
+def on_source_changed(session):
+    """A new source: the comparison and the listening test of the old one are cleared, not kept stale."""
+    if session is not None and session.trial is not None:
+        STIMULI.discard(*session.trial.tokens)
+        session.trial = None
+    if session is not None:
+        session.candidates = []
+    return (None, *_player_updates(None, False), None, None, None, gr.update(value=[]), None,
+            "New source loaded: press **Compare** to restore it.", session, "",
+            "The source changed: compare the new clip, then press **Start listening**.", "")
 
 
 def on_model_check(model):
@@ -93,91 +128,115 @@ def on_model_check(model):
 
 # -- Compare --------------------------------------------------------------------
 
-def on_compare(clip, names, matched, *knob_values, progress=gr.Progress()):
+def on_compare(clip, names, matched, *knob_values, request: gr.Request = None, progress=gr.Progress()):
     knobs = dict(zip(lab.MAIN_KNOBS, knob_values))
     try:
-        view = lab.compare(clip, list(names or []), knobs,
-                           progress=lambda name, i, total: progress((i, total), desc=f"running {name}"))
+        with JOBS.hold(_visitor(request), "a comparison"):
+            view = lab.compare(clip, list(names or []), knobs, limits=LIMITS,
+                               progress=lambda name, i, total: progress((i, total), desc=f"running {name}"))
     except ValueError as exc:
         raise _error(exc) from None
-    columns, rows = lab.metrics_table(view.comparison.rows)
-    skipped = "".join(f"\n- **{name}** skipped: {reason}" for name, reason in view.comparison.skipped.items())
+    finally:
+        lab.release_memory()
+    columns, rows = lab.metrics_table(view.rows, view.notes)
+    skipped = "".join(f"\n- **{name}** skipped: {reason}" for name, reason in view.skipped.items())
+    same = "".join(f"\n- **{name}** {note}" for name, note in view.notes.items())
     return (view, *_player_updates(view, matched), str(view.mel_png), str(view.linear_png), view.psd_figure,
-            gr.update(value=rows, headers=columns), str(view.zip_path),
-            f"Compared {len(view.comparison.outputs)} restorer(s) on {view.comparison.clip.duration_s:.1f} s.{skipped}")
+            gr.update(value=rows, headers=columns), None,
+            f"Compared {len(view.players) - 1} restorer(s) on **{view.clip_name}** ({view.duration_s:.1f} s): "
+            f"{len(view.candidates)} different sound(s) to listen to.{same}{skipped}")
 
 
 def _player_updates(view, matched):
     paths = (lab.matched_players(view) if matched else view.players) if view else {}
-    return [gr.update(value=str(paths[name]), visible=True) if name in paths else gr.update(value=None, visible=False)
-            for name in PLAYER_NAMES]
+    notes = view.notes if view else {}
+    return [gr.update(value=str(paths[name]), visible=True,
+                      label=f"{name} ({notes[name]})" if name in notes else name)
+            if name in paths else gr.update(value=None, visible=False) for name in PLAYER_NAMES]
 
 
 def on_matched_toggle(view, matched):
     return _player_updates(view, matched)
 
 
+def on_zip(view):
+    if view is None:
+        raise _error(ValueError("Run a comparison first."))
+    return str(lab.comparison_zip(view))
+
+
 # -- Listen ---------------------------------------------------------------------
 
-def _fresh_timing():
-    return {"left": 0.0, "right": 0.0, "left_since": None, "right_since": None}
+#: The vote buttons send the transport's report on what was heard in place of the hidden textbox's value.
+REPORT_JS = "(report, session, choice) => [window.abTransport ? window.abTransport.report() : '', session, choice]"
 
 
-def on_start_listening(session, view, clip, prompt):
+def _candidate_name(label: str) -> str:
+    names = label.split(MERGED)
+    return names[0] if len(names) == 1 else " = ".join(names) + " (the same sound)"
+
+
+def _ticket(trial) -> str:
+    """What the page learns of a trial: a random id and two single-use links, nothing about who is who."""
+    left, right = (html.escape(f"{STIMULUS_ROUTE.lstrip('/')}/{token}") for token in trial.tokens)
+    return (f'<div class="ab-ticket" data-trial="{html.escape(trial.trial_id)}" data-left="{left}" '
+            f'data-right="{right}" data-required="{RULES.required_s(trial.duration_s):.3f}"></div>')
+
+
+def _present(session):
+    """Make the next trial and return (session, ticket, info), or say the test on this clip is done."""
+    try:
+        trial = lab.next_trial(session, STIMULI, RULES)
+    except ClipComplete as exc:
+        return session, "", str(exc)
+    required = RULES.required_s(trial.duration_s)
+    info = (f"**Pair {session.votes_cast + 1}** on *{session.clip_id}*: {len(session.candidates)} different sounds, "
+            f"the unprocessed input among them. Play each side for at least {required:.0f} s to open voting.")
+    return session, _ticket(trial), info
+
+
+def on_start_listening(session, view):
     session = session or lab.new_session()
     try:
-        lab.start_listening(session, view, clip, prompt)
-        return _next(session, view, "")
+        lab.start_listening(session, view)
+        return (*_present(session), "")
     except ValueError as exc:
         raise _error(exc) from None
 
 
-def _next(session, view, reveal):
-    trial = lab.next_trial(session, view)
-    return (session, _fresh_timing(), str(trial.left_path), str(trial.right_path),
-            *[gr.update(interactive=False)] * 4, reveal,
-            f"Pair {session.votes_cast + 1}: both sides at {trial.target_lufs:.1f} LUFS, lossless. "
-            "Play both sides to enable voting.")
-
-
-def on_play(timing, side):
-    timing = dict(timing or _fresh_timing())
-    timing[f"{side}_since"] = time.monotonic()
-    timing[side] = max(timing[side], 1e-3)  # counts as played from the first moment
-    ready = timing["left"] > 0 and timing["right"] > 0
-    return timing, *[gr.update(interactive=ready)] * 4
-
-
-def on_pause(timing, side):
-    timing = dict(timing or _fresh_timing())
-    since = timing.get(f"{side}_since")
-    if since is not None:
-        timing[side] += time.monotonic() - since
-        timing[f"{side}_since"] = None
-    return timing
-
-
-def on_vote(session, view, timing, choice):
-    timing = dict(timing or _fresh_timing())
-    for side in ("left", "right"):
-        timing = on_pause(timing, side)
+def on_vote(report, session, choice):
+    if session is None:
+        raise _error(ValueError("Press 'Start listening' first."))
+    trial = session.trial
     try:
-        cast = lab.vote(session, VOTE_LOG, choice, timing["left"], timing["right"])
+        cast = lab.vote(session, VOTE_LOG, choice, report, STIMULI, RULES)
     except ValueError as exc:
         raise _error(exc) from None
-    verdict = {"left": f"you preferred **{cast.restorer_left}**", "right": f"you preferred **{cast.restorer_right}**",
+    left, right = _candidate_name(cast.restorer_left), _candidate_name(cast.restorer_right)
+    verdict = {"left": f"you preferred **{left}**", "right": f"you preferred **{right}**",
                "tie": "you heard no difference", "both_bad": "you found both bad"}[choice]
-    reveal = f"Left was **{cast.restorer_left}**, right was **{cast.restorer_right}**: {verdict}."
-    return _next(session, view, reveal)
+    level = f"both sides at {trial.loudness_lufs:.1f} LUFS"
+    if trial.loudness_lufs < TARGET_LUFS - 0.05:
+        level += f" (below {TARGET_LUFS:.0f} LUFS so that no peak passes {TRUE_PEAK_CEILING_DBTP:.0f} dBTP)"
+    reveal = (f"**Pair {session.votes_cast}, just judged:** left was **{left}**, right was **{right}**; {verdict}. "
+              f"Excerpt {trial.start_s:.1f}–{trial.start_s + trial.duration_s:.1f} s, {level}.")
+    return (*_present(session), reveal)
 
 
 # -- Results --------------------------------------------------------------------
 
-def on_results(session, scope, min_votes):
-    session_id = session.session_id if (session and scope == "This session") else None
-    if scope == "This session" and session is None:
-        session_id = "-"
-    board = lab.results(VOTE_LOG, session_id, int(min_votes))
+def on_results(session, scope, min_votes, exclude_flagged):
+    if scope not in SCOPES:
+        raise _error(ValueError(f"unknown scope; choose one of {', '.join(SCOPES)}"))
+    session_id = None
+    if scope == "This session":
+        session_id = session.session_id if session else "-"
+    min_votes = int(min_votes) if isinstance(min_votes, (int, float)) and 1 <= min_votes <= 100000 else 10
+    try:
+        found = lab.results(VOTE_LOG, session_id, min_votes, bool(exclude_flagged))
+    except ValueError as exc:
+        raise _error(exc) from None
+    board = found.board
     # Below the minimum, a bootstrap over a handful of votes gives a falsely narrow interval: show none.
     rows = [[r["rank"], r["name"], round(r["strength"], 3), f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["votes"]]
             if r["rank"] is not None else ["–", r["name"], "–", "too few votes", r["votes"]] for r in board.rows]
@@ -188,41 +247,55 @@ def on_results(session, scope, min_votes):
         counts = heatmap_plotly(board.counts.astype(float), board.names, "Votes per pair", fmt=".0f")
     else:
         win = counts = None
-    bias = ("" if not np.isfinite(board.left_win_share) else
-            f"Left side won {board.left_win_share:.0%} of decisive votes (binomial p = {board.left_bias_p:.3f}; "
-            "positions are randomised, so a small p means listeners favour a side).")
-    return rows, win, counts, tests, "\n\n".join(x for x in (board.message, bias) if x)
+    notes = [board.message]
+    if np.isfinite(board.left_win_share):
+        notes.append(f"Left side won {board.left_win_share:.0%} of decisive votes (binomial p = "
+                     f"{board.left_bias_p:.3f}; positions are randomised, so a small p means listeners favour a "
+                     "side).")
+    if found.excluded_sessions:
+        notes.append(f"{found.excluded_sessions} session(s) left out: they broke a listening rule "
+                     "(voting too fast).")
+    if found.damaged_rows:
+        notes.append(f"{len(found.damaged_rows)} damaged row(s) in the vote log were skipped "
+                     f"({'; '.join(found.damaged_rows[:3])}).")
+    return rows, win, counts, tests, "\n\n".join(x for x in notes if x)
 
 
 def on_export(session, scope):
-    rows = VOTE_LOG.read()
-    if scope == "This session":
-        rows = [r for r in rows if session and r["session_id"] == session.session_id]
-    path = lab.work_folder("votes-") / "votes.csv"
+    try:
+        rows = VOTE_LOG.read()
+        if scope == "This session":
+            rows = [r for r in rows if session and r["session_id"] == session.session_id]
+        path = lab.work_folder("votes-", LIMITS) / "votes.csv"
+    except ValueError as exc:
+        raise _error(exc) from None
     atomic_write_text(path, votes.export_csv(rows))
     return str(path)
 
 
 # -- layout -------------------------------------------------------------------------
 
-def build_source_tab(clip, prompt_state):
+def build_source_tab(clip):
     with gr.Tab("Source"):
         with gr.Row():
             with gr.Column():
                 with gr.Accordion("Generate with MusicGen", open=False):
-                    prompt = gr.Textbox(label="Prompt", value="lofi hip hop beat with warm piano chords")
+                    prompt = gr.Textbox(label=f"Prompt (at most {LIMITS.max_prompt_chars} characters)",
+                                        value="lofi hip hop beat with warm piano chords",
+                                        max_length=LIMITS.max_prompt_chars, elem_id="prompt")
                     with gr.Row():
                         model = gr.Dropdown([*generation.MODELS, generation.TINY], value="small", label="Model")
-                        duration = gr.Slider(1, 30, value=8, step=1, label="Duration (s)")
+                        duration = gr.Slider(1, LIMITS.max_generation_s, value=8, step=1, label="Duration (s)")
                     with gr.Row():
-                        seed = gr.Number(value=0, precision=0, label="Seed")
+                        seed = gr.Number(value=0, precision=0, minimum=0, maximum=2 ** 32 - 1, label="Seed")
                         guidance = gr.Slider(1, 10, value=3, step=0.5, label="Guidance scale")
                     melody = gr.Audio(label="Melody (melody models only)", type="filepath", sources=["upload"])
                     model_status = gr.Markdown()
-                    generate = gr.Button("Generate", variant="primary")
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Accordion("Upload", open=False):
-                    upload = gr.Audio(label="Audio file (WAV, FLAC, OGG, MP3)", type="filepath", sources=["upload"])
-                    load_upload = gr.Button("Use this file")
+                    upload = gr.Audio(label=f"Audio file (WAV, FLAC, OGG, MP3; up to {LIMITS.max_clip_s:.0f} s and "
+                                            f"{LIMITS.max_upload_mb:.0f} MB): used as soon as it is chosen",
+                                      type="filepath", sources=["upload"], elem_id="upload")
                 with gr.Accordion("Examples", open=True):
                     example = gr.Dropdown(list(lab.EXAMPLES), value=next(iter(lab.EXAMPLES)), label="Bundled example")
                     gr.Markdown("\n".join(f"- *{k}*: {v[1]}" for k, v in lab.EXAMPLES.items()))
@@ -231,11 +304,12 @@ def build_source_tab(clip, prompt_state):
                 source_player = gr.Audio(label="Working clip (44.1 kHz)", type="filepath", interactive=False,
                                          elem_id="source-player")
                 source_info = gr.Markdown("No clip loaded yet.", elem_id="source-info")
-    outputs = [clip, prompt_state, source_player, source_info]
+    outputs = [clip, source_player, source_info]
     model.change(on_model_check, model, model_status)
-    generate.click(on_generate, [model, prompt, duration, seed, guidance, melody], outputs, concurrency_limit=1)
-    load_upload.click(on_upload, upload, outputs)
-    load_example.click(on_example, example, outputs)
+    return [generate.click(on_generate, [model, prompt, duration, seed, guidance, melody], outputs,
+                           concurrency_limit=1),
+            upload.upload(on_upload, upload, outputs),
+            load_example.click(on_example, example, outputs)]
 
 
 def build_compare_tab(clip, view):
@@ -265,57 +339,46 @@ def build_compare_tab(clip, view):
         with gr.Row():
             mel = gr.Image(label="Mel spectrograms (one colour scale)", type="filepath", elem_id="mel")
             linear = gr.Image(label="Linear spectrograms (one colour scale)", type="filepath", elem_id="linear")
-        download = gr.File(label="All outputs, metrics and figures (zip)")
-    run.click(on_compare, [clip, names, matched, *knobs], [view, *players, mel, linear, psd, metrics, download, status],
-              concurrency_limit=2)
+        zip_button = gr.Button("Zip all outputs, metrics and figures", elem_id="make-zip")
+        download = gr.File(label="All outputs, metrics and figures (zip)", elem_id="compare-zip")
+    outputs = [view, *players, mel, linear, psd, metrics, download, status]
+    run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=2)
     matched.change(on_matched_toggle, [view, matched], players)
+    zip_button.click(on_zip, view, download)
+    return outputs
 
 
-def build_listen_tab(clip, prompt_state, view, session):
-    timing = gr.State(None)
+def build_listen_tab(view, session):
     with gr.Tab("Listen"):
-        gr.Markdown("Blind A/B: the unprocessed input takes part as a control. Both sides are loudness-matched "
-                    f"to {TARGET_LUFS:.0f} LUFS (true peak at most -1 dBTP), lossless, positions random, "
-                    "names hidden until you vote.")
+        gr.Markdown("Blind A/B: the unprocessed input takes part as a control. Each pair plays the same random "
+                    "excerpt of both sides, matched in integrated loudness (at most "
+                    f"{TARGET_LUFS:.0f} LUFS, true peak at most {TRUE_PEAK_CEILING_DBTP:.0f} dBTP), lossless "
+                    "24-bit, sides random, names hidden until you vote. Outputs that sound the same take part as "
+                    f"one. Voting opens once each side has played for {RULES.min_listen_s:g} s through the player "
+                    "below.")
         start = gr.Button("Start listening", variant="primary", elem_id="start-listening")
         info = gr.Markdown(elem_id="trial-info")
-        with gr.Group(elem_id="ab-transport"):
-            with gr.Row():
-                gr.Button("Play / pause (Space)", elem_id="ab-toggle", variant="primary")
-                gr.Button("Left (1)", elem_id="ab-left")
-                gr.Button("Right (2)", elem_id="ab-right")
-                gr.Checkbox(label="Loop", elem_id="ab-loop-on")
-                gr.Number(label="from (s)", value=0.0, elem_id="ab-loop-start")
-                gr.Number(label="to (s)", value=4.0, elem_id="ab-loop-end")
-            gr.Markdown("Switch sides at the same moment: the transport keeps the playback position.",
-                        elem_id="ab-status")
-        markers = {(what, side): gr.Button(elem_id=f"ab-{what}-{side}", elem_classes=["ab-hidden"])
-                   for what in ("play", "pause") for side in ("left", "right")}
+        gr.HTML((ASSETS / "ab_transport.html").read_text(encoding="utf-8"), elem_id="ab-transport",
+                padding=False)
+        ticket = gr.HTML("", elem_id="ab-ticket", padding=False)
+        report = gr.Textbox(visible=False)
         with gr.Row():
-            left = gr.Audio(label="Left", type="filepath", interactive=False, elem_id="left-player")
-            right = gr.Audio(label="Right", type="filepath", interactive=False, elem_id="right-player")
-        with gr.Row():
-            buttons = [gr.Button(label, interactive=False, elem_id=f"vote-{choice}")
-                       for choice, label in (("left", "Left is better"), ("right", "Right is better"),
-                                             ("tie", "No difference"), ("both_bad", "Both bad"))]
-        reveal = gr.Markdown(elem_id="reveal")
-    trial_outputs = [session, timing, left, right, *buttons, reveal, info]
-    start.click(on_start_listening, [session, view, clip, prompt_state], trial_outputs)
-    for side, player in (("left", left), ("right", right)):
-        player.play(on_play, [timing, gr.State(side)], [timing, *buttons])
-        player.pause(on_pause, [timing, gr.State(side)], timing)
-        player.stop(on_pause, [timing, gr.State(side)], timing)
-        markers["play", side].click(on_play, [timing, gr.State(side)], [timing, *buttons])
-        markers["pause", side].click(on_pause, [timing, gr.State(side)], timing)
-    for (choice, button) in zip(("left", "right", "tie", "both_bad"), buttons):
-        button.click(on_vote, [session, view, timing, gr.State(choice)], trial_outputs)
+            buttons = [gr.Button(label, elem_id=f"vote-{choice.replace('_', '-')}", elem_classes=["ab-vote"])
+                       for choice, label in CHOICES]
+        reveal = gr.Markdown(elem_id="ab-reveal")
+    outputs = [session, ticket, info, reveal]
+    start.click(on_start_listening, [session, view], outputs)
+    for (choice, _), button in zip(CHOICES, buttons):
+        button.click(on_vote, [report, session, gr.State(choice)], outputs, js=REPORT_JS)
+    return outputs
 
 
 def build_results_tab(session):
-    with gr.Tab("Results"):
+    with gr.Tab("Results") as tab:
         with gr.Row():
-            scope = gr.Radio(["All votes", "This session"], value="All votes", label="Votes")
-            min_votes = gr.Number(value=10, precision=0, label="Votes needed for a rank")
+            scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="Votes")
+            min_votes = gr.Number(value=10, precision=0, minimum=1, label="Votes needed for a rank")
+            exclude = gr.Checkbox(value=True, label="Leave out sessions that broke a listening rule")
             refresh = gr.Button("Refresh", variant="primary", elem_id="refresh-results")
         message = gr.Markdown(elem_id="results-message")
         board = gr.Dataframe(headers=["rank", "restorer", "strength (Bradley-Terry)", "95 % interval", "votes"],
@@ -327,27 +390,49 @@ def build_results_tab(session):
                              label="Pairs: two-sided sign test on decisive votes", interactive=False)
         export = gr.Button("Export votes (CSV)", elem_id="export-votes")
         csv_file = gr.File(label="Votes CSV (spreadsheet-safe)", elem_id="votes-csv")
-    refresh.click(on_results, [session, scope, min_votes], [board, win, counts, tests, message])
+    inputs, outputs = [session, scope, min_votes, exclude], [board, win, counts, tests, message]
+    for trigger in (refresh.click, tab.select, scope.change, exclude.change):
+        trigger(on_results, inputs, outputs)
     export.click(on_export, [session, scope], csv_file)
 
 
 def build_app() -> gr.Blocks:
-    # Gradio's own copies of served files are removed after a day.
-    with gr.Blocks(title="restorelab: restore AI music, judge by ear", delete_cache=(3600, 86400)) as demo:
+    # Gradio's copies of uploads and of served files outside the work folder are removed after an hour.
+    with gr.Blocks(title="restorelab: restore AI music, judge by ear", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# restorelab\nRestore AI-generated music side by side, then judge the restorers blind.")
         clip = gr.State(None)
-        prompt_state = gr.State("")
         view = gr.State(None)
         session = gr.State(None)
-        build_source_tab(clip, prompt_state)
-        build_compare_tab(clip, view)
-        build_listen_tab(clip, prompt_state, view, session)
+        source_events = build_source_tab(clip)
+        compare_outputs = build_compare_tab(clip, view)
+        listen_outputs = build_listen_tab(view, session)
         build_results_tab(session)
+        for event in source_events:
+            event.success(on_source_changed, session, [*compare_outputs, *listen_outputs])
     return demo
 
 
+async def serve_stimulus(request: Request) -> Response:
+    """One side of a trial, once: the token is spent by the first fetch."""
+    data = STIMULI.take(request.path_params["token"])
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if data is None:
+        return PlainTextResponse("This stimulus link was already used or has expired.", status_code=404,
+                                 headers=headers)
+    return Response(data, media_type="audio/wav", headers=headers)
+
+
+def launch() -> None:
+    votes.start_dataset_sync(VOTE_LOG.path)
+    # Comparison files are served from the work folder as they are, not copied into Gradio's cache.
+    gr.set_static_paths([str(lab.WORK_ROOT)])
+    lab.WORK_ROOT.mkdir(parents=True, exist_ok=True)
+    build_app().queue(default_concurrency_limit=4, max_size=64).launch(
+        head=HEAD, css=CSS, ssr_mode=False, max_file_size=f"{int(LIMITS.max_upload_mb)}mb",
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
+        app_kwargs={"routes": [Route(f"{STIMULUS_ROUTE}/{{token}}", serve_stimulus)]})
+
+
 if __name__ == "__main__":
-    SYNC = votes.start_dataset_sync(VOTE_LOG.path)
-    build_app().queue(default_concurrency_limit=4).launch(
-        head=HEAD, css=CSS, server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))))
+    launch()

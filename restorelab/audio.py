@@ -48,6 +48,7 @@ class Clip:
         source_rate: the rate it was stored at.
         notes: what loading changed (resampling, downmix), for the user to see.
         origin: how it was obtained: ``file``, ``example`` or ``musicgen``.
+        prompt: the text it was generated from (MusicGen clips), else empty.
     """
 
     audio: np.ndarray
@@ -56,6 +57,7 @@ class Clip:
     source_rate: int
     notes: list[str] = field(default_factory=list)
     origin: str = "file"
+    prompt: str = ""
 
     @property
     def channels(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,10 +27,12 @@ class Comparison:
         skipped: restorer name -> why it did not run (unavailable, failed).
         rows: no-reference rows, the input first.
         reference_rows: reference rows (the input first) when a clean reference was given.
+        settings: restorer name -> every parameter it ran with.
     """
 
     clip: Clip
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)
     reference_rows: list[dict] = field(default_factory=list)
@@ -50,6 +53,7 @@ def run_comparison(clip: Clip, names: list[str] | None = None,
         if progress:
             progress(name, index, len(restorers))
         result.outputs[name] = restorer(clip.audio, clip.sample_rate)
+        result.settings[name] = dataclasses.asdict(restorer.params)
     if progress:
         progress("measuring", len(restorers), len(restorers))
     goals = {name: restorer.goal for name, restorer in restorers.items()}

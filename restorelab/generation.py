@@ -267,7 +267,7 @@ class Generator:
                  + ("" if device.type == "cuda" else " (CPU: expect minutes for real checkpoints)")]
         working = resample(audio.astype(np.float32), rate, WORKING_RATE)
         clip = Clip(audio=working, sample_rate=WORKING_RATE, source=f"musicgen:{request.model}-{key[:12]}",
-                    source_rate=rate, notes=notes, origin="musicgen")
+                    source_rate=rate, notes=notes, origin="musicgen", prompt=request.prompt)
         with self._lock:
             self._clips[key] = clip
             while len(self._clips) > self._cache_size:

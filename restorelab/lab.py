@@ -2,27 +2,38 @@
 
 The Gradio app (``app.py``) only converts widget values to these calls and
 back. Everything here raises ``ValueError`` (``AudioError`` included) with a
-message fit for a user; the app turns it into ``gr.Error``.
+message fit for a user, naming the problem without server paths; the app
+turns it into ``gr.Error``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import json
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from restorelab import plots
-from restorelab.audio import Clip, load_audio, match_loudness, write_wav
-from restorelab.compare import Comparison, run_comparison, write_comparison
 from restorelab.analysis import INPUT_ROW
-from restorelab.listening import TARGET_LUFS, Session, record_vote, start_trial
-from restorelab.ratings import Leaderboard, leaderboard
-from restorelab.votes import VoteLog, new_session_id
+from restorelab.audio import AudioError, Clip, load_audio, match_loudness, write_wav
+from restorelab.compare import run_comparison, write_comparison
+from restorelab.limits import Limits
+from restorelab.listening.candidates import Candidate, audio_sha256, merge_identical
+from restorelab.listening.ratings import Leaderboard, leaderboard
+from restorelab.listening.stimuli import TARGET_LUFS
+from restorelab.listening.transport import ListeningReport, ListenRules, StimulusStore
+from restorelab.listening.trials import Session, Trial, commit, judge, start_trial
+from restorelab.listening.votes import Vote, VoteLog, flagged_sessions, new_session_id
 from restorers import REGISTRY, output_names, restorer_class, restorer_info
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -44,27 +55,97 @@ MAIN_KNOBS = {
     "spectral_gate": ("prop_decrease", "Gate: reduction", 0.0, 1.0, 0.05),
     "bandwidth_extension_dsp": ("gain_db", "BWE: level of the new band (dB)", -20.0, 6.0, 1.0),
 }
+NO_AUDIBLE_CHANGE = "made no audible change"
 
-
-#: Where comparisons and trials write their files; folders older than WORK_MAX_AGE_S are removed.
+#: Where comparisons, source players and exports write their files.
 WORK_ROOT = Path(tempfile.gettempdir()) / "restorelab-work"
-WORK_MAX_AGE_S = 6 * 3600
+#: Work folders younger than this are never removed to make room (a request may still be using them).
+WORK_MIN_KEEP_S = 120.0
 
 
-def work_folder(prefix: str) -> Path:
-    """A fresh folder under :data:`WORK_ROOT`, after removing ones older than :data:`WORK_MAX_AGE_S`.
+def work_folder(prefix: str, limits: Limits = Limits()) -> Path:
+    """A fresh folder under :data:`WORK_ROOT`, within the work-disk limit.
 
-    A long-running server would otherwise keep every comparison (tens of MB each) forever.
+    Folders older than ``limits.work_max_age_s`` are removed, then the oldest
+    others until the total is under ``limits.max_work_disk_mb``.
+
+    Raises:
+        ValueError: the work space is still full (every folder is in use).
     """
     WORK_ROOT.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - WORK_MAX_AGE_S
+    now = time.time()
+    kept = []
     for old in WORK_ROOT.iterdir():
         try:
-            if old.stat().st_mtime < cutoff:
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
+            mtime = old.stat().st_mtime
+            if now - mtime > limits.work_max_age_s:
+                _remove(old)
+            else:
+                kept.append((mtime, old, _size(old)))
         except OSError:
             pass  # another request is cleaning up too
+    used = sum(size for _, _, size in kept)
+    budget = limits.max_work_disk_mb * 1e6
+    for mtime, old, size in sorted(kept, key=lambda item: item[0]):
+        if used <= budget or now - mtime < WORK_MIN_KEEP_S:
+            break
+        _remove(old)
+        used -= size
+    if used > budget:
+        raise ValueError(f"The server's work space is full ({used / 1e6:.0f} MB of {limits.max_work_disk_mb:.0f} MB "
+                         "in use); try again in a few minutes.")
     return Path(tempfile.mkdtemp(prefix=prefix, dir=WORK_ROOT))
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+class SessionJobs:
+    """Counts the heavy jobs (generation, comparison) each visitor has running, up to a limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, key: str | None, what: str):
+        """Run one job for visitor ``key`` (``None``: not counted).
+
+        Raises:
+            ValueError: the visitor already has ``limit`` jobs running.
+        """
+        if key is None:
+            yield
+            return
+        with self._lock:
+            if self._running[key] >= self.limit:
+                raise ValueError(f"You already have {self.limit} job(s) running; wait for it to finish "
+                                 f"before starting {what}.")
+            self._running[key] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running[key] -= 1
+                if self._running[key] <= 0:
+                    del self._running[key]
+
+
+def release_memory() -> None:
+    """Hand memory freed by a large job back to the system (glibc keeps it otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the allocator keeps its own counsel
 
 
 def restorer_choices() -> list[str]:
@@ -79,17 +160,33 @@ def unavailable_restorers() -> dict[str, str]:
 def load_example(label: str) -> Clip:
     try:
         filename, _ = EXAMPLES[label]
-    except KeyError:
-        raise ValueError(f"unknown example {label!r}; known: {', '.join(EXAMPLES)}") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown example {str(label)[:80]!r}; known: {', '.join(EXAMPLES)}") from None
     clip = load_audio(ASSETS / filename)
     clip.origin = "example"
     return clip
 
 
-def load_upload(path: str | None) -> Clip:
+def load_upload(path: str | None, limits: Limits = Limits()) -> Clip:
+    """An uploaded file as a working clip; errors name the file as the user knows it, not the server's path."""
     if not path:
         raise ValueError("Choose an audio file to upload first.")
-    return load_audio(path)
+    name = Path(path).name
+    try:
+        size_mb = Path(path).stat().st_size / 1e6
+    except OSError:
+        raise AudioError(name, "the upload did not arrive; try again") from None
+    if size_mb > limits.max_upload_mb:
+        raise AudioError(name, f"is {size_mb:.0f} MB; the limit is {limits.max_upload_mb:.0f} MB")
+    try:
+        clip = load_audio(path, max_duration_s=limits.max_clip_s)
+    except AudioError as exc:
+        problem = exc.problem.replace(str(path), name)  # libsndfile's messages quote the full path
+        if problem.startswith("is too long"):
+            problem += " here (the command line takes longer files)"
+        raise AudioError(name, problem) from None
+    clip.source = name
+    return clip
 
 
 def clip_summary(clip: Clip) -> str:
@@ -99,13 +196,39 @@ def clip_summary(clip: Clip) -> str:
             + (f" ({notes})" if notes else ""))
 
 
+def clip_id(clip: Clip) -> str:
+    return Path(clip.source).stem
+
+
 @dataclass
 class CompareView:
-    """A comparison ready to show: file paths for players and images, a figure and a table."""
+    """A finished comparison, as files: what the Compare tab shows and the Listen tab judges.
 
-    comparison: Comparison
+    It owns the identity of the clip it compared, so votes are always labelled
+    with the clip that was heard. It holds no audio arrays (only paths), so a
+    visitor's state stays small however long the clip.
+
+    Attributes:
+        clip_id, clip_name, clip_source, prompt: the compared clip.
+        players: clip name -> WAV, the input first.
+        rows: no-reference metric rows, the input first.
+        skipped: restorer -> why it did not run.
+        candidates: the distinct sounds, the input's first (outputs that sound the same merged).
+        notes: restorer -> ``made no audible change`` or ``sounds the same as ...``.
+    """
+
+    clip_id: str
+    clip_name: str
+    clip_source: str
+    prompt: str
+    sample_rate: int
+    duration_s: float
     folder: Path
     players: dict[str, Path] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    candidates: list[Candidate] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)
     matched_players: dict[str, Path] = field(default_factory=dict)  # written on first use
     mel_png: Path | None = None
     linear_png: Path | None = None
@@ -113,24 +236,47 @@ class CompareView:
     zip_path: Path | None = None
 
 
-def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None) -> CompareView:
+def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None,
+            limits: Limits = Limits()) -> CompareView:
     """Run the chosen restorers, write every artefact into a fresh folder, and build the view.
 
     ``knobs`` maps restorer names to the value of their :data:`MAIN_KNOBS` parameter.
     """
     if clip is None:
         raise ValueError("Load a clip in the Source tab first.")
+    names = [str(name) for name in (names or [])]
     if not names:
         raise ValueError("Choose at least one restorer.")
-    params = {name: {MAIN_KNOBS[name][0]: value} for name, value in knobs.items()
-              if name in names and name in MAIN_KNOBS}
-    folder = work_folder("compare-")
+    unknown = [name for name in names if name not in REGISTRY or name == "passthrough"]
+    if unknown:
+        raise ValueError(f"unknown restorer(s) {', '.join(n[:40] for n in unknown[:5])}; "
+                         f"known: {', '.join(restorer_choices())}")
+    params = {}
+    for name, value in knobs.items():
+        if name in names and name in MAIN_KNOBS and value is not None:
+            parameter, label, low, high, _ = MAIN_KNOBS[name]
+            if not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"{label} must be a number from {low:g} to {high:g}")
+            params[name] = {parameter: float(value)}
+    folder = work_folder("compare-", limits)
     result = run_comparison(clip, names, params, progress=progress)
     files = write_comparison(result, folder)
-    view = CompareView(comparison=result, folder=folder, players=files.wavs, mel_png=files.figures["mel"],
-                       linear_png=files.figures["linear"])
-    view.psd_figure = plots.psd_overlay_plotly({INPUT_ROW: clip.audio, **result.outputs}, clip.sample_rate)
-    view.zip_path = _zip_folder(folder, folder / "restorelab-comparison.zip")
+    clips = {INPUT_ROW: clip.audio, **result.outputs}
+    view = CompareView(clip_id=clip_id(clip), clip_name=Path(clip.source).name, clip_source=clip.origin,
+                       prompt=clip.prompt, sample_rate=clip.sample_rate, duration_s=clip.duration_s, folder=folder,
+                       players=files.wavs, rows=result.rows, skipped=result.skipped,
+                       mel_png=files.figures["mel"], linear_png=files.figures["linear"])
+    settings = {INPUT_ROW: {"restorer": INPUT_ROW},
+                **{name: {"restorer": name, "params": values} for name, values in result.settings.items()}}
+    for group in merge_identical(clips, clip.sample_rate):
+        first = group[0]
+        view.candidates.append(Candidate(members=tuple(group), path=files.wavs[first],
+                                         sha256=audio_sha256(clips[first]),
+                                         settings=json.dumps([settings[name] for name in group], sort_keys=True)))
+        for name in group[1:]:
+            view.notes[name] = NO_AUDIBLE_CHANGE if first == INPUT_ROW else f"sounds the same as {first}"
+    view.psd_figure = plots.psd_overlay_plotly(clips, clip.sample_rate)
+    del result, clips
     return view
 
 
@@ -140,36 +286,45 @@ def matched_players(view: CompareView) -> dict[str, Path]:
     The loudness of each clip is already in the metrics rows; it is not measured again.
     """
     if not view.matched_players:
-        result = view.comparison
-        loudness = {row["name"]: row["loudness_lufs"] for row in result.rows}
+        loudness = {row["name"]: row["loudness_lufs"] for row in view.rows}
         target = loudness[INPUT_ROW] if np.isfinite(loudness[INPUT_ROW]) else TARGET_LUFS
-        for name, audio in {INPUT_ROW: result.clip.audio, **result.outputs}.items():
-            matched = match_loudness(audio, result.clip.sample_rate, target, measured_lufs=loudness[name])
+        for name, path in view.players.items():
+            audio = load_audio(path).audio
+            matched = match_loudness(audio, view.sample_rate, target, measured_lufs=loudness[name])
             view.matched_players[name] = write_wav(view.folder / "matched" / f"{name}.wav", matched.audio,
-                                                   result.clip.sample_rate)
+                                                   view.sample_rate)
     return view.matched_players
 
 
-def _zip_folder(folder: Path, target: Path) -> Path:
-    """Zip a folder; audio is stored as it is (float WAV hardly deflates, and it costs seconds)."""
-    with zipfile.ZipFile(target, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and path != target:
-                method = zipfile.ZIP_STORED if path.suffix == ".wav" else zipfile.ZIP_DEFLATED
-                archive.write(path, path.relative_to(folder), compress_type=method)
-    return target
+def comparison_zip(view: CompareView) -> Path:
+    """One zip of the comparison's folder, built the first time someone asks for it.
+
+    Audio is stored as it is (float WAV hardly deflates, and it costs seconds).
+    """
+    if view.zip_path is None:
+        target = view.folder / "restorelab-comparison.zip"
+        partial = target.with_suffix(".zip.partial")
+        with zipfile.ZipFile(partial, "w") as archive:
+            for path in sorted(view.folder.rglob("*")):
+                if path.is_file() and path not in (target, partial):
+                    method = zipfile.ZIP_STORED if path.suffix == ".wav" else zipfile.ZIP_DEFLATED
+                    archive.write(path, path.relative_to(view.folder), compress_type=method)
+        partial.replace(target)
+        view.zip_path = target
+    return view.zip_path
 
 
-def metrics_table(rows: list[dict]) -> tuple[list[str], list[list]]:
-    """Columns and rows for display: the input first, verdicts as pass/fail words."""
+def metrics_table(rows: list[dict], notes: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
+    """Columns and rows for display: the input first, verdicts as pass/fail words, and a note
+    for outputs that sound like the input or like another output."""
     columns = ["name", "hf_energy_db", "hf_energy_gain_db", "hpss_ratio_db", "log_mel_distance",
                "noise_floor_db", "effective_bandwidth_hz", "loudness_lufs", "peak_db", "clipped_samples",
-               "faithful", "pass"]
+               "faithful", "pass", "note"]
     body = []
     for row in rows:
         cells = []
         for column in columns:
-            value = row.get(column, "")
+            value = (notes or {}).get(row["name"], "") if column == "note" else row.get(column, "")
             if isinstance(value, bool):
                 value = "pass" if value else "fail"
             elif isinstance(value, float):
@@ -179,43 +334,84 @@ def metrics_table(rows: list[dict]) -> tuple[list[str], list[list]]:
     return columns, body
 
 
+def generation_request(model: str, prompt: str | None, duration_s, seed, guidance_scale,
+                       melody: Clip | None = None, limits: Limits = Limits()):
+    """A MusicGen request from form values, each checked against the app's limits.
+
+    Raises:
+        ValueError: a value is missing, of the wrong kind or out of range.
+    """
+    from restorelab.generation import GenerationRequest
+
+    prompt = prompt if isinstance(prompt, str) else ""
+    if len(prompt) > limits.max_prompt_chars:
+        raise ValueError(f"The prompt is {len(prompt)} characters long; the limit is {limits.max_prompt_chars}.")
+    if not prompt.strip():
+        raise ValueError("Write a prompt first.")
+    values = {}
+    for name, value, low, high in (("duration", duration_s, 0.5, limits.max_generation_s),
+                                   ("seed", seed, 0, 2 ** 32 - 1), ("guidance scale", guidance_scale, 1.0, 10.0)):
+        if not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ValueError(f"The {name} must be a number from {low:g} to {high:g}.")
+        values[name] = value
+    return GenerationRequest(model=str(model), prompt=prompt, duration_s=float(values["duration"]),
+                             seed=int(values["seed"]), guidance_scale=float(values["guidance scale"]),
+                             melody=None if melody is None else (melody.audio, melody.sample_rate))
+
+
 def new_session() -> Session:
     return Session(session_id=new_session_id())
 
 
-def start_listening(session: Session, view: CompareView, clip: Clip, prompt: str = "") -> Session:
-    """Point the session at the compared clip: the input and every output are candidates."""
+def start_listening(session: Session, view: CompareView | None) -> Session:
+    """Point the session at the compared clip: its distinct sounds, the input's among them, are the candidates."""
     if view is None:
         raise ValueError("Run a comparison first: its outputs are what you listen to.")
-    session.clip_id = Path(clip.source).stem
-    session.clip_source = clip.origin
-    session.prompt = prompt
-    session.candidates = [INPUT_ROW, *view.comparison.outputs]
-    session.heard = {}
-    session.trial = None
+    session.reset(view.clip_id, view.clip_source, view.prompt, view.candidates)
     return session
 
 
-def next_trial(session: Session, view: CompareView):
+def next_trial(session: Session, store: StimulusStore, rules: ListenRules = ListenRules()) -> Trial:
     if not session.candidates:
         raise ValueError("Press 'Start listening' first.")
-    clips = {INPUT_ROW: view.comparison.clip.audio, **view.comparison.outputs}
-    folder = work_folder("trial-")
-    return start_trial(session, clips, view.comparison.clip.sample_rate, folder)
+    return start_trial(session, store, rules)
 
 
-def vote(session: Session, log: VoteLog, choice: str, listened_left_s: float, listened_right_s: float):
-    """Record the vote and reveal who was who."""
-    cast = record_vote(session, choice, listened_left_s, listened_right_s)
+def vote(session: Session, log: VoteLog, choice: str, report: str | None, store: StimulusStore,
+         rules: ListenRules = ListenRules()) -> Vote:
+    """Judge the vote against the listening rules, save it, then count the pair as heard.
+
+    Raises:
+        ValueError: the vote is refused (the message says why), or it could
+            not be saved (the trial stays open, so the listener can vote again).
+    """
+    if choice not in ("left", "right", "tie", "both_bad"):
+        raise ValueError("unknown choice")
+    cast = judge(session, choice, ListeningReport.parse(report), store, rules)
     log.append(cast)
+    commit(session, cast, store)
     return cast
 
 
-def results(log: VoteLog, session_id: str | None = None, min_votes: int = 10) -> Leaderboard:
-    rows = log.read()
+@dataclass
+class Results:
+    """The leaderboard and what was left out of it."""
+
+    board: Leaderboard
+    damaged_rows: list[str]
+    excluded_sessions: int
+
+
+def results(log: VoteLog, session_id: str | None = None, min_votes: int = 10,
+            exclude_flagged: bool = True) -> Results:
+    """The leaderboard over all votes (or one session's), flagged sessions left out if asked."""
+    read = log.read_all()
+    rows = read.rows
     if session_id:
         rows = [row for row in rows if row["session_id"] == session_id]
-    return leaderboard(rows, min_votes=min_votes)
+    flagged = flagged_sessions(rows) if exclude_flagged else set()
+    rows = [row for row in rows if row["session_id"] not in flagged]
+    return Results(leaderboard(rows, min_votes=min_votes), read.problems, len(flagged))
 
 
 def knob_default(name: str) -> float:

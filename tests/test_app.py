@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
+import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import add_noise, melody
 from restorelab import audio as A
 
 gr = pytest.importorskip("gradio")
+MIN_LISTEN_S = 0.3
 
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
     monkeypatch.setenv("RESTORELAB_VOTES_PATH", str(tmp_path / "votes.csv"))
+    monkeypatch.setenv("RESTORELAB_MIN_LISTEN_S", str(MIN_LISTEN_S))
+    monkeypatch.setenv("RESTORELAB_MAX_UPLOAD_MB", "2")
+    monkeypatch.setenv("RESTORELAB_MAX_CLIP_S", "5")
     import importlib
 
     import app as module
 
     module = importlib.reload(module)
-    assert module.VOTE_LOG.path == tmp_path / "votes.csv"
+    monkeypatch.setattr(module.lab, "WORK_ROOT", tmp_path / "work")
+    assert module.VOTE_LOG.path == tmp_path / "votes.csv" and module.RULES.min_listen_s == MIN_LISTEN_S
     return module
 
 
@@ -30,125 +39,267 @@ class NoProgress:
         return None
 
 
-def test_layout_builds_with_one_player_per_restorer(app):
+class Visitor:
+    """What Gradio passes as ``gr.Request``: only the session hash is used."""
+
+    def __init__(self, session_hash: str) -> None:
+        self.session_hash = session_hash
+
+
+def knobs(app, **overrides):
+    return [overrides.get(name, app.lab.knob_default(name)) for name in app.lab.MAIN_KNOBS]
+
+
+def upload_file(tmp_path, name="upload.wav", seconds=3.0, rate=32000, seed=0, hiss_snr_db=None):
+    x = melody(seconds, sample_rate=rate, seed=seed)
+    if hiss_snr_db is not None:
+        x = add_noise(x, hiss_snr_db, np.random.default_rng(seed))
+    path = tmp_path / name
+    sf.write(path, np.stack([x, 0.8 * x]).T, rate)
+    return path
+
+
+def ticket_of(html: str) -> dict[str, str]:
+    return dict(re.findall(r'data-(\w+)="([^"]*)"', html))
+
+
+def fetch_both(app, ticket):
+    """What the page's transport does: fetch each side once through its single-use link."""
+    return [app.STIMULI.take(ticket[side].rsplit("/", 1)[1]) for side in ("left", "right")]
+
+
+def listened(ticket, seconds):
+    return json.dumps({"trial": ticket["trial"], "left_s": seconds, "right_s": seconds})
+
+
+def test_layout_builds_with_the_controls_tests_rely_on(app):
     demo = app.build_app()
     assert isinstance(demo, gr.Blocks)
     labels = {getattr(block, "label", None) for block in demo.blocks.values()}
-    assert set(app.PLAYER_NAMES) <= labels
-    assert {"Left", "Right", "Leaderboard", "PSD overlay"} <= labels
+    assert set(app.PLAYER_NAMES) <= labels and {"Leaderboard", "PSD overlay"} <= labels
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"vote-left", "vote-right", "vote-tie", "vote-both-bad", "ab-reveal", "prompt", "generate",
+            "ab-transport", "ab-ticket", "start-listening"} <= ids
+    transport = (app.ASSETS / "ab_transport.html").read_text()
+    assert 'id="ab-play-left"' in transport and 'id="ab-play-right"' in transport
+    # The blind test has no audio players of its own: nothing to download, no waveform.
+    assert "Left" not in labels and "Right" not in labels
 
 
-def test_upload_errors_are_readable(app, tmp_path):
+def test_upload_errors_are_readable_and_name_no_server_path(app, tmp_path):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    with pytest.raises(gr.Error, match="bad.wav: is not a readable audio file"):
+    with pytest.raises(gr.Error, match="bad.wav: is not a readable audio file") as caught:
         app.on_upload(str(bad))
+    assert str(tmp_path) not in str(caught.value)
     with pytest.raises(gr.Error, match="Choose an audio file"):
         app.on_upload(None)
+    long = upload_file(tmp_path, "long.wav", seconds=6.0)
+    with pytest.raises(gr.Error, match=r"long.wav: is too long: 6.0 s; the limit is 5 s here"):
+        app.on_upload(str(long))
+    big = tmp_path / "big.wav"
+    sf.write(big, np.zeros((1_000_000, 2), dtype=np.float32), 192000, subtype="FLOAT")  # 8 MB, 5.2 s
+    with pytest.raises(gr.Error, match=r"big.wav: is 8 MB; the limit is 2 MB"):
+        app.on_upload(str(big))
+
+
+def test_generation_inputs_are_bounded_before_any_work(app):
+    huge = "lofi " * 30_000
+    with pytest.raises(gr.Error, match="The prompt is 150000 characters long; the limit is 500"):
+        app.on_generate(app.generation.TINY, huge, 4, 0, 3.0, None, progress=NoProgress())
+    for duration, seed, guidance, message in ((31, 0, 3.0, "duration"), (4, -1, 3.0, "seed"),
+                                               (4, 0, 99.0, "guidance scale"), ("4", 0, 3.0, "duration")):
+        with pytest.raises(gr.Error, match=f"The {message} must be a number"):
+            app.on_generate(app.generation.TINY, "piano", duration, seed, guidance, None, progress=NoProgress())
+    with pytest.raises(gr.Error, match="unknown model"):
+        app.on_generate("huge-model", "piano", 4, 0, 3.0, None, progress=NoProgress())
 
 
 def test_upload_compare_listen_vote_results(app, tmp_path):
-    t = np.arange(3 * 32000) / 32000
-    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
-    path = tmp_path / "upload.wav"
-    sf.write(path, np.stack([tone, tone]).T, 32000)
-    clip, prompt, player, info = app.on_upload(str(path))
+    clip, player, info = app.on_upload(str(upload_file(tmp_path, hiss_snr_db=20.0)))
     assert clip.sample_rate == 44100 and clip.channels == 2 and "upload.wav" in info
     assert sf.info(player).samplerate == 44100
 
-    knobs = [app.lab.knob_default(name) for name in app.lab.MAIN_KNOBS]
     names = ["spectral_gate_hf", "spectral_subtraction_hf", "bandwidth_extension_dsp"]
-    out = app.on_compare(clip, names, False, *knobs, progress=NoProgress())
+    out = app.on_compare(clip, names, False, *knobs(app), progress=NoProgress())
     view, players = out[0], out[1 : 1 + len(app.PLAYER_NAMES)]
     visible = [name for name, update in zip(app.PLAYER_NAMES, players) if update["visible"]]
     assert visible == ["input", *names]
     mel, linear, psd, metrics, download, status = out[1 + len(app.PLAYER_NAMES):]
-    assert mel.endswith(".png") and linear.endswith(".png") and download.endswith(".zip")
+    assert mel.endswith(".png") and linear.endswith(".png") and download is None  # the zip on demand
     assert metrics["value"][0][0] == "input" and len(metrics["value"]) == 4
-    assert len(psd.data) == 4
+    assert len(psd.data) == 4 and "upload.wav" in status
+    assert app.on_zip(view).endswith(".zip")
 
     assert view.matched_players == {}  # written only when someone asks to hear them
-    import zipfile
-
-    assert not any("matched" in n for n in zipfile.ZipFile(download).namelist())
     matched = app.on_matched_toggle(view, True)
     assert all("matched" in update["value"] for update in matched if update["visible"])
     loudness = [A.loudness_lufs(sf.read(update["value"], always_2d=True)[0].T.astype(np.float32), 44100)
                 for update in matched if update["visible"]]
     assert max(loudness) - min(loudness) < 0.1
 
-    session, timing, left, right, *rest = app.on_start_listening(None, view, clip, "")
-    buttons = rest[:4]
-    assert all(b["interactive"] is False for b in buttons)
-    with pytest.raises(gr.Error, match="Play both sides"):
-        app.on_vote(session, view, timing, "left")
-    timing, *buttons = app.on_play(timing, "left")
-    assert all(b["interactive"] is False for b in buttons)
-    timing, *buttons = app.on_play(timing, "right")
-    assert all(b["interactive"] is True for b in buttons)
-    result = app.on_vote(session, view, timing, "left")
-    assert "Left was" in result[-2]
-    rows = app.VOTE_LOG.read()
-    assert len(rows) == 1 and rows[0]["choice"] == "left" and rows[0]["session_id"] == session.session_id
+    session, ticket_html, info, reveal = app.on_start_listening(None, view)
+    ticket = ticket_of(ticket_html)
+    assert "Pair 1" in info and reveal == ""
+    assert not any(name in ticket_html for name in ["input", *names])
+    with pytest.raises(gr.Error, match="never loaded"):
+        app.on_vote(listened(ticket, 1.0), session, "left")
+    left, right = fetch_both(app, ticket)
+    assert left[:4] == right[:4] == b"RIFF" and len(left) == len(right)
+    assert fetch_both(app, ticket) == [None, None]  # each link works once
+    with pytest.raises(gr.Error, match="Voting opens once each side has played"):
+        app.on_vote(listened(ticket, MIN_LISTEN_S), session, "left")
+    with pytest.raises(gr.Error, match="Listen to each side for at least"):
+        app.on_vote(listened(ticket, MIN_LISTEN_S / 2), session, "left")
+    time.sleep(2 * MIN_LISTEN_S + 0.1)
+    trial = session.trial
+    session, next_html, info, reveal = app.on_vote(listened(ticket, MIN_LISTEN_S), session, "left")
+    assert len(view.candidates) == 4
+    assert f"left was **{trial.left.label}**, right was **{trial.right.label}**" in reveal
+    assert "Pair 1, just judged" in reveal and "Pair 2" in info and ticket_of(next_html)["trial"] != ticket["trial"]
+    with pytest.raises(gr.Error, match="already been judged or replaced"):  # the same vote sent twice
+        app.on_vote(listened(ticket, MIN_LISTEN_S), session, "left")
 
-    board, win, counts, tests, message = app.on_results(session, "This session", 1)
-    assert {row[1] for row in board} == {rows[0]["restorer_left"], rows[0]["restorer_right"]}
-    assert all(row[0] in (1, 2) for row in board)
-    board, *_ = app.on_results(session, "This session", 10)
-    assert all(row[0] == "–" and row[3] == "too few votes" for row in board)
+    (row,) = app.VOTE_LOG.read()
+    assert row["choice"] == "left" and row["session_id"] == session.session_id and row["clip_id"] == "upload"
+    assert json.loads(row["settings_left"])[0]["restorer"] == trial.left.members[0]
+    assert row["stimulus_left_sha256"] == trial.left.sha256 and float(row["excerpt_duration_s"]) > 2.5
+
+    board, win, counts, tests, message = app.on_results(session, "This session", 1, False)
+    assert {r[1] for r in board} == {*trial.left.members, *trial.right.members}
+    assert all(r[0] in (1, 2) for r in board)
+    board, *_ = app.on_results(session, "This session", 10, False)
+    assert all(r[0] == "–" and r[3] == "too few votes" for r in board)
     with open(app.on_export(session, "All votes"), newline="") as handle:
         exported = list(csv.DictReader(handle))
-    assert len(exported) == 1 and exported[0]["winner"] == rows[0]["restorer_left"]
+    assert len(exported) == 1 and exported[0]["winner"] == row["restorer_left"]
+
+
+def test_identical_outputs_are_one_candidate_and_marked(app, tmp_path):
+    clip, *_ = app.on_upload(str(upload_file(tmp_path, hiss_snr_db=20.0)))
+    names = ["spectral_gate_hf", "spectral_gate", "spectral_subtraction_hf"]
+    # No reduction: both gates give back their input (to float rounding).
+    out = app.on_compare(clip, names, False, *knobs(app, spectral_gate_hf=0.0, spectral_gate=0.0),
+                         progress=NoProgress())
+    view, status = out[0], out[-1]
+    assert [c.label for c in view.candidates] == ["input=spectral_gate_hf=spectral_gate", "spectral_subtraction_hf"]
+    assert view.notes == {"spectral_gate_hf": "made no audible change", "spectral_gate": "made no audible change"}
+    assert "2 different sound(s)" in status and "**spectral_gate** made no audible change" in status
+    players = dict(zip(app.PLAYER_NAMES, out[1 : 1 + len(app.PLAYER_NAMES)]))
+    assert players["spectral_gate"]["label"] == "spectral_gate (made no audible change)"
+    metrics = out[1 + len(app.PLAYER_NAMES) + 3]["value"]
+    assert [r[-1] for r in metrics] == ["", "made no audible change", "made no audible change", ""]
+    session, ticket_html, info, _ = app.on_start_listening(None, view)
+    assert {session.trial.left.label, session.trial.right.label} == {c.label for c in view.candidates}
+
+
+def test_votes_are_labelled_with_the_compared_clip_and_a_new_source_clears_everything(app, tmp_path):
+    first, *_ = app.on_upload(str(upload_file(tmp_path, "first.wav", seed=1)))
+    view = app.on_compare(first, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())[0]
+    app.on_upload(str(upload_file(tmp_path, "second.wav", seed=2)))  # the source changes...
+    session, ticket_html, *_ = app.on_start_listening(None, view)  # ...but the view owns its clip
+    assert session.clip_id == "first"
+    cleared = app.on_source_changed(session)
+    view_out, players = cleared[0], cleared[1 : 1 + len(app.PLAYER_NAMES)]
+    assert view_out is None and not any(p["visible"] for p in players)
+    assert session.trial is None and "press **Compare**" in cleared[1 + len(app.PLAYER_NAMES) + 5]
+    assert cleared[-3] == "" and "source changed" in cleared[-2]  # no ticket left to play
+    assert fetch_both(app, ticket_of(ticket_html)) == [None, None]
+    with pytest.raises(gr.Error, match="Run a comparison first"):
+        app.on_start_listening(session, None)
+
+
+def test_compare_validates_what_a_client_sends(app, tmp_path):
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    with pytest.raises(gr.Error, match="Source tab"):
+        app.on_compare(None, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())
+    with pytest.raises(gr.Error, match="unknown restorer.*rm -rf.*known: spectral_gate_hf"):
+        app.on_compare(clip, ["rm -rf"], False, *knobs(app), progress=NoProgress())
+    with pytest.raises(gr.Error, match="HF gate: reduction must be a number from 0 to 1"):
+        app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app, spectral_gate_hf=7.0), progress=NoProgress())
+    with pytest.raises(gr.Error, match="Run a comparison"):
+        app.on_start_listening(None, None)
+    with pytest.raises(gr.Error, match="unknown scope"):
+        app.on_results(None, "everything", 10, True)
+
+
+def test_one_heavy_job_per_visitor(app, tmp_path):
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    with app.JOBS.hold("visitor-a", "a comparison"):
+        with pytest.raises(gr.Error, match="already have 1 job"):
+            app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-a"),
+                           progress=NoProgress())
+        out = app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-b"),
+                             progress=NoProgress())
+        assert out[0] is not None
+    assert app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-a"),
+                          progress=NoProgress())[0] is not None
 
 
 def test_results_on_an_empty_log(app):
-    board, win, counts, tests, message = app.on_results(None, "All votes", 10)
+    board, win, counts, tests, message = app.on_results(None, "All votes", 10, True)
     assert board == [] and win is None and "No votes yet" in message
 
 
-def test_compare_needs_a_clip_and_a_choice(app):
-    knobs = [app.lab.knob_default(name) for name in app.lab.MAIN_KNOBS]
-    with pytest.raises(gr.Error, match="Source tab"):
-        app.on_compare(None, ["spectral_gate_hf"], False, *knobs, progress=NoProgress())
-    with pytest.raises(gr.Error, match="Run a comparison"):
-        app.on_start_listening(None, None, None, "")
+def test_results_report_damaged_rows_and_flagged_sessions(app):
+    from restorelab.listening.votes import Vote
+
+    def vote(session, flags=""):
+        return Vote(session_id=session, trial_id="t", clip_id="c", clip_source="file", prompt="", restorer_left="a",
+                    restorer_right="b", choice="left", listened_left_s=3, listened_right_s=3, decision_s=9,
+                    loudness_target_lufs=-23, flags=flags)
+
+    for _ in range(3):
+        app.VOTE_LOG.append(vote("honest"))
+    app.VOTE_LOG.append(vote("stuffer", flags="rate"))
+    with open(app.VOTE_LOG.path, "a") as handle:
+        handle.write('torn,"row\n')
+    board, *_, message = app.on_results(None, "All votes", 1, True)
+    assert {r[4] for r in board} == {3} and "1 session(s) left out" in message
+    assert "1 damaged row(s) in the vote log were skipped (line 6" in message
+    board, *_ = app.on_results(None, "All votes", 1, False)
+    assert {r[4] for r in board} == {4}
 
 
 def test_tiny_generation_through_the_handler(app):
     pytest.importorskip("transformers")
-    clip, prompt, player, info = app.on_generate(app.generation.TINY, "calm piano", 1, 0, 3.0, None,
-                                                 progress=NoProgress())
-    assert clip.duration_s == pytest.approx(1.0, abs=1e-3) and prompt == "calm piano"
+    clip, player, info = app.on_generate(app.generation.TINY, "calm piano", 1, 0, 3.0, None, progress=NoProgress())
+    assert clip.duration_s == pytest.approx(1.0, abs=1e-3) and clip.prompt == "calm piano"
     assert "musicgen:tiny-random" in info
 
 
-def test_old_work_folders_are_removed(app, monkeypatch, tmp_path):
+def test_work_space_is_bounded(app, monkeypatch, tmp_path):
     import os
-    import time
 
-    monkeypatch.setattr(app.lab, "WORK_ROOT", tmp_path / "work")
-    old = app.lab.work_folder("old-")
-    (old / "big.wav").write_bytes(b"x" * 1000)
-    stale = time.time() - app.lab.WORK_MAX_AGE_S - 10
-    os.utime(old, (stale, stale))
-    fresh = app.lab.work_folder("new-")
+    limits = app.lab.Limits(max_work_disk_mb=0.01, work_max_age_s=3600)
+    expired = app.lab.work_folder("expired-", limits)
+    stale = time.time() - 7200
+    os.utime(expired, (stale, stale))
+    old = app.lab.work_folder("old-", limits)
+    (old / "big.wav").write_bytes(b"x" * 20_000)
+    with pytest.raises(ValueError, match="work space is full"):  # the big folder is too young to remove
+        app.lab.work_folder("new-", limits)
+    assert not expired.exists() and old.exists()
+    young = time.time() - app.lab.WORK_MIN_KEEP_S - 10
+    os.utime(old, (young, young))
+    fresh = app.lab.work_folder("new-", limits)
     assert fresh.exists() and not old.exists()
 
 
 def test_shipped_unet_checkpoints_compare_and_listen(app):
     """Our trained restorers run offline from the Compare tab into a blind pair in the Listen tab."""
     clip = app.lab.load_example(next(iter(app.lab.EXAMPLES)))
-    knobs = [app.lab.knob_default(name) for name in app.lab.MAIN_KNOBS]
     names = ["unet_denoise", "unet_bwe"]
-    out = app.on_compare(clip, names, False, *knobs, progress=NoProgress())
+    out = app.on_compare(clip, names, False, *knobs(app), progress=NoProgress())
     view, players = out[0], out[1 : 1 + len(app.PLAYER_NAMES)]
     assert [name for name, update in zip(app.PLAYER_NAMES, players) if update["visible"]] == ["input", *names]
     metrics = out[1 + len(app.PLAYER_NAMES) + 3]
     assert [row[0] for row in metrics["value"]] == ["input", *names]
-    session, timing, left, right, *rest = app.on_start_listening(None, view, clip, "")
-    assert sf.info(left).samplerate == sf.info(right).samplerate == 44100
-    timing, *_ = app.on_play(timing, "left")
-    timing, *_ = app.on_play(timing, "right")
-    app.on_vote(session, view, timing, "right")
+    session, ticket_html, *_ = app.on_start_listening(None, view)
+    ticket = ticket_of(ticket_html)
+    for data in fetch_both(app, ticket):
+        assert sf.info(__import__("io").BytesIO(data)).samplerate == 44100
+    time.sleep(2 * MIN_LISTEN_S + 0.1)
+    app.on_vote(listened(ticket, MIN_LISTEN_S), session, "right")
     (row,) = app.VOTE_LOG.read()
     assert {row["restorer_left"], row["restorer_right"]} <= {"input", *names}

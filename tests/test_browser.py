@@ -1,26 +1,25 @@
 """The app in a real browser: Debian's headless Chromium driven by Playwright, on localhost only.
 
-Loads an example, compares restorers, plays both sides of a blind pair, votes,
-and finds the vote in the CSV downloaded from the Results tab. Screenshots of
-every tab are saved under ``test-output/screenshots/``.
+One test walks the whole app (example, Compare, a blind pair, Results, the CSV) and saves a
+screenshot of every tab under ``test-output/screenshots/``. One plays a blind session of at least
+eight pairs as an adversary would: it keeps everything the page received before each vote and
+tries to name the sides from what it learnt in the trials already revealed. One runs two
+listeners in separate browser contexts at once.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, running_app
 from restorers import output_names, restorer_class
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -30,45 +29,42 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
                                                            "(scripts/install-test-deps.sh installs it)"),
 ]
-ROOT = Path(__file__).resolve().parents[1]
 #: What the Compare tab ticks by default: every restorer that can run here (offline: all but Demucs).
 AVAILABLE = [name for name in output_names() if restorer_class(name).availability().available]
 SHOTS = ROOT / "test-output" / "screenshots"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update",
                  "--autoplay-policy=no-user-gesture-required"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+MIN_LISTEN_S = 3.0  # the app's default, which these tests run with
+#: Copies the text of every streamed answer (Gradio's server-sent events) into window.__received.
+RECORD_STREAMS = """
+window.__received = [];
+const originalFetch = window.fetch;
+window.fetch = async (...args) => {
+  const response = await originalFetch(...args);
+  if ((response.headers.get("content-type") || "").includes("event-stream")) {
+    const reader = response.clone().body.getReader();
+    const decoder = new TextDecoder();
+    (async () => { for (;;) { const { done, value } = await reader.read(); if (done) break;
+                              window.__received.push(decoder.decode(value)); } })();
+  }
+  return response;
+};
+"""
 
 
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
-    votes = tmp_path / "votes.csv"
-    env = dict(os.environ, RESTORELAB_VOTES_PATH=str(votes), GRADIO_SERVER_PORT=str(port),
-               GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    log = open(tmp_path / "server.log", "w")
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(f"the app exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    else:
-        pytest.fail("the app did not start within 120 s")
-    yield url, votes
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    with running_app(tmp_path) as (url, votes):
+        yield url, votes
+
+
+@pytest.fixture
+def browser():
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 def wait_text(page, selector: str, text: str, timeout_s: float = 120) -> None:
@@ -77,86 +73,252 @@ def wait_text(page, selector: str, text: str, timeout_s: float = 120) -> None:
         arg=[selector, text], timeout=timeout_s * 1000)
 
 
-def listen(page, player: str, seconds: float = 1.0) -> None:
-    button = page.locator(f"{player} button.play-pause-button")
-    button.click()
-    time.sleep(seconds)
-    button.click()
+def open_page(browser, url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(url)
+    return page
 
 
-def test_compare_listen_vote_export(server):
+def compare_example(page, stem: str = "synth_pop_musicgen_like") -> None:
+    """Load the chosen bundled example and compare it with every available restorer."""
+    page.click("#load-example")
+    wait_text(page, "#source-info", stem)
+    page.get_by_role("tab", name="Compare").click()
+    page.click("#compare")
+    wait_text(page, "#compare-status", f"Compared {len(AVAILABLE)} restorer(s) on {stem}")
+    page.wait_for_function(  # every visible player fetched and decoded its clip
+        "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
+        ".every(p => /^[0-9]+:[0-9]+$/.test((p.querySelector('#duration') || {}).innerText)"
+        " && p.querySelector('#duration').innerText !== '0:00')", timeout=60000)
+
+
+def start_listening(page) -> str:
+    page.get_by_role("tab", name="Listen").click()
+    page.click("#start-listening")
+    return wait_for_pair(page)
+
+
+def wait_for_pair(page, previous: str | None = None) -> str:
+    """Wait until the transport has loaded a pair other than ``previous``; return its trial id."""
+    page.wait_for_function("previous => window.abTransport.buffers && window.abTransport.trial !== previous",
+                           arg=previous, timeout=60000)
+    return page.evaluate("window.abTransport.trial")
+
+
+def heard(page) -> dict[str, float]:
+    return page.evaluate("({...window.abTransport.heard})")
+
+
+def listen_both(page, seconds: float = MIN_LISTEN_S + 0.1) -> None:
+    """Play the left side, then switch to the right at the same position, ``seconds`` each."""
+    page.keyboard.press("1")
+    page.wait_for_function(f"window.abTransport.heard.left >= {seconds}", timeout=30000)
+    page.keyboard.press("2")
+    page.wait_for_function(f"window.abTransport.heard.right >= {seconds}", timeout=30000)
+
+
+def vote(page, choice: str = "left") -> str:
+    page.wait_for_function("!document.querySelector('#vote-left').disabled", timeout=10000)
+    time.sleep(1.0)  # a moment to decide: a vote at the very first moment allowed is flagged "fast"
+    before = page.locator("#ab-reveal").inner_text()
+    page.click(f"#vote-{choice}")
+    page.wait_for_function("before => { const t = document.querySelector('#ab-reveal').innerText; "
+                           "return t.includes('just judged') && t !== before; }", arg=before, timeout=30000)
+    return page.locator("#ab-reveal").inner_text()
+
+
+def revealed_names(text: str) -> tuple[str, str]:
+    left, right = re.search(r"left was (.+?), right was (.+?);", text.replace("*", "")).groups()
+    return left, right
+
+
+def test_compare_listen_vote_export(server, browser):
     url, votes = server
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.goto(url)
+    page = open_page(browser, url)
+    page.click("#load-example")
+    wait_text(page, "#source-info", "synth_pop_musicgen_like")
+    # The browser fetched and decoded the working clip: its player shows a duration (9.7 s -> "0:10").
+    wait_text(page, "#source-player #duration", "0:10", timeout_s=60)
+    page.screenshot(path=SHOTS / "1-source.png", full_page=True)
 
-        page.click("#load-example")
-        wait_text(page, "#source-info", "synth_pop_musicgen_like")
-        # The browser fetched and decoded the working clip: its player shows a duration (9.7 s -> "0:10").
-        wait_text(page, "#source-player #duration", "0:10", timeout_s=60)
-        page.screenshot(path=SHOTS / "1-source.png", full_page=True)
+    page.get_by_role("tab", name="Compare").click()
+    page.click("#compare")
+    wait_text(page, "#compare-status", f"Compared {len(AVAILABLE)} restorer(s)")
+    page.wait_for_selector("#psd .js-plotly-plot", timeout=30000)
+    page.wait_for_selector("#mel img", timeout=30000)
+    page.wait_for_function(  # every visible player decoded its clip
+        "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
+        ".every(p => (p.querySelector('#duration') || {}).innerText === '0:10')", timeout=60000)
+    assert page.locator("#linear img").count() == 1
+    table = page.locator("#metrics").inner_text()
+    assert "input" in table and "spectral_gate_hf" in table and "unet_denoise" in table and "unet_bwe" in table
+    page.screenshot(path=SHOTS / "2-compare.png", full_page=True)
 
-        page.get_by_role("tab", name="Compare").click()
-        page.click("#compare")
-        wait_text(page, "#compare-status", f"Compared {len(AVAILABLE)} restorer(s)")
-        page.wait_for_selector("#psd .js-plotly-plot", timeout=30000)
-        page.wait_for_selector("#mel img", timeout=30000)
-        page.wait_for_function(  # every visible player decoded its clip
-            "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
-            ".every(p => (p.querySelector('#duration') || {}).innerText === '0:10')", timeout=60000)
-        assert page.locator("#linear img").count() == 1
-        assert page.locator(".compare-player").count() >= 1 + len(AVAILABLE)  # the input and each restorer
-        table = page.locator("#metrics").inner_text()
-        assert "input" in table and "spectral_gate_hf" in table and "bandwidth_extension_dsp" in table
-        # Our shipped checkpoints run offline in the app.
-        assert "unet_denoise" in table and "unet_bwe" in table
-        page.screenshot(path=SHOTS / "2-compare.png", full_page=True)
+    start_listening(page)
+    wait_text(page, "#trial-info", "Pair 1")
+    assert page.locator("#vote-left").is_disabled()
+    # The transport: play the left side, switch to the right by key at the same position.
+    page.click("#ab-play-left")
+    page.wait_for_function("window.abTransport.playing && window.abTransport.position() > 1.0", timeout=30000)
+    left_at = page.evaluate("window.abTransport.position()")
+    page.keyboard.press("2")
+    right_at = page.evaluate("window.abTransport.position()")
+    assert page.evaluate("window.abTransport.side") == "right"
+    assert abs(right_at - left_at) < 0.1 and right_at > 1.0
+    assert "Right" in page.locator("#ab-position").inner_text()
+    page.keyboard.press(" ")
+    assert page.evaluate("window.abTransport.playing") is False
+    # The loop region is editable at both ends, to a fraction of a second.
+    page.fill("#ab-loop-start", "0.5")
+    page.fill("#ab-loop-end", "1.75")
+    page.check("#ab-loop")
+    page.click("#ab-toggle")
+    page.wait_for_function("window.abTransport.heard.right > 3.0", timeout=30000)
+    assert 0.5 <= page.evaluate("window.abTransport.position()") < 1.75
+    page.keyboard.press("l")
+    assert not page.is_checked("#ab-loop")
+    page.screenshot(path=SHOTS / "3-listen.png", full_page=True)
+    listen_both(page)
+    revealed = vote(page, "left")
+    wait_text(page, "#trial-info", "Pair 2")
 
-        page.get_by_role("tab", name="Listen").click()
-        page.click("#start-listening")
-        wait_text(page, "#trial-info", "Pair 1")
-        assert page.locator("#vote-left").is_disabled()
-        # The A/B transport: play the left side, switch to the right by key at the same position.
-        page.click("#ab-toggle")
-        page.wait_for_function("window.abTransport.playing && window.abTransport.audio.left.currentTime > 1.0",
-                               timeout=30000)
-        page.keyboard.press("2")
-        switched_at = page.evaluate("window.abTransport.audio.right.currentTime")
-        left_at = page.evaluate("window.abTransport.audio.left.currentTime")
-        assert page.evaluate("window.abTransport.side") == "right"
-        assert abs(switched_at - left_at) < 0.1 and switched_at > 1.0
-        page.wait_for_function("!document.querySelector('#vote-left').disabled", timeout=30000)
-        page.keyboard.press(" ")
-        assert page.evaluate("window.abTransport.playing") is False
-        listen(page, "#left-player")  # the plain players count too
-        page.screenshot(path=SHOTS / "3-listen.png", full_page=True)
-        page.click("#vote-left")
-        wait_text(page, "#reveal", "Left was")
-        revealed = page.locator("#reveal").inner_text()
-        wait_text(page, "#trial-info", "Pair 2")
+    page.get_by_role("tab", name="Results").click()
+    names = [n for side in revealed_names(revealed) for n in side.split(" (")[0].split(" = ")]
+    page.wait_for_function("names => names.every(n => document.querySelector('#leaderboard').innerText"
+                           ".includes(n))", arg=names, timeout=30000)  # loads on opening the tab
+    page.click("#export-votes")
+    link = page.locator("#votes-csv a").first
+    link.wait_for(timeout=30000)
+    page.screenshot(path=SHOTS / "4-results.png", full_page=True)
+    response = page.request.get(link.get_attribute("href"))
+    assert response.ok
+    rows = list(csv.DictReader(io.StringIO(response.text())))
 
-        page.get_by_role("tab", name="Results").click()
-        page.click("#refresh-results")
-        # The leaderboard lists the restorers of the pair just voted on, whichever the draw picked.
-        names = re.search(r"Left was (\w+), right was (\w+)", revealed.replace("*", "")).groups()
-        page.wait_for_function("names => names.every(n => document.querySelector('#leaderboard').innerText"
-                               ".includes(n))", arg=list(names), timeout=30000)
-        page.click("#export-votes")
-        link = page.locator("#votes-csv a").first
-        link.wait_for(timeout=30000)
-        page.screenshot(path=SHOTS / "4-results.png", full_page=True)
-        response = page.request.get(link.get_attribute("href"))
-        assert response.ok
-        rows = list(csv.DictReader(io.StringIO(response.text())))
-        browser.close()
-
-    assert len(rows) == 1
     (row,) = rows
     assert row["choice"] == "left" and row["winner"] == row["restorer_left"]
-    assert f"Left was {row['restorer_left']}, right was {row['restorer_right']}" in revealed.replace("*", "")
-    assert float(row["listened_left_s"]) > 0 and float(row["listened_right_s"]) > 0
+    assert float(row["listened_left_s"]) >= MIN_LISTEN_S and float(row["listened_right_s"]) >= MIN_LISTEN_S
+    assert row["clip_id"] == "synth_pop_musicgen_like" and row["settings_left"].startswith("[{")
     assert votes.read_text().count("\n") == 2  # the header and this vote, on the server's disk
     for name in ("1-source", "2-compare", "3-listen", "4-results"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+class Recorder:
+    """Everything the page receives: every HTTP response, and the text of every streamed answer."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.responses = []
+        page.on("response", lambda response: self.responses.append(response))
+
+    def stimuli_since(self, start: int) -> list:
+        return [r for r in self.responses[start:] if "/ab/stimulus/" in r.url]
+
+    def compare_bodies(self) -> set[str]:
+        """Hashes of the audio files the Compare tab served."""
+        return {hashlib.sha256(r.body()).hexdigest() for r in self.responses
+                if "/gradio_api/file=" in r.url and r.url.endswith(".wav") and r.status == 200}
+
+
+def side_features(response) -> dict[str, str]:
+    """What a script can read of one side before the vote, other than the sound itself."""
+    body = response.body()
+    headers = {k: v for k, v in response.headers.items() if k != "date"}
+    features = {"url": response.url, "sha256": hashlib.sha256(body).hexdigest(), "size": str(len(body)),
+                **{f"header:{k}": v for k, v in headers.items()}}
+    features.update({f"segment:{part}": part for part in response.url.split("/")[3:]})
+    return features
+
+
+def test_a_blind_session_cannot_be_linked_or_gamed(server, browser):
+    url, votes = server
+    page = open_page(browser, url)
+    page.add_init_script(RECORD_STREAMS)
+    page.reload()
+    recorder = Recorder(page)
+    compare_example(page)
+    served_by_compare = recorder.compare_bodies()
+    assert len(served_by_compare) >= 1 + len(AVAILABLE)  # the input and every output (and the source)
+
+    trial = start_listening(page)
+    # Voting stays closed until each side has played for the minimum, as the transport measures it.
+    assert page.locator("#vote-left").is_disabled()
+    page.keyboard.press("1")
+    page.wait_for_function(f"window.abTransport.heard.left >= {MIN_LISTEN_S + 0.3}", timeout=30000)
+    page.keyboard.press("2")
+    page.wait_for_function(f"window.abTransport.heard.right >= {MIN_LISTEN_S - 1.0}", timeout=30000)
+    assert all(page.locator(f"#vote-{c}").is_disabled() for c in ("left", "right", "tie", "both-bad"))
+    page.keyboard.press(" ")  # paused: no more listening, the vote stays closed
+    time.sleep(1.5)
+    assert page.locator("#vote-left").is_disabled() and heard(page)["right"] < MIN_LISTEN_S
+
+    known: dict[tuple[str, str], set[str]] = {}  # feature -> the candidates it was seen with
+    seen_urls, seen_bodies, trials, named, streamed = set(), set(), 0, 0, 0
+    panel_names = AVAILABLE  # ("input" is in every trial's text: "the unprocessed input among them")
+    while trials < 9:
+        listen_both(page)
+        stimuli = [r for r in recorder.stimuli_since(0) if r.url not in seen_urls]
+        assert len(stimuli) == 2, [r.url for r in stimuli]  # this trial's two sides, nothing else
+        ticket = page.locator("#ab-ticket .ab-ticket")
+        by_side = {"left": None, "right": None}
+        for response in stimuli:
+            side = "left" if response.url.endswith(ticket.get_attribute("data-left")) else "right"
+            by_side[side] = side_features(response)
+        left, right = by_side["left"], by_side["right"]
+        # The sides differ in nothing but the sound: same size, same headers.
+        assert left["size"] == right["size"]
+        assert {k: v for k, v in left.items() if k.startswith("header:")} == \
+               {k: v for k, v in right.items() if k.startswith("header:")}
+        for features in (left, right):
+            assert features["url"] not in seen_urls and features["sha256"] not in seen_bodies
+            assert features["sha256"] not in served_by_compare
+            seen_urls.add(features["url"])
+            seen_bodies.add(features["sha256"])
+        # Nothing in the transport, the ticket or the trial text names a candidate before the vote.
+        panel = " ".join(page.locator(s).inner_text() for s in ("#ab-transport", "#trial-info"))
+        panel += ticket.evaluate("e => e.outerHTML")
+        assert not any(name in panel for name in panel_names), panel
+        received = "".join(page.evaluate("window.__received.splice(0)"))
+        streamed += len(received)
+        # The adversary: name a side from any feature of it that was seen in a revealed trial.
+        guesses = [set().union(*(known.get((k, v), set()) for k, v in side.items() if left.get(k) != right.get(k)
+                                 or k in ("url", "sha256")))
+                   for side in (left, right)]
+        named += any(guesses)
+        revealed = revealed_names(vote(page, ("left", "right", "tie")[trials % 3]))
+        for side, label in zip((left, right), revealed):
+            for feature in side.items():
+                known.setdefault(feature, set()).add(label)
+        trials += 1
+        if trials < 9:
+            trial = wait_for_pair(page, trial)
+    assert named == 0 and trials == 9 and streamed > 0
+    rows = list(csv.DictReader(votes.open()))
+    assert len(rows) == 9 and len({r["trial_id"] for r in rows}) == 9
+    assert all(float(r["listened_left_s"]) >= MIN_LISTEN_S for r in rows)
+    # Some candidate took part in at least two trials, so there was something to link.
+    appearances = [name for r in rows for name in (r["restorer_left"], r["restorer_right"])]
+    assert len(set(appearances)) < len(appearances)
+
+
+def test_two_listeners_never_share_state(server, browser):
+    url, votes = server
+    first, second = open_page(browser, url), open_page(browser, url)
+    compare_example(first)
+    second.get_by_label("Bundled example").click()
+    second.get_by_role("option", name="Synth ballad with hiss").click()
+    compare_example(second, stem="synth_ballad_hiss")
+    trial_a, trial_b = start_listening(first), start_listening(second)
+    assert trial_a != trial_b
+    listen_both(first)
+    vote(first, "right")
+    assert second.evaluate("window.abTransport.trial") == trial_b  # the other listener's pair is untouched
+    assert second.locator("#ab-reveal").inner_text() == ""
+    listen_both(second)
+    vote(second, "tie")
+    rows = list(csv.DictReader(votes.open()))
+    assert [r["clip_id"] for r in rows] == ["synth_pop_musicgen_like", "synth_ballad_hiss"]
+    assert rows[0]["session_id"] != rows[1]["session_id"]
+    assert [r["choice"] for r in rows] == ["right", "tie"]
