@@ -342,7 +342,9 @@ def build_compare_tab(clip, view):
         zip_button = gr.Button("Zip all outputs, metrics and figures", elem_id="make-zip")
         download = gr.File(label="All outputs, metrics and figures (zip)", elem_id="compare-zip")
     outputs = [view, *players, mel, linear, psd, metrics, download, status]
-    run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=2)
+    # One comparison at a time: on a small machine two at once take as long as two in a row,
+    # and would need twice the memory.
+    run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=1)
     matched.change(on_matched_toggle, [view, matched], players)
     zip_button.click(on_zip, view, download)
     return outputs

@@ -31,7 +31,7 @@ def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str =
         dynamic_range_db: the colour scale spans this far below the loudest bin.
     """
     compute = analysis.mel_spectrogram_db if kind == "mel" else analysis.linear_spectrogram_db
-    spectra = {name: compute(audio, sample_rate) for name, audio in clips.items()}
+    spectra = {name: _for_display(*compute(audio, sample_rate)) for name, audio in clips.items()}
     vmax = max(float(level.max()) for _, _, level in spectra.values())
     vmin = vmax - dynamic_range_db
     n = len(spectra)
@@ -55,6 +55,18 @@ def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str =
         fig.colorbar(image, ax=axes, shrink=0.8, label="dB re full scale")
     fig.suptitle(f"{'Mel' if kind == 'mel' else 'Linear'} spectrograms (shared colour scale)")
     return fig
+
+
+def _for_display(times: np.ndarray, freqs: np.ndarray, level: np.ndarray, max_columns: int = 1200):
+    """A spectrogram with at most ``max_columns`` frames (the loudest of each run of frames, so
+    transients stay visible), as float32: a figure has fewer pixels than a long clip has frames,
+    and ten full-resolution spectrograms of a 30 s clip would hold hundreds of MB."""
+    step = -(-level.shape[1] // max_columns)
+    if step > 1:
+        pad = -level.shape[1] % step
+        level = np.pad(level, ((0, 0), (0, pad)), mode="edge").reshape(level.shape[0], -1, step).max(axis=2)
+        times = times[::step]
+    return times, freqs, level.astype(np.float32)
 
 
 def psd_overlay(clips: dict[str, np.ndarray], sample_rate: int, dynamic_range_db: float = 120.0):

@@ -94,6 +94,9 @@ class _SpectralUNet(Restorer):
     kind = "neural"
     task: ClassVar[str] = ""
     context_s = 1.0
+    #: The network's activations grow with the chunk: 10 s chunks keep a 30 s stereo clip near
+    #: 0.1 GB instead of 0.4 GB, and run no slower (measured with both U-Nets on a 2-core CPU).
+    default_chunk_s = 10.0
 
     def __init__(self, params: SpectralUNetParams | None = None, *, model: Any = None, **kwargs: Any) -> None:
         super().__init__(params, **kwargs)
@@ -310,6 +313,7 @@ class UNetRestore(Restorer):
     name = "unet_restore"
     kind = "neural"
     goal = "extend"  # its denoising is judged against references (restorelab evaluate --preset)
+    default_chunk_s = _SpectralUNet.default_chunk_s  # handed on to both stages
     description = ("Our U-Nets together for MusicGen output: the denoised input plus the band extended "
                    "above the codec's cutoff.")
     Params = UNetRestoreParams
