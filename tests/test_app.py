@@ -303,3 +303,19 @@ def test_shipped_unet_checkpoints_compare_and_listen(app):
     app.on_vote(listened(ticket, MIN_LISTEN_S), session, "right")
     (row,) = app.VOTE_LOG.read()
     assert {row["restorer_left"], row["restorer_right"]} <= {"input", *names}
+
+
+def test_the_readme_states_the_defaults_the_code_has():
+    from dataclasses import fields
+
+    from conftest import ROOT
+    from restorelab.limits import Limits
+    from restorelab.listening.transport import ListenRules
+
+    stated = {}
+    for names, values in re.findall(r"^\| (`RESTORELAB_[^|]+) \| ([^|]+) \|", (ROOT / "README.md").read_text(), re.M):
+        for name, value in zip(re.findall(r"`RESTORELAB_(\w+)`", names), values.split("/")):
+            stated[name.lower()] = float(value)
+    defaults = {f.name: float(getattr(cls(), f.name)) for cls in (Limits, ListenRules) for f in fields(cls)
+                if f.name != "clock_tolerance_s"}
+    assert stated == defaults
