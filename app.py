@@ -28,7 +28,6 @@ from restorelab.limits import Limits
 from restorelab.listening import votes
 from restorelab.listening.stimuli import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
 from restorelab.listening.transport import STIMULUS_ROUTE, ListenRules, StimulusStore
-from restorelab.listening.trials import ClipComplete
 from restorelab.listening.votes import MERGED
 from restorelab.plots import heatmap_plotly
 
@@ -156,13 +155,19 @@ def _player_updates(view, matched):
 
 
 def on_matched_toggle(view, matched):
-    return _player_updates(view, matched)
+    try:
+        return _player_updates(view, matched)
+    except ValueError as exc:
+        raise _error(exc) from None
 
 
 def on_zip(view):
-    if view is None:
-        raise _error(ValueError("Run a comparison first."))
-    return str(lab.comparison_zip(view))
+    try:
+        if view is None:
+            raise ValueError("Run a comparison first.")
+        return str(lab.comparison_zip(view))
+    except ValueError as exc:
+        raise _error(exc) from None
 
 
 # -- Listen ---------------------------------------------------------------------
@@ -187,7 +192,7 @@ def _present(session):
     """Make the next trial and return (session, ticket, info), or say the test on this clip is done."""
     try:
         trial = lab.next_trial(session, STIMULI, RULES)
-    except ClipComplete as exc:
+    except ValueError as exc:  # the test on this clip is complete, or there is nothing (left) to play
         return session, "", str(exc)
     required = RULES.required_s(trial.duration_s)
     info = (f"**Pair {session.votes_cast + 1}** on *{session.clip_id}*: {len(session.candidates)} different sounds, "

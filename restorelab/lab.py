@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -280,11 +281,25 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
     return view
 
 
+def _still_there(view: CompareView) -> None:
+    """Check that a comparison's files are still on disk, and mark them as in use.
+
+    Raises:
+        ValueError: they were removed (too old, or the work space ran short).
+    """
+    try:
+        os.utime(view.folder)
+    except OSError:
+        raise ValueError("This comparison's files were removed from the server (they are kept for a while, "
+                         "less when space runs short): press Compare again.") from None
+
+
 def matched_players(view: CompareView) -> dict[str, Path]:
     """Every clip loudness-matched to the input (true peak at most -1 dBTP), written on first use.
 
     The loudness of each clip is already in the metrics rows; it is not measured again.
     """
+    _still_there(view)
     if not view.matched_players:
         loudness = {row["name"]: row["loudness_lufs"] for row in view.rows}
         target = loudness[INPUT_ROW] if np.isfinite(loudness[INPUT_ROW]) else TARGET_LUFS
@@ -301,6 +316,7 @@ def comparison_zip(view: CompareView) -> Path:
 
     Audio is stored as it is (float WAV hardly deflates, and it costs seconds).
     """
+    _still_there(view)
     if view.zip_path is None:
         target = view.folder / "restorelab-comparison.zip"
         partial = target.with_suffix(".zip.partial")
@@ -367,14 +383,25 @@ def start_listening(session: Session, view: CompareView | None) -> Session:
     """Point the session at the compared clip: its distinct sounds, the input's among them, are the candidates."""
     if view is None:
         raise ValueError("Run a comparison first: its outputs are what you listen to.")
+    _still_there(view)
     session.reset(view.clip_id, view.clip_source, view.prompt, view.candidates)
     return session
 
 
 def next_trial(session: Session, store: StimulusStore, rules: ListenRules = ListenRules()) -> Trial:
+    """The session's next pair; listening keeps its comparison's files from being cleared."""
     if not session.candidates:
         raise ValueError("Press 'Start listening' first.")
-    return start_trial(session, store, rules)
+    folder = session.candidates[0].path.parent
+    try:
+        os.utime(folder)
+        return start_trial(session, store, rules)
+    except (OSError, RuntimeError):  # soundfile's errors are RuntimeErrors
+        if folder.is_dir():
+            raise
+        session.candidates = []
+        raise ValueError("The compared files were removed from the server (they are kept for a while, less "
+                         "when space runs short): press Compare, then Start listening again.") from None
 
 
 def vote(session: Session, log: VoteLog, choice: str, report: str | None, store: StimulusStore,

@@ -319,3 +319,18 @@ def test_the_readme_states_the_defaults_the_code_has():
     defaults = {f.name: float(getattr(cls(), f.name)) for cls in (Limits, ListenRules) for f in fields(cls)
                 if f.name != "clock_tolerance_s"}
     assert stated == defaults
+
+
+def test_listening_keeps_its_files_and_says_so_when_they_are_gone(app, tmp_path):
+    import shutil
+
+    clip, *_ = app.on_upload(str(upload_file(tmp_path, hiss_snr_db=20.0)))
+    view = app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())[0]
+    session, *_ = app.on_start_listening(None, view)
+    shutil.rmtree(view.folder)
+    with pytest.raises(ValueError, match="removed from the server.*press Compare"):
+        app.lab.next_trial(session, app.STIMULI, app.RULES)
+    with pytest.raises(gr.Error, match="removed from the server"):
+        app.on_zip(view)
+    with pytest.raises(gr.Error, match="removed from the server"):
+        app.on_matched_toggle(view, True)

@@ -185,7 +185,8 @@ def test_the_listening_rule():
 def test_a_malformed_report_is_refused():
     assert ListeningReport.parse('{"trial": "abc", "left_s": 3, "right_s": 4.5}') == report(3.0, 4.5, "abc")
     for bad in (None, "", "[]", '{"trial": "x"}', '{"trial": "x", "left_s": "a", "right_s": 1}',
-                '{"trial": "x", "left_s": -1, "right_s": 1}', '{"trial": "x", "left_s": 1e9, "right_s": 1}'):
+                '{"trial": "x", "left_s": -1, "right_s": 1}', '{"trial": "x", "left_s": 1e9, "right_s": 1}',
+                '{"trial": "x", "left_s": 3, "right_s": 3, "pad": "' + "x" * 2000 + '"}'):
         with pytest.raises(ListeningError):
             ListeningReport.parse(bad)
 

@@ -40,7 +40,6 @@ class Trial:
         tokens: the single-use stimulus tokens of the left and right side.
         start_s, duration_s: the excerpt played.
         loudness_lufs: both sides' loudness.
-        issued_at: when the trial was made (server clock).
     """
 
     trial_id: str
@@ -50,7 +49,6 @@ class Trial:
     start_s: float
     duration_s: float
     loudness_lufs: float
-    issued_at: float
 
 
 @dataclass
@@ -59,7 +57,6 @@ class Session:
 
     Attributes:
         clip_id, clip_source, prompt: the clip being judged, as votes record it.
-        sample_rate: of the candidates' files.
         heard: sorted pair of candidate labels -> votes cast on it.
         flags: rules this session has broken (recorded with each later vote).
         vote_times: server-clock times of the votes of the last hour, for the pace rules.
@@ -127,7 +124,7 @@ def start_trial(session: Session, store: StimulusStore, rules: ListenRules = Lis
                      max_excerpt_s=max_excerpt_s, target_lufs=target_lufs)
     tokens = (store.publish(pair.left), store.publish(pair.right))
     session.trial = Trial(trial_id=new_trial_id(), left=left, right=right, tokens=tokens, start_s=pair.start_s,
-                          duration_s=pair.duration_s, loudness_lufs=pair.loudness_lufs, issued_at=time.monotonic())
+                          duration_s=pair.duration_s, loudness_lufs=pair.loudness_lufs)
     return session.trial
 
 
@@ -138,8 +135,8 @@ def judge(session: Session, choice: str, report: ListeningReport, store: Stimulu
     Raises:
         ListeningError: no trial is open, the report is for another trial,
             the listening does not support a vote (:func:`check_listening`),
-            or the session votes faster than ``max_votes_per_minute`` (the
-            session is then flagged ``rate``).
+            or the session votes faster than ``max_votes_per_minute`` or
+            ``max_votes_per_hour`` allow (the session is then flagged ``rate``).
     """
     now = time.monotonic() if now is None else now
     trial = session.trial
