@@ -220,9 +220,11 @@ def test_export_neutralises_formulas_but_keeps_numbers(tmp_path):
 
 def test_flagged_sessions():
     rows = [make_vote(i, session="calm").row() for i in range(4)]
-    rows += [make_vote(0, session="hasty", flags="fast").row(), make_vote(1, session="hasty").row()]
-    rows += [make_vote(i, session="once", flags="fast" if i == 0 else "").row() for i in range(3)]
+    rows += [make_vote(i, session="hasty", flags="fast" if i < 3 else "").row() for i in range(6)]
+    rows += [make_vote(i, session="quick", flags="fast" if i < 3 else "").row() for i in range(7)]
+    rows += [make_vote(i, session="once", flags="fast").row() for i in range(2)]
     rows += [make_vote(0, session="stuffer").row(), make_vote(1, session="stuffer", flags="rate").row()]
+    # hasty: 3 of 6 fast; quick: 3 of 7 (under half); once: 2 fast votes, too few to judge.
     assert V.flagged_sessions(rows) == {"hasty", "stuffer"}
 
 

@@ -375,9 +375,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
+#: A session is left out for hasty voting once this many of its votes (and half of them) are ``fast``.
+MIN_FAST_VOTES = 3
+
+
 def flagged_sessions(rows: list[dict[str, str]]) -> set[str]:
-    """Sessions that broke the listening rules: one vote refused for its pace (``rate``), or
-    at least half of their votes decided faster than the rules expect (``fast``)."""
+    """Sessions that broke the listening rules: a vote refused for its pace (``rate``), or at
+    least :data:`MIN_FAST_VOTES` votes, and half of all theirs, decided faster than the rules
+    expect (``fast``). One quick decision is a listener's right; a habit of them is a script's."""
     votes: dict[str, int] = {}
     fast: dict[str, int] = {}
     flagged = set()
@@ -388,7 +393,8 @@ def flagged_sessions(rows: list[dict[str, str]]) -> set[str]:
         fast[session] = fast.get(session, 0) + ("fast" in flags)
         if "rate" in flags:
             flagged.add(session)
-    return flagged | {session for session, count in fast.items() if 2 * count >= votes[session]}
+    return flagged | {session for session, count in fast.items()
+                      if count >= MIN_FAST_VOTES and 2 * count >= votes[session]}
 
 
 def default_votes_path() -> Path:
