@@ -11,7 +11,9 @@ running jobs.
 
 from __future__ import annotations
 
+import argparse
 import html
+import json
 import os
 from pathlib import Path
 
@@ -27,6 +29,8 @@ from restorelab.audio import atomic_write_text, write_wav
 from restorelab.limits import Limits
 from restorelab.listening import votes
 from restorelab.listening.stimuli import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
+from restorelab.listening.study import load_study
+from restorelab.listening.study_session import StudyServer
 from restorelab.listening.transport import STIMULUS_ROUTE, ListenRules, StimulusStore
 from restorelab.listening.votes import MERGED
 from restorelab.plots import heatmap_plotly
@@ -278,6 +282,108 @@ def on_export(session, scope):
     return str(path)
 
 
+# -- Study (app.py --study DIR) -------------------------------------------------------
+
+STUDY_ENV = "RESTORELAB_STUDY"
+#: The served study (``app.py --study DIR`` or ``$RESTORELAB_STUDY``), else ``None``.
+STUDY = None
+#: Gives the listener id this browser kept for the study (empty on a first visit).
+LOAD_LISTENER_JS = "(stored) => [localStorage.getItem('restorelab-listener-' + {study}) || '']"
+KEEP_LISTENER_JS = "(id) => {{ if (id) localStorage.setItem('restorelab-listener-' + {study}, id); }}"
+
+
+def _study_progress(listener) -> str:
+    done, total = listener.position, len(listener.plan)
+    if listener.done:
+        return (f"All {total} trials done: thank you. Your completion code is below; hand it in where you "
+                "were asked to.")
+    return f"**Trial {done + 1} of {total}**. Play both sides, then vote."
+
+
+def _study_reveal_end(listener) -> str:
+    if STUDY.study.reveal != "end" or not listener.done:
+        return ""
+    return "What you judged (left vs right: your choice):\n" + "\n".join(f"- {line}" for line in listener.judged)
+
+
+def on_study_load(stored, request: gr.Request = None):
+    """Who this listener is (the link's id, this browser's, or a new one) and where they are."""
+    query = getattr(request, "query_params", None) or {}
+    listener = STUDY.arrive(stored, query.get("listener") or query.get("PROLIFIC_PID"))
+    answered = bool(listener.questionnaire) or not STUDY.study.questionnaire
+    if listener.done:
+        message = _study_progress(listener)
+    elif listener.position:
+        message = f"Welcome back: {listener.position} of {len(listener.plan)} trials done. Press **Start** to go on."
+    else:
+        message = f"{len(listener.plan)} trials, a few minutes each at most. Press **Start** when you are ready."
+    code = STUDY.completion_code(listener.listener_id) if listener.done else ""
+    return (listener, listener.listener_id, message, gr.update(visible=not answered),
+            gr.update(visible=not listener.done), code)
+
+
+def on_study_start(listener, *answers):
+    try:
+        if listener is None:
+            raise ValueError("The page is still loading; try again in a moment.")
+        if STUDY.study.questionnaire and not listener.questionnaire:
+            STUDY.answer(listener, {q["id"]: a for q, a in zip(STUDY.study.questionnaire, answers)})
+        trial = STUDY.present(listener)
+    except ValueError as exc:
+        raise _error(exc) from None
+    return (listener, _ticket(trial) if trial else "", _study_progress(listener), "",
+            STUDY.completion_code(listener.listener_id) if listener.done else "",
+            gr.update(visible=False), gr.update(visible=False))
+
+
+def on_study_vote(report, listener, choice):
+    if listener is None:
+        raise _error(ValueError("Press Start first."))
+    try:
+        cast = STUDY.vote(listener, choice, report)
+        trial = STUDY.present(listener)
+    except ValueError as exc:
+        raise _error(exc) from None
+    reveal = _study_reveal_end(listener)
+    if STUDY.study.reveal == "each":
+        reveal = (f"Left was **{_candidate_name(cast.restorer_left)}**, right was "
+                  f"**{_candidate_name(cast.restorer_right)}**.")
+    code = STUDY.completion_code(listener.listener_id) if listener.done else ""
+    return listener, _ticket(trial) if trial else "", _study_progress(listener), reveal, code
+
+
+def build_study_app() -> gr.Blocks:
+    """The listener-only page of a study: instructions, questions, the blind trials, a completion code."""
+    study = STUDY.study
+    key = json.dumps(study.id)
+    with gr.Blocks(title="Listening study", delete_cache=(600, 3600)) as demo:
+        listener = gr.State(None)
+        stored = gr.Textbox(visible=False)
+        gr.Markdown("# Listening study")
+        gr.Markdown(study.instructions, elem_id="study-instructions")
+        with gr.Column(visible=True) as questions:
+            answers = [gr.Radio(q["choices"], label=q["question"], elem_id=f"question-{q['id']}")
+                       for q in study.questionnaire]
+        start = gr.Button("Start", variant="primary", elem_id="study-start")
+        progress = gr.Markdown(elem_id="study-progress")
+        gr.HTML((ASSETS / "ab_transport.html").read_text(encoding="utf-8"), elem_id="ab-transport", padding=False)
+        ticket = gr.HTML("", elem_id="ab-ticket", padding=False)
+        report = gr.Textbox(visible=False)
+        with gr.Row():
+            buttons = [gr.Button(label, elem_id=f"vote-{choice.replace('_', '-')}", elem_classes=["ab-vote"])
+                       for choice, label in CHOICES]
+        reveal = gr.Markdown(elem_id="ab-reveal")
+        code = gr.Markdown(elem_id="completion-code")
+        demo.load(on_study_load, stored, [listener, stored, progress, questions, start, code],
+                  js=LOAD_LISTENER_JS.format(study=key)).then(
+            None, stored, None, js=KEEP_LISTENER_JS.format(study=key))
+        start.click(on_study_start, [listener, *answers], [listener, ticket, progress, reveal, code, questions, start])
+        for (choice, _), button in zip(CHOICES, buttons):
+            button.click(on_study_vote, [report, listener, gr.State(choice)], [listener, ticket, progress, reveal, code],
+                         js=REPORT_JS.replace("session", "listener"))
+    return demo
+
+
 # -- layout -------------------------------------------------------------------------
 
 def build_source_tab(clip):
@@ -429,12 +535,27 @@ async def serve_stimulus(request: Request) -> Response:
     return Response(data, media_type="audio/wav", headers=headers)
 
 
-def launch() -> None:
+def serve_study(folder: str | os.PathLike) -> None:
+    """Make ``app`` serve the study in ``folder`` instead of the lab (see :func:`build_study_app`)."""
+    global STUDY
+    STUDY = StudyServer(load_study(folder), VOTE_LOG, STIMULI, RULES)
+
+
+def launch(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="restorelab's listening lab (or, with --study, a study's page)")
+    parser.add_argument("--study", default=os.environ.get(STUDY_ENV),
+                        help=f"serve only the listening page of this study folder (or set ${STUDY_ENV})")
+    args = parser.parse_args(argv)
     votes.start_dataset_sync(VOTE_LOG.path)
-    # Comparison files are served from the work folder as they are, not copied into Gradio's cache.
-    gr.set_static_paths([str(lab.WORK_ROOT)])
-    lab.WORK_ROOT.mkdir(parents=True, exist_ok=True)
-    build_app().queue(default_concurrency_limit=4, max_size=64).launch(
+    if args.study:
+        serve_study(args.study)
+        demo = build_study_app()
+    else:
+        # Comparison files are served from the work folder as they are, not copied into Gradio's cache.
+        gr.set_static_paths([str(lab.WORK_ROOT)])
+        lab.WORK_ROOT.mkdir(parents=True, exist_ok=True)
+        demo = build_app()
+    demo.queue(default_concurrency_limit=4, max_size=64).launch(
         head=HEAD, css=CSS, ssr_mode=False, max_file_size=f"{int(LIMITS.max_upload_mb)}mb",
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),

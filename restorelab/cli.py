@@ -1,4 +1,4 @@
-"""The ``restorelab`` command line: restorers, restore, compare, degrade, evaluate, bench, data, train."""
+"""The ``restorelab`` command line: restorers, restore, compare, degrade, evaluate, bench, study, data, train."""
 
 from __future__ import annotations
 
@@ -307,6 +307,54 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_study_build(args) -> int:
+    from restorelab.listening.study import Design, build_study
+
+    if args.systems_dir and (args.inputs or args.restorer):
+        return _fail("--systems-dir takes the clips from DIR/input/ and the outputs from the other folders; "
+                     "give no CLIPS or -r with it")
+    restorers = None
+    if not args.systems_dir:
+        restorers, skipped = build_available(_restorer_names(args.restorer), parse_settings(args.set))
+        if skipped:
+            return _fail("; ".join(f"{name} is unavailable: {reason}" for name, reason in skipped.items()))
+    files = find_audio_files(args.inputs) if args.inputs else []
+    bar = tqdm(total=len(files) or None, desc="building the study", unit="clip", disable=args.quiet)
+
+    def progress(name, index, total):
+        bar.total = total
+        bar.set_postfix_str(name)
+        bar.n = index
+        bar.refresh()
+
+    design = Design(trials_per_listener=args.trials_per_listener, seed=args.seed)
+    study = build_study(files, args.output, restorers=restorers, systems_dir=args.systems_dir, design=design,
+                        reveal=args.reveal, study_id=args.id, max_duration_s=args.max_duration_s, progress=progress)
+    bar.close()
+    sounds = sum(len(clip.candidates) for clip in study.clips)
+    print(f"study {study.id}: {len(study.clips)} clip(s), {sounds} distinct sound(s), "
+          f"{args.trials_per_listener} trials per listener, written to {args.output}; serve it with "
+          f"`python app.py --study {args.output}`")
+    return 0
+
+
+def cmd_study_results(args) -> int:
+    from restorelab.listening.study import load_study
+    from restorelab.listening.study_results import results_markdown, study_results, write_results
+    from restorelab.listening.votes import VoteLog, default_votes_path
+
+    study = load_study(args.study)
+    log = VoteLog(args.votes or default_votes_path())
+    read = log.read_all()
+    for problem in read.problems:
+        print(f"{log.path}: {problem}", file=sys.stderr)
+    results = study_results(study, read.rows)
+    if args.output:
+        write_results(results, args.output)
+    print(results_markdown(results))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -378,6 +426,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="bench-results/bench.md", help="Markdown table (CSV beside it)")
     common(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("study", help="listening studies: build one, read its results")
+    study_sub = p.add_subparsers(dest="study_command", required=True)
+    q = study_sub.add_parser("build", help="restore clips once and write a study folder for `app.py --study`")
+    q.add_argument("inputs", nargs="*", help="audio files or folders (the clips)")
+    q.add_argument("-o", "--output", required=True, help="the study folder to create")
+    q.add_argument("--systems-dir", help="outputs made elsewhere: DIR/<system>/<clip stem>.<ext>, the clips in "
+                                         "DIR/input/ (instead of CLIPS and -r)")
+    q.add_argument("--set", action="append", default=[], metavar="NAME.param=value",
+                   help="override a restorer parameter (repeatable)")
+    q.add_argument("--trials-per-listener", type=int, default=20, help="trials each listener judges, checks "
+                                                                       "included (default 20)")
+    q.add_argument("--reveal", choices=("end", "never", "each"), default="end",
+                   help="when listeners learn what they heard (default: at the end)")
+    q.add_argument("--id", help="the study's id (default: a random one)")
+    q.add_argument("--seed", type=int, default=0, help="fixes the order of trials and sides")
+    common(q)
+    q.set_defaults(func=cmd_study_build)
+    q = study_sub.add_parser("results", help="rank the candidates of a study from its votes")
+    q.add_argument("study", help="the study folder")
+    q.add_argument("--votes", help="vote CSV (default: $RESTORELAB_VOTES_PATH, /data/votes.csv or votes/votes.csv)")
+    q.add_argument("-o", "--output", help="folder for results.md, CSV tables and leaderboard.png")
+    q.set_defaults(func=cmd_study_results)
 
     p = sub.add_parser("data", help="training data for the neural restorers")
     data_sub = p.add_subparsers(dest="data_command", required=True)

@@ -431,9 +431,12 @@ class Results:
 
 def results(log: VoteLog, session_id: str | None = None, min_votes: int = 10,
             exclude_flagged: bool = True) -> Results:
-    """The leaderboard over all votes (or one session's), flagged sessions left out if asked."""
+    """The leaderboard over the lab's votes (or one session's), flagged sessions left out if asked.
+
+    Votes of studies are left out: a study is read with ``restorelab study results``.
+    """
     read = log.read_all()
-    rows = read.rows
+    rows = [row for row in read.rows if not row.get("study_id")]
     if session_id:
         rows = [row for row in rows if row["session_id"] == session_id]
     flagged = flagged_sessions(rows) if exclude_flagged else set()

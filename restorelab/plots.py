@@ -147,6 +147,21 @@ def psd_overlay_plotly(clips: dict[str, np.ndarray], sample_rate: int, dynamic_r
     return fig
 
 
+def strengths_with_intervals(rows: list[dict], title: str):
+    """Bradley-Terry strengths as points with their 95 % intervals, best at the top."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(rows), 2) + 1.2), constrained_layout=True)
+    positions = np.arange(len(rows))[::-1]
+    for y, row in zip(positions, rows):
+        ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=NEUTRAL_COLOUR, linewidth=2)
+        ax.plot(row["strength"], y, "o", color=PASS_COLOUR if row["strength"] >= 0 else FAIL_COLOUR)
+    ax.set_yticks(positions, [row["name"] for row in rows])
+    ax.axvline(0, color="black", linewidth=0.8, alpha=0.5)
+    ax.set_xlabel("strength (log-odds, mean zero) with 95 % interval")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    return fig
+
+
 def heatmap_plotly(matrix: np.ndarray, names: list[str], title: str, fmt: str = ".2f"):
     """A labelled heatmap (row beats column), NaN cells left blank."""
     import plotly.graph_objects as go

@@ -334,3 +334,42 @@ def test_listening_keeps_its_files_and_says_so_when_they_are_gone(app, tmp_path)
         app.on_zip(view)
     with pytest.raises(gr.Error, match="removed from the server"):
         app.on_matched_toggle(view, True)
+
+
+class Page:
+    """What Gradio passes as ``gr.Request`` to a study page opened with a query string."""
+
+    def __init__(self, **query: str) -> None:
+        self.query_params = query
+        self.session_hash = "page"
+
+
+def test_a_study_page_from_arrival_to_completion_code(app, tmp_path):
+    from restorelab.listening.study import Design, build_study
+
+    files = [upload_file(tmp_path, f"clip{i}.wav", hiss_snr_db=20.0, seed=i) for i in range(2)]
+    build_study(files, tmp_path / "study", restorers={"spectral_gate_hf": app.lab.restorer_class("spectral_gate_hf")()},
+                design=Design(trials_per_listener=4), reveal="end", study_id="demo")
+    app.serve_study(tmp_path / "study")
+    assert isinstance(app.build_study_app(), gr.Blocks)
+    listener, listener_id, message, questions, start, code = app.on_study_load("", Page(listener="P-1"))
+    assert listener_id == "P-1" and "4 trials" in message and questions["visible"] and code == ""
+    with pytest.raises(gr.Error, match="Please answer: What are you listening on"):
+        app.on_study_start(listener, None, "Casual listener")
+    listener, ticket_html, progress, reveal, code, *_ = app.on_study_start(listener, "Headphones", "Casual listener")
+    assert "Trial 1 of 4" in progress and not any(name in ticket_html for name in ("input", "spectral_gate_hf"))
+    while ticket_html:
+        ticket = ticket_of(ticket_html)
+        fetch_both(app, ticket)
+        time.sleep(2 * MIN_LISTEN_S + 0.05)
+        listener, ticket_html, progress, reveal, code = app.on_study_vote(listened(ticket, MIN_LISTEN_S), listener,
+                                                                          "tie")
+        assert ("judged" in reveal) == (ticket_html == "")  # names only at the end
+    assert "All 4 trials done" in progress and code == app.STUDY.completion_code("P-1") and len(code) == 10
+    rows = app.VOTE_LOG.read()
+    assert len(rows) == 4 and {r["completion_code"] for r in rows} == {code} and {r["study_id"] for r in rows} == {"demo"}
+    # The lab's own Results leave the study's votes to `restorelab study results`.
+    assert app.on_results(None, "All votes", 1, False)[0] == []
+    # Coming back: the same listener is done and sees the code again.
+    again = app.on_study_load("P-1", Page())
+    assert again[1] == "P-1" and again[-1] == code and "All 4 trials done" in again[2]

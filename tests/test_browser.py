@@ -4,7 +4,7 @@ One test walks the whole app (example, Compare, a blind pair, Results, the CSV) 
 screenshot of every tab under ``test-output/screenshots/``. One plays a blind session of at least
 eight pairs as an adversary would: it keeps everything the page received before each vote and
 tries to name the sides from what it learnt in the trials already revealed. One runs two
-listeners in separate browser contexts at once.
+listeners in separate browser contexts at once, and one has two listeners complete a study.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import ROOT, running_app
+from conftest import ROOT, add_noise, melody, running_app
+from restorelab import audio as A
+from restorelab.cli import main
 from restorers import output_names, restorer_class
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -110,12 +113,29 @@ def heard(page) -> dict[str, float]:
     return page.evaluate("({...window.abTransport.heard})")
 
 
+def listen_side(pages, key: str, seconds: float = MIN_LISTEN_S + 0.1) -> None:
+    """On every page at once, play a side (key 1 or 2) until it has been heard for ``seconds``,
+    starting it again (Space) where an excerpt ran out first."""
+    side = "left" if key == "1" else "right"
+    for page in pages:
+        page.keyboard.press(key)
+    deadline = time.monotonic() + 30
+    waiting = list(pages)
+    while waiting and time.monotonic() < deadline:
+        time.sleep(0.1)
+        for page in list(waiting):
+            state = page.evaluate(f"[window.abTransport.heard.{side}, window.abTransport.playing]")
+            if state[0] >= seconds:
+                waiting.remove(page)
+            elif not state[1]:
+                page.keyboard.press(" ")
+    assert not waiting, "a side never played long enough"
+
+
 def listen_both(page, seconds: float = MIN_LISTEN_S + 0.1) -> None:
     """Play the left side, then switch to the right at the same position, ``seconds`` each."""
-    page.keyboard.press("1")
-    page.wait_for_function(f"window.abTransport.heard.left >= {seconds}", timeout=30000)
-    page.keyboard.press("2")
-    page.wait_for_function(f"window.abTransport.heard.right >= {seconds}", timeout=30000)
+    listen_side([page], "1", seconds)
+    listen_side([page], "2", seconds)
 
 
 def vote(page, choice: str = "left") -> str:
@@ -322,3 +342,51 @@ def test_two_listeners_never_share_state(server, browser):
     assert [r["clip_id"] for r in rows] == ["synth_pop_musicgen_like", "synth_ballad_hiss"]
     assert rows[0]["session_id"] != rows[1]["session_id"]
     assert [r["choice"] for r in rows] == ["right", "tie"]
+
+
+def test_two_listeners_complete_a_study(tmp_path, browser):
+    """A study built from synthetic clips, served alone; two listeners finish it side by side."""
+    clips = []
+    for i in range(2):
+        x = add_noise(melody(4.0, seed=i), 25.0, np.random.default_rng(i))
+        clips.append(str(A.write_wav(tmp_path / f"song{i}.wav", x[None].repeat(2, 0), 44100)))
+    study = tmp_path / "study"
+    assert main(["study", "build", *clips, "-r", "spectral_gate_hf", "-r", "mcra_wiener", "-o", str(study),
+                 "--trials-per-listener", "5", "--id", "browser-study", "-q"]) == 0
+    with running_app(tmp_path, RESTORELAB_STUDY=str(study)) as (url, votes):
+        pages = [open_page(browser, url + query) for query in ("?listener=prolific-1", "")]
+        for page in pages:
+            wait_text(page, "#study-progress", "5 trials")
+            assert "spectral_gate_hf" not in page.locator("body").inner_text()
+            page.get_by_label("Headphones").check()
+            page.get_by_label("Musician or audio hobbyist").check()
+            page.click("#study-start")
+        trials = [None, None]
+        for step in range(5):
+            trials = [wait_for_pair(page, previous) for page, previous in zip(pages, trials)]
+            for page in pages:
+                wait_text(page, "#study-progress", f"Trial {step + 1} of 5")
+                assert page.locator("#vote-tie").is_disabled()
+            for key in ("1", "2"):  # both listeners listen at once, each side for the minimum
+                listen_side(pages, key)
+            time.sleep(1.0)
+            for page in pages:
+                page.click("#vote-tie")
+            if step < 4:
+                continue
+            for page in pages:
+                page.wait_for_function("(document.querySelector('#completion-code') || {innerText: ''})"
+                                       ".innerText.trim().length === 10", timeout=30000)
+        codes = [page.locator("#completion-code").inner_text().strip() for page in pages]
+        assert "What you judged" in pages[0].locator("#ab-reveal").inner_text()  # names at the end
+        rows = list(csv.DictReader(votes.open()))
+    assert len(rows) == 10 and codes[0] != codes[1]
+    listeners = {r["listener_id"] for r in rows}
+    assert "prolific-1" in listeners and len(listeners) == 2  # the link's id, and one the page made
+    assert {r["completion_code"] for r in rows} == set(codes)
+    assert all(r["study_id"] == "browser-study" and "Musician" in r["questionnaire"] for r in rows)
+    assert sum(bool(r["check"]) for r in rows) == 2 * 3
+    out = tmp_path / "results"
+    assert main(["study", "results", str(study), "--votes", str(votes), "-o", str(out)]) == 0
+    table = (out / "leaderboard.csv").read_text()
+    assert all(name in table for name in ("input", "spectral_gate_hf", "mcra_wiener"))

@@ -111,5 +111,5 @@ def test_intervals_resample_listeners_not_only_votes():
                           "session_id": f"l{listener}", "trial_id": f"l{listener}-{k}"})
     width = lambda board: board.rows[0]["ci_high"] - board.rows[0]["ci_low"]  # noqa: E731
     by_listener = leaderboard(votes, n_bootstrap=300)
-    by_vote = leaderboard(votes, n_bootstrap=300, unit="trial_id")
+    by_vote = leaderboard(votes, n_bootstrap=300, units=("trial_id",))
     assert width(by_listener) > 2.5 * width(by_vote)

@@ -40,6 +40,8 @@ class Leaderboard:
             two-sided binomial p-value against 0.5.
         pair_tests: per pair, decisive wins each way and the sign test's two-sided p-value.
         message: why there is nothing to rank, when there is not.
+        bootstrap: ``[samples, len(names)]`` strengths of every bootstrap sample.
+        votes: the votes fitted (checks left out).
     """
 
     rows: list[dict] = field(default_factory=list)
@@ -50,6 +52,8 @@ class Leaderboard:
     left_bias_p: float = float("nan")
     pair_tests: list[dict] = field(default_factory=list)
     message: str = ""
+    bootstrap: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    votes: int = 0
 
 
 def members(candidate: str) -> list[str]:
@@ -113,14 +117,43 @@ def bradley_terry(outcomes: np.ndarray, n_items: int, prior_games: float = 1.0,
     return strengths - strengths.mean()
 
 
+def _bootstrap_weights(votes: list[dict], units: tuple[str, ...], rng: np.random.Generator) -> np.ndarray:
+    """How often each vote is drawn in one bootstrap sample.
+
+    One unit (listener sessions): the sessions are resampled, then the votes
+    within each drawn session. Two crossed units (listeners and clips): each
+    listener and each clip is drawn with replacement, and a vote counts as
+    often as its listener times its clip (Owen's pigeonhole bootstrap, 2007),
+    so the interval reflects how few listeners and how few clips there are.
+    """
+    if len(units) == 1:
+        groups: dict[str, list[int]] = {}
+        for k, vote in enumerate(votes):
+            groups.setdefault(vote.get(units[0], ""), []).append(k)
+        members = [np.array(g) for g in groups.values()]
+        weights = np.zeros(len(votes))
+        for u in rng.integers(0, len(members), len(members)):
+            np.add.at(weights, members[u][rng.integers(0, len(members[u]), len(members[u]))], 1.0)
+        return weights
+    weights = np.ones(len(votes))
+    for unit in units:
+        keys = [vote.get(unit, "") for vote in votes]
+        values = sorted(set(keys))
+        drawn = np.bincount(rng.integers(0, len(values), len(values)), minlength=len(values))
+        position = {value: i for i, value in enumerate(values)}
+        weights *= drawn[[position[key] for key in keys]]
+    return weights
+
+
 def leaderboard(votes: list[dict], min_votes: int = DEFAULT_MIN_VOTES, n_bootstrap: int = 500,
-                seed: int = 0, unit: str = "session_id") -> Leaderboard:
+                seed: int = 0, units: tuple[str, ...] = ("session_id",)) -> Leaderboard:
     """Fit, bootstrap and tabulate; never raises on empty or one-sided logs.
 
-    ``unit`` names the field whose values are resampled first in the bootstrap
-    (listener sessions); votes without it form one unit.
+    ``units`` names the fields resampled in the bootstrap (:func:`_bootstrap_weights`):
+    listener sessions in the Listen tab, listeners and clips in a study.
+    Check trials of a study (a ``check`` column) are left out: they test the listener.
     """
-    votes = [v for v in votes if v.get("choice") in CHOICES]
+    votes = [v for v in votes if v.get("choice") in CHOICES and not v.get("check")]
     if not votes:
         return Leaderboard(message="No votes yet: listen to a few pairs in the Listen tab first.")
     names = sorted({m for v in votes for side in ("restorer_left", "restorer_right") for m in members(v[side])})
@@ -130,15 +163,8 @@ def leaderboard(votes: list[dict], min_votes: int = DEFAULT_MIN_VOTES, n_bootstr
     strengths = bradley_terry(outcomes, n)
     rng = np.random.default_rng(seed)
     samples = np.empty((n_bootstrap, n))
-    groups: dict[str, list[int]] = {}
-    for k, vote in enumerate(votes):
-        groups.setdefault(vote.get(unit, ""), []).append(k)
-    units = [np.array(g) for g in groups.values()]
     for b in range(n_bootstrap):
-        multiplicity = np.zeros(len(votes))
-        for u in rng.integers(0, len(units), len(units)):
-            np.add.at(multiplicity, units[u][rng.integers(0, len(units[u]), len(units[u]))], 1.0)
-        samples[b] = bradley_terry(outcomes, n, weights=multiplicity[owner])
+        samples[b] = bradley_terry(outcomes, n, weights=_bootstrap_weights(votes, units, rng)[owner])
     low, high = np.percentile(samples, [2.5, 97.5], axis=0)
 
     counts = np.zeros((n, n), dtype=int)
@@ -169,7 +195,8 @@ def leaderboard(votes: list[dict], min_votes: int = DEFAULT_MIN_VOTES, n_bootstr
 
     decisive_votes = [v for v in votes if v["choice"] in ("left", "right")]
     left_wins = sum(v["choice"] == "left" for v in decisive_votes)
-    result = Leaderboard(rows=rows, names=names, win_rate=win_rate, counts=counts)
+    result = Leaderboard(rows=rows, names=names, win_rate=win_rate, counts=counts, bootstrap=samples,
+                         votes=len(votes))
     if decisive_votes:
         result.left_win_share = left_wins / len(decisive_votes)
         result.left_bias_p = float(scipy.stats.binomtest(left_wins, len(decisive_votes), 0.5).pvalue)

@@ -16,6 +16,7 @@ import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -109,17 +110,21 @@ def next_pair(session: Session, rng: np.random.Generator, max_votes_per_pair: in
 
 
 def start_trial(session: Session, store: StimulusStore, rules: ListenRules = ListenRules(),
-                max_excerpt_s: float = MAX_EXCERPT_S, target_lufs: float = TARGET_LUFS) -> Trial:
-    """Draw the next pair, make its stimuli and publish them; the trial becomes the session's.
+                max_excerpt_s: float = MAX_EXCERPT_S, target_lufs: float = TARGET_LUFS,
+                pair: tuple[Candidate, Candidate] | None = None) -> Trial:
+    """Draw the next pair (or take ``pair``, sides as given), make its stimuli and publish them;
+    the trial becomes the session's.
 
-    The pair and the sides come from the session's seed; the excerpt and the
-    dither from fresh randomness, so stimuli never repeat.
+    A drawn pair and its sides come from the session's seed; the excerpt and
+    the dither from fresh randomness, so stimuli never repeat.
     """
     if session.trial is not None:
         store.discard(*session.trial.tokens)
         session.trial = None
-    rng = np.random.default_rng([session.seed, session.votes_cast, sum(session.heard.values())])
-    left, right = next_pair(session, rng, rules.max_votes_per_pair)
+    if pair is None:
+        rng = np.random.default_rng([session.seed, session.votes_cast, sum(session.heard.values())])
+        pair = next_pair(session, rng, rules.max_votes_per_pair)
+    left, right = pair
     pair = make_pair(left.path, right.path, np.random.default_rng(secrets.randbits(128)),
                      max_excerpt_s=max_excerpt_s, target_lufs=target_lufs)
     tokens = (store.publish(pair.left), store.publish(pair.right))
@@ -129,8 +134,10 @@ def start_trial(session: Session, store: StimulusStore, rules: ListenRules = Lis
 
 
 def judge(session: Session, choice: str, report: ListeningReport, store: StimulusStore,
-          rules: ListenRules = ListenRules(), now: float | None = None) -> Vote:
+          rules: ListenRules = ListenRules(), now: float | None = None, **study: Any) -> Vote:
     """The vote for the session's current trial, if the rules accept it; the session is not changed.
+
+    ``study`` adds a study's fields to the vote (``study_id``, ``listener_id``, ``check``, ...).
 
     Raises:
         ListeningError: no trial is open, the report is for another trial,
@@ -162,7 +169,8 @@ def judge(session: Session, choice: str, report: ListeningReport, store: Stimulu
                 listened_right_s=report.right_s, decision_s=decision_s, loudness_target_lufs=trial.loudness_lufs,
                 settings_left=trial.left.settings, settings_right=trial.right.settings,
                 stimulus_left_sha256=trial.left.sha256, stimulus_right_sha256=trial.right.sha256,
-                excerpt_start_s=trial.start_s, excerpt_duration_s=trial.duration_s, flags=" ".join(sorted(flags)))
+                excerpt_start_s=trial.start_s, excerpt_duration_s=trial.duration_s, flags=" ".join(sorted(flags)),
+                **study)
 
 
 def commit(session: Session, vote: Vote, store: StimulusStore, now: float | None = None) -> None:

@@ -41,18 +41,23 @@ FIELDS_V1 = (
 FIELDS = FIELDS_V1 + (
     "settings_left", "settings_right", "stimulus_left_sha256", "stimulus_right_sha256",
     "excerpt_start_s", "excerpt_duration_s", "flags",
+    "study_id", "listener_id", "listener_index", "check", "check_passed", "completion_code", "questionnaire",
 )
 CHOICES = ("left", "right", "tie", "both_bad")
+#: Listening checks a study mixes in: the same sound on both sides (the right answer is a tie), and
+#: the input against a clearly degraded anchor (the anchor must lose).
+CHECKS = ("identical", "anchor")
 #: Longest accepted value (characters) of each free-text field; longer ones are refused.
 TEXT_LIMITS = {
     "session_id": 64, "trial_id": 64, "clip_id": 200, "clip_source": 40, "prompt": 500,
     "restorer_left": 400, "restorer_right": 400, "settings_left": 4000, "settings_right": 4000,
     "stimulus_left_sha256": 64, "stimulus_right_sha256": 64, "flags": 200,
+    "study_id": 64, "listener_id": 64, "completion_code": 32, "questionnaire": 1000,
 }
 #: Separator of the names of a merged candidate (outputs that sound the same), e.g. ``input=unet_bwe``.
 MERGED = "="
 NUMERIC = ("listened_left_s", "listened_right_s", "decision_s", "loudness_target_lufs", "excerpt_start_s",
-           "excerpt_duration_s")
+           "excerpt_duration_s", "listener_index")
 #: Environment variable naming the vote file; otherwise /data (a Space's persistent disk) or ./votes.
 VOTES_PATH_ENV = "RESTORELAB_VOTES_PATH"
 #: Environment variable naming a Hugging Face dataset repository to sync the votes folder to.
@@ -94,6 +99,12 @@ class Vote:
     the hash of each side's audio before the excerpt, level matching and dither.
     ``flags`` lists the listening rules the session broke (see
     :mod:`restorelab.listening.trials`), separated by spaces.
+
+    In a study, ``study_id``, ``listener_id`` and ``listener_index`` (the
+    listener's place in the design) say who voted, ``check`` names a check
+    trial (:data:`CHECKS`) and ``check_passed`` whether it was answered right;
+    ``completion_code`` is the listener's code and ``questionnaire`` their
+    answers as JSON.
     """
 
     session_id: str
@@ -117,11 +128,20 @@ class Vote:
     excerpt_start_s: float = 0.0
     excerpt_duration_s: float = 0.0
     flags: str = ""
+    study_id: str = ""
+    listener_id: str = ""
+    listener_index: int = -1
+    check: str = ""
+    check_passed: bool | None = None
+    completion_code: str = ""
+    questionnaire: str = ""
 
     def __post_init__(self) -> None:
         if self.choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}, got {self.choice!r}")
-        if self.restorer_left == self.restorer_right:
+        if self.check and self.check not in CHECKS:
+            raise ValueError(f"check must be one of {', '.join(CHECKS)}, got {self.check!r}")
+        if self.restorer_left == self.restorer_right and self.check != "identical":
             raise ValueError("a pair needs two different restorers")
         for name in ("listened_left_s", "listened_right_s", "decision_s", "excerpt_start_s", "excerpt_duration_s"):
             if not getattr(self, name) >= 0:
@@ -148,6 +168,8 @@ class Vote:
         for name in ("listened_left_s", "listened_right_s", "decision_s", "excerpt_start_s", "excerpt_duration_s"):
             values[name] = f"{values[name]:.3f}"
         values["loudness_target_lufs"] = f"{self.loudness_target_lufs:.1f}"
+        values["listener_index"] = "" if self.listener_index < 0 else str(self.listener_index)
+        values["check_passed"] = {None: "", True: "pass", False: "fail"}[self.check_passed]
         return {field: single_line(str(values[field])) for field in FIELDS}
 
 

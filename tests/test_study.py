@@ -1,0 +1,308 @@
+"""Listening studies: the folder, the design, listeners and their codes, results with known answers."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SR, add_noise, band_level_db, melody
+from restorelab import audio as A
+from restorelab.cli import main
+from restorelab.listening.candidates import audio_sha256
+from restorelab.listening.design import PlannedTrial, listener_plan, main_trials
+from restorelab.listening.study import (ANCHOR, Design, StudyError, build_study, load_study)
+from restorelab.listening.study_results import study_results
+from restorelab.listening.study_session import StudyServer, valid_listener_id
+from restorelab.listening.transport import ListeningError, ListenRules, StimulusStore
+from restorelab.listening.votes import VoteLog
+from restorers import get_restorer
+
+NAMES = ("spectral_gate_hf", "mcra_wiener")
+
+
+def clip_files(folder: Path, count: int = 2, seconds: float = 3.0) -> list[Path]:
+    files = []
+    for i in range(count):
+        x = add_noise(melody(seconds, seed=i), 25.0, np.random.default_rng(i))
+        files.append(A.write_wav(folder / f"clip{i}.wav", np.stack([x, 0.9 * x]), SR))
+    return files
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    files = clip_files(folder)
+    restorers = {name: get_restorer(name) for name in NAMES}
+    build_study(files, folder / "study", restorers=restorers, design=Design(trials_per_listener=8), study_id="s1")
+    return load_study(folder / "study")
+
+
+def test_a_study_folder_holds_matched_stimuli_and_their_settings(study, tmp_path):
+    assert study.id == "s1" and [clip.id for clip in study.clips] == ["clip0", "clip1"]
+    clip = study.clips[0]
+    assert [c.label for c in clip.candidates] == ["input", *NAMES]
+    original = A.load_audio(clip_files(tmp_path)[0]).audio
+    assert clip.candidates[0].sha256 == audio_sha256(original)
+    assert clip.candidates[1].sha256 == audio_sha256(get_restorer(NAMES[0])(original, SR))
+    assert clip.candidates[2].settings[0]["params"]["gain_floor_db"] == get_restorer(NAMES[1]).params.gain_floor_db
+    levels = []
+    for relative in [c.file for c in clip.candidates] + [clip.anchor_file]:
+        stimulus = A.load_audio(study.path(relative))
+        assert stimulus.sample_rate == SR and stimulus.channels == 2
+        levels.append(A.loudness_lufs(stimulus.audio, SR))
+        assert A.true_peak_dbtp(stimulus.audio, SR) <= -1.0 + 0.05
+    assert max(levels) - min(levels) < 0.05 and levels[0] == pytest.approx(clip.loudness_lufs, abs=0.05)
+    anchor = A.load_audio(study.path(clip.anchor_file)).audio
+    assert band_level_db(anchor, original, 4500, 20000) < -80  # the 3.5 kHz anchor keeps nothing up there
+    assert abs(band_level_db(anchor, original, 200, 3000) - band_level_db(
+        A.load_audio(study.path(clip.candidates[0].file)).audio, original, 200, 3000)) < 0.1
+    assert load_study(study.folder).to_json() == study.to_json()  # round trip
+    assert study.systems() == ["input", *NAMES]
+
+
+def test_identical_outputs_are_merged_per_clip(tmp_path):
+    files = clip_files(tmp_path, count=1)
+    restorers = {"spectral_gate_hf": get_restorer("spectral_gate_hf", prop_decrease=0.0),
+                 "mcra_wiener": get_restorer("mcra_wiener"), "spectral_gate": get_restorer("spectral_gate",
+                                                                                          prop_decrease=0.0)}
+    built = build_study(files, tmp_path / "study", restorers=restorers)
+    # A gate with no reduction gives its input back (to float rounding).
+    assert [c.label for c in built.clips[0].candidates] == ["input=spectral_gate_hf=spectral_gate", "mcra_wiener"]
+
+
+def test_a_failed_build_leaves_nothing_behind(tmp_path):
+    files = clip_files(tmp_path)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    with pytest.raises(StudyError, match="broken.wav"):
+        build_study([*files, bad], tmp_path / "study", restorers={"spectral_gate_hf": get_restorer("spectral_gate_hf")})
+    assert not (tmp_path / "study").exists() and not list(tmp_path.glob(".study.partial-*"))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="already exists"):
+        build_study(files, tmp_path / "taken", restorers={"spectral_gate_hf": get_restorer("spectral_gate_hf")})
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    with pytest.raises(StudyError, match="share an id"):
+        (tmp_path / "other").mkdir()
+        twin = A.write_wav(tmp_path / "other" / "clip0.wav", np.zeros((1, SR), np.float32) + 0.1, SR)
+        build_study([files[0], twin], tmp_path / "s2", restorers={"spectral_gate_hf": get_restorer("spectral_gate_hf")})
+
+
+def test_outputs_made_elsewhere(tmp_path):
+    systems = tmp_path / "systems"
+    (systems / "input").mkdir(parents=True)
+    clean = melody(3.0, seed=4)
+    A.write_wav(systems / "input" / "song.wav", np.stack([clean, clean]), SR)
+    for name, gain in (("audiosr", 0.9), ("apollo", 0.5)):
+        (systems / name).mkdir()
+        A.write_wav(systems / name / "song.flac", np.stack([gain * clean, clean])[:, : len(clean) - 100], SR)
+    built = build_study([], tmp_path / "study", systems_dir=systems)
+    clip = built.clips[0]
+    assert [c.label for c in clip.candidates] == ["input", "apollo", "audiosr"]
+    assert clip.candidates[1].settings == [{"system": "apollo"}] and clip.duration_s == pytest.approx(3.0 - 100 / SR)
+    (systems / "later").mkdir()
+    with pytest.raises(StudyError, match=r"later/song\.\*: missing"):
+        build_study([], tmp_path / "study2", systems_dir=systems)
+    A.write_wav(systems / "later" / "song.wav", clean[None], SR)
+    with pytest.raises(StudyError, match="has 1 channel"):
+        build_study([], tmp_path / "study3", systems_dir=systems)
+    A.write_wav(systems / "later" / "song.wav", np.stack([clean, clean])[:, : SR], SR)
+    with pytest.raises(StudyError, match="at most 0.5 s of difference"):
+        build_study([], tmp_path / "study4", systems_dir=systems)
+    with pytest.raises(StudyError, match="input/: missing|input: missing"):
+        build_study([], tmp_path / "study5", systems_dir=tmp_path)
+
+
+# -- design ---------------------------------------------------------------------
+
+def test_every_clip_and_pair_is_dealt_evenly_and_checks_are_placed_as_stated(study):
+    universe = main_trials(study)
+    assert len(universe) == 2 * 3  # two clips, three sounds each: three pairs
+    dealt = Counter()
+    for index in range(25):
+        plan = listener_plan(study, index)
+        assert len(plan) == study.design.trials_per_listener and plan == listener_plan(study, index)
+        checks = [t for t in plan if t.check]
+        assert len(checks) == study.design.checks == 3 and not plan[0].check
+        assert {t.check for t in checks} == {"identical", "anchor"}
+        for trial in checks:
+            if trial.check == "identical":
+                assert trial.left == trial.right
+            else:
+                assert {trial.left, trial.right} == {"input", ANCHOR}
+        for trial in plan:
+            if not trial.check:
+                dealt[(trial.clip_id, *sorted((trial.left, trial.right)))] += 1
+    # 25 listeners x 5 main trials = 125 over 6 (clip, pair): 20 or 21 each.
+    assert set(dealt) == set(universe) and max(dealt.values()) - min(dealt.values()) <= 1
+    lefts = sum(t.left < t.right for i in range(25) for t in listener_plan(study, i) if not t.check)
+    assert 45 <= lefts <= 80  # of 125: sides drawn at random (binomial, +-3 sd)
+
+
+def test_what_answers_a_check():
+    assert PlannedTrial("c", "a", "a", "identical").check_passed("tie") is True
+    assert PlannedTrial("c", "a", "a", "identical").check_passed("left") is False
+    assert PlannedTrial("c", "input", ANCHOR, "anchor").check_passed("left") is True
+    assert PlannedTrial("c", ANCHOR, "input", "anchor").check_passed("left") is False
+    assert PlannedTrial("c", ANCHOR, "input", "anchor").check_passed("both_bad") is False
+    assert PlannedTrial("c", "a", "b").check_passed("left") is None
+
+
+# -- listeners ------------------------------------------------------------------
+
+def complete(server, listener, answer, store):
+    """Judge every trial of ``listener``'s plan with ``answer(planned) -> choice``, as the page would."""
+    while not listener.done:
+        trial = server.present(listener)
+        for token in trial.tokens:
+            store.take(token)
+        report = json.dumps({"trial": trial.trial_id, "left_s": 0.0, "right_s": 0.0})
+        server.vote(listener, answer(listener.plan[listener.position]), report)
+
+
+def right_answer(trial):
+    if trial.check == "identical":
+        return "tie"
+    if trial.check == "anchor":
+        return "left" if trial.right == ANCHOR else "right"
+    return "left"
+
+
+def test_listeners_get_places_resume_and_get_a_code(study, tmp_path):
+    log, store = VoteLog(tmp_path / "votes.csv"), StimulusStore()
+    rules = ListenRules(min_listen_s=0.0, min_decision_s=0.0)
+    server = StudyServer(study, log, store, rules, secret=b"secret")
+    first, second = server.arrive(), server.arrive("not a valid id!")
+    assert (first.index, second.index) == (0, 1) and valid_listener_id(second.listener_id)
+    with pytest.raises(ValueError, match="Answer the questions first"):
+        server.present(first)
+    with pytest.raises(ValueError, match="What are you listening on"):
+        server.answer(first, {"playback": "A gramophone", "experience": "Casual listener"})
+    server.answer(first, {"playback": "Headphones", "experience": "Casual listener"})
+    trial = server.present(first)
+    with pytest.raises(ListeningError, match="never loaded"):
+        server.vote(first, "left", json.dumps({"trial": trial.trial_id, "left_s": 3, "right_s": 3}))
+    complete(server, first, right_answer, store)
+    rows = log.read()
+    assert len(rows) == len(first.plan) and {r["listener_id"] for r in rows} == {first.listener_id}
+    assert {r["completion_code"] for r in rows} == {server.completion_code(first.listener_id)}
+    assert json.loads(rows[0]["questionnaire"]) == {"playback": "Headphones", "experience": "Casual listener"}
+    assert [r["check"] for r in rows] == [t.check for t in first.plan]
+    assert all(r["check_passed"] == ("pass" if r["check"] else "") for r in rows)
+    # A restart (a new server on the same log): the same listener resumes, done; a new one gets the next place.
+    again = StudyServer(study, log, store, rules, secret=b"secret")
+    back = again.arrive(first.listener_id)
+    assert back.done and back.index == 0 and back.questionnaire
+    assert again.arrive().index == 1
+    assert again.completion_code("p1") == server.completion_code("p1") != server.completion_code("p2")
+    assert StudyServer(study, log, store, rules, secret=b"other").completion_code("p1") != server.completion_code("p1")
+    linked = again.arrive("ignored-stored-id", link_id="PROLIFIC_42")
+    assert linked.listener_id == "PROLIFIC_42"
+
+
+# -- results --------------------------------------------------------------------
+
+TRUE_STRENGTH = {"input": -0.8, "spectral_gate_hf": 0.6, "mcra_wiener": 0.2}
+
+
+def simulated_rows(study, listeners=24, careless=(3, 7, 11), seed=0, clip_sd=0.2, listener_sd=0.0):
+    """Vote rows of listeners who follow each trial of their plan: they vote by the Bradley-Terry
+    model with TRUE_STRENGTH, plus a per-clip (and per-listener) offset of each candidate, and answer
+    checks rightly 95 % of the time; the careless ones choose at random."""
+    rng = np.random.default_rng(seed)
+    offsets = {clip.id: {name: rng.normal(0, clip_sd) for name in TRUE_STRENGTH} for clip in study.clips}
+    choices = ["left", "right", "tie", "both_bad"]
+    rows = []
+    for k in range(listeners):
+        listener = {name: rng.normal(0, listener_sd) for name in TRUE_STRENGTH}
+        for number, trial in enumerate(listener_plan(study, k)):
+            if k in careless:
+                choice = choices[rng.integers(4)]
+            elif trial.check:
+                choice = right_answer(trial) if rng.random() < 0.95 else "left"
+            else:
+                strength = {name: TRUE_STRENGTH[name] + offsets[trial.clip_id][name] + listener[name]
+                            for name in TRUE_STRENGTH}
+                p_left = 1 / (1 + np.exp(strength[trial.right] - strength[trial.left]))
+                choice = "left" if rng.random() < p_left else "right"
+            passed = trial.check_passed(choice)
+            rows.append({"study_id": study.id, "listener_id": f"l{k}", "session_id": f"s{k}",
+                         "trial_id": f"{k}-{number}", "clip_id": trial.clip_id, "restorer_left": trial.left,
+                         "restorer_right": trial.right, "choice": choice, "check": trial.check, "flags": "",
+                         "check_passed": {None: "", True: "pass", False: "fail"}[passed]})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def three_clip_study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    return build_study(clip_files(folder, count=3), folder / "study",
+                       restorers={name: get_restorer(name) for name in NAMES},
+                       design=Design(trials_per_listener=40, seed=3))
+
+
+def test_results_recover_the_order_and_flag_the_careless(three_clip_study):
+    rows = simulated_rows(three_clip_study)
+    results = study_results(three_clip_study, rows, n_bootstrap=200)
+    # A careless listener fails each check with probability 3/4; with 6 checks, more than 2
+    # failures (the rule) happens with probability 0.96, so this seeded run flags all three,
+    # and none of the others (each fails a check with probability 0.05).
+    assert sorted(results.flagged) == ["l11", "l3", "l7"]
+    assert all("failed" in listener.flagged for listener in results.listeners if listener.flagged)
+    assert [row["name"] for row in results.kept.rows] == sorted(TRUE_STRENGTH, key=TRUE_STRENGTH.get, reverse=True)
+    truth = np.array([TRUE_STRENGTH[n] for n in results.kept.names])
+    truth -= truth.mean()
+    for row in results.kept.rows:
+        assert row["ci_low"] <= truth[results.kept.names.index(row["name"])] <= row["ci_high"]
+    assert results.kept.votes == 21 * 34 and results.everyone.votes == 24 * 34
+    assert len(results.per_clip) == 3 and all(board.rows for board in results.per_clip.values())
+    assert "spectral_gate_hf" in results.separation
+
+
+@pytest.mark.slow
+def test_intervals_cover_the_truth_at_about_their_nominal_rate(three_clip_study):
+    """Studies simulated with listeners and clips that differ (each shifts every candidate's
+    strength by a normal offset, sd 0.3 and 0.2): the 95 % intervals of the listener-and-clip
+    bootstrap should cover the mean truth about 95 % of the time (between 85 % and 100 % over
+    40 studies and 3 candidates: 120 intervals, binomial sd 2 points)."""
+    covered = []
+    for seed in range(40):
+        rows = simulated_rows(three_clip_study, listeners=12, careless=(), seed=100 + seed,
+                              clip_sd=0.2, listener_sd=0.3)
+        board = study_results(three_clip_study, rows, n_bootstrap=200, seed=seed).kept
+        truth = np.array([TRUE_STRENGTH[n] for n in board.names])
+        truth -= truth.mean()
+        covered += [row["ci_low"] <= truth[board.names.index(row["name"])] <= row["ci_high"] for row in board.rows]
+    assert 0.85 <= np.mean(covered) <= 1.0, np.mean(covered)
+
+
+def test_study_commands(tmp_path, capsys):
+    files = clip_files(tmp_path)
+    out = tmp_path / "study"
+    assert main(["study", "build", *map(str, files), "-r", "spectral_gate_hf", "-o", str(out), "-q",
+                 "--trials-per-listener", "6", "--reveal", "never", "--id", "demo"]) == 0
+    assert "study demo: 2 clip(s), 4 distinct sound(s), 6 trials per listener" in capsys.readouterr().out
+    built = load_study(out)
+    assert built.reveal == "never" and built.design.trials_per_listener == 6
+    assert main(["study", "build", str(files[0]), "-r", "spectral_gate_hf", "-o", str(out), "-q"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["study", "build", "--systems-dir", str(tmp_path), "-r", "spectral_gate_hf", "-o",
+                 str(tmp_path / "x"), "-q"]) == 2
+    log = VoteLog(tmp_path / "votes.csv")
+    server = StudyServer(built, log, StimulusStore(), ListenRules(min_listen_s=0.0, min_decision_s=0.0), secret=b"s")
+    for _ in range(2):
+        listener = server.arrive()
+        server.answer(listener, {"playback": "Headphones", "experience": "Casual listener"})
+        complete(server, listener, right_answer, server.store)
+    assert main(["study", "results", str(out), "--votes", str(tmp_path / "votes.csv"), "-o",
+                 str(tmp_path / "results")]) == 0
+    printed = capsys.readouterr().out
+    assert "# Study demo" in printed and "2 listener(s), 0 flagged" in printed
+    for name in ("results.md", "leaderboard.csv", "per_clip.csv", "listeners.csv", "leaderboard.png"):
+        assert (tmp_path / "results" / name).stat().st_size > 0
+    assert main(["study", "results", str(tmp_path)]) == 2
+    assert "is not a study folder" in capsys.readouterr().err
