@@ -11,11 +11,8 @@ resident memory (``VmHWM``) and the disk its work files use. Prints a Markdown t
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from local_app import ROOT, local_app
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from restorelab.audio import load_audio, write_wav  # noqa: E402
@@ -54,22 +51,9 @@ def main() -> None:
     frames = int(limits.max_clip_s * source.sample_rate) - source.sample_rate // 10
     audio = np.resize(source.audio if source.channels == 2 else np.repeat(source.audio, 2, 0), (2, frames))
     clip = write_wav(work / "longest_clip.wav", audio, source.sample_rate, subtype="PCM_24")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               RESTORELAB_VOTES_PATH=str(work / "votes.csv"), GRADIO_TEMP_DIR=str(work / "gradio"), TMPDIR=str(work))
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
     rows = []
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with local_app(RESTORELAB_VOTES_PATH=str(work / "votes.csv"), GRADIO_TEMP_DIR=str(work / "gradio"),
+                   TMPDIR=str(work)) as (server, url):
         rows.append(("started", "", status_mb(server.pid, "VmHWM"), status_mb(server.pid, "VmRSS")))
         client = Client(url, verbose=False)
         client.predict(handle_file(str(clip)), api_name="/on_upload")
@@ -87,12 +71,9 @@ def main() -> None:
             urllib.request.urlopen(url + link, timeout=30).read()
         rows.append(("a blind pair made and fetched", "", status_mb(server.pid, "VmHWM"),
                      status_mb(server.pid, "VmRSS")))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     work_mb = folder_mb(work / "restorelab-work")
     cache_mb = folder_mb(work / "gradio")
-    lines = ["| step | seconds | peak RSS (MB) | RSS now (MB) |", "|---|---|---|---|"]
+    lines = ["| step | seconds | peak RSS (MiB) | RSS now (MiB) |", "|---|---|---|---|"]
     lines += [f"| {step} | {seconds} | {peak:.0f} | {now:.0f} |" for step, seconds, peak, now in rows]
     lines += ["", f"Work files: {work_mb:.0f} MB after {args.runs} comparison(s); Gradio's cache: {cache_mb:.0f} MB "
               "(the upload). Limits: " + ", ".join(f"{k}={v:g}" for k, v in vars(limits).items()) + "."]

@@ -11,44 +11,22 @@ and the status line. Repeats on fresh page loads and prints the times. Needs Deb
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from local_app import CHROMIUM_ARGS, local_app
 from playwright.sync_api import sync_playwright
-
-ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync", "--disable-background-networking",
-        "--disable-component-update"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), HF_HUB_OFFLINE="1",
-               RESTORELAB_VOTES_PATH=str(Path(tempfile.mkdtemp()) / "votes.csv"))
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        times = []
+    times = []
+    with local_app(RESTORELAB_VOTES_PATH=str(Path(tempfile.mkdtemp()) / "votes.csv")) as (_, url):
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=ARGS)
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for _ in range(args.runs):
                 page.goto(url)
@@ -66,9 +44,6 @@ def main() -> None:
                     ".every(p => (p.querySelector('#duration') || {}).innerText !== '0:00')")
                 times.append(time.monotonic() - start)
             browser.close()
-    finally:
-        server.terminate()
-        server.wait()
     print("Compare -> all results shown, 9.7 s stereo example, every available restorer (s): "
           + ", ".join(f"{t:.2f}" for t in times))
 
