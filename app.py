@@ -165,6 +165,30 @@ def on_matched_toggle(view, matched):
         raise _error(exc) from None
 
 
+def on_study_add(views, view):
+    """Add the current comparison to the study being put together (one per clip: a newer one replaces)."""
+    if view is None:
+        raise _error(ValueError("Run a comparison first."))
+    views = [v for v in (views or []) if v.clip_id != view.clip_id] + [view]
+    return views, (f"{len(views)} comparison(s) in the study: " + ", ".join(v.clip_name for v in views)
+                   + ". Add more, or build it.")
+
+
+def on_study_build(views, trials, reveal, request: gr.Request = None):
+    try:
+        if not isinstance(trials, (int, float)) or not 4 <= trials <= 200:
+            raise ValueError("Trials per listener must be a number from 4 to 200.")
+        if reveal not in ("end", "never", "each"):
+            raise ValueError("Reveal must be end, never or each.")
+        with JOBS.hold(_visitor(request), "a study"):
+            study, archive = lab.study_from_comparisons(views or [], LIMITS, int(trials), reveal)
+    except ValueError as exc:
+        raise _error(exc) from None
+    sounds = sum(len(clip.candidates) for clip in study.clips)
+    return str(archive), (f"Study **{study.id}**: {len(study.clips)} clip(s), {sounds} different sound(s). Unzip "
+                          f"it and serve it with `python app.py --study {study.id}`.")
+
+
 def on_zip(view):
     try:
         if view is None:
@@ -234,15 +258,21 @@ def on_vote(report, session, choice):
 
 # -- Results --------------------------------------------------------------------
 
+STUDY_SCOPE = "Study "
+
+
 def on_results(session, scope, min_votes, exclude_flagged):
-    if scope not in SCOPES:
-        raise _error(ValueError(f"unknown scope; choose one of {', '.join(SCOPES)}"))
-    session_id = None
-    if scope == "This session":
-        session_id = session.session_id if session else "-"
-    min_votes = int(min_votes) if isinstance(min_votes, (int, float)) and 1 <= min_votes <= 100000 else 10
     try:
-        found = lab.results(VOTE_LOG, session_id, min_votes, bool(exclude_flagged))
+        studies = lab.study_scopes(VOTE_LOG)
+        scopes = [*SCOPES, *(STUDY_SCOPE + study for study in studies)]
+        if scope not in scopes:
+            raise ValueError(f"unknown scope; choose one of {', '.join(scopes)}")
+        session_id = None
+        if scope == "This session":
+            session_id = session.session_id if session else "-"
+        study_id = scope[len(STUDY_SCOPE):] if scope.startswith(STUDY_SCOPE) else None
+        min_votes = int(min_votes) if isinstance(min_votes, (int, float)) and 1 <= min_votes <= 100000 else 10
+        found = lab.results(VOTE_LOG, session_id, min_votes, bool(exclude_flagged), study_id)
     except ValueError as exc:
         raise _error(exc) from None
     board = found.board
@@ -256,18 +286,19 @@ def on_results(session, scope, min_votes, exclude_flagged):
         counts = heatmap_plotly(board.counts.astype(float), board.names, "Votes per pair", fmt=".0f")
     else:
         win = counts = None
-    notes = [board.message]
+    notes = [board.message, *found.notes]
     if np.isfinite(board.left_win_share):
         notes.append(f"Left side won {board.left_win_share:.0%} of decisive votes (binomial p = "
                      f"{board.left_bias_p:.3f}; positions are randomised, so a small p means listeners favour a "
                      "side).")
-    if found.excluded_sessions:
+    if found.excluded_sessions and not study_id:
         notes.append(f"{found.excluded_sessions} session(s) left out: they broke a listening rule "
                      "(voting too fast).")
     if found.damaged_rows:
         notes.append(f"{len(found.damaged_rows)} damaged row(s) in the vote log were skipped "
                      f"({'; '.join(found.damaged_rows[:3])}).")
-    return rows, win, counts, tests, "\n\n".join(x for x in notes if x)
+    return (gr.update(choices=scopes, value=scope), rows, win, counts, tests,
+            "\n\n".join(x for x in notes if x))
 
 
 def on_export(session, scope):
@@ -452,7 +483,20 @@ def build_compare_tab(clip, view):
             linear = gr.Image(label="Linear spectrograms (one colour scale)", type="filepath", elem_id="linear")
         zip_button = gr.Button("Zip all outputs, metrics and figures", elem_id="make-zip")
         download = gr.File(label="All outputs, metrics and figures (zip)", elem_id="compare-zip")
+        with gr.Accordion("Make a listening study of comparisons", open=False):
+            gr.Markdown("Add comparisons (one per clip, the same restorers in each), then build the study: its "
+                        "folder comes as a zip, to serve with `python app.py --study FOLDER` (see the README).")
+            study_views = gr.State([])
+            with gr.Row():
+                add = gr.Button("Add this comparison", elem_id="study-add")
+                trials = gr.Number(value=20, precision=0, minimum=4, maximum=200, label="Trials per listener")
+                reveal = gr.Radio(["end", "never", "each"], value="end", label="Reveal the names")
+                build = gr.Button("Build the study", variant="primary", elem_id="study-build")
+            study_status = gr.Markdown(elem_id="study-status")
+            study_zip = gr.File(label="The study folder (zip)", elem_id="study-zip")
     outputs = [view, *players, mel, linear, psd, metrics, download, status]
+    add.click(on_study_add, [study_views, view], [study_views, study_status])
+    build.click(on_study_build, [study_views, trials, reveal], [study_zip, study_status], concurrency_limit=1)
     # One comparison at a time: on a small machine two at once take as long as two in a row,
     # and would need twice the memory.
     run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=1)
@@ -489,7 +533,8 @@ def build_listen_tab(view, session):
 def build_results_tab(session):
     with gr.Tab("Results") as tab:
         with gr.Row():
-            scope = gr.Radio(list(SCOPES), value=SCOPES[0], label="Votes")
+            scope = gr.Dropdown(list(SCOPES), value=SCOPES[0], label="Votes (the lab's, this session's, or a study's)",
+                                elem_id="results-scope")
             min_votes = gr.Number(value=10, precision=0, minimum=1, label="Votes needed for a rank")
             exclude = gr.Checkbox(value=True, label="Leave out sessions that broke a listening rule")
             refresh = gr.Button("Refresh", variant="primary", elem_id="refresh-results")
@@ -503,8 +548,8 @@ def build_results_tab(session):
                              label="Pairs: two-sided sign test on decisive votes", interactive=False)
         export = gr.Button("Export votes (CSV)", elem_id="export-votes")
         csv_file = gr.File(label="Votes CSV (spreadsheet-safe)", elem_id="votes-csv")
-    inputs, outputs = [session, scope, min_votes, exclude], [board, win, counts, tests, message]
-    for trigger in (refresh.click, tab.select, scope.change, exclude.change):
+    inputs, outputs = [session, scope, min_votes, exclude], [scope, board, win, counts, tests, message]
+    for trigger in (refresh.click, tab.select, scope.input, exclude.input):
         trigger(on_results, inputs, outputs)
     export.click(on_export, [session, scope], csv_file)
 

@@ -32,6 +32,8 @@ from restorelab.limits import Limits
 from restorelab.listening.candidates import Candidate, audio_sha256, merge_identical
 from restorelab.listening.ratings import Leaderboard, leaderboard
 from restorelab.listening.stimuli import TARGET_LUFS
+from restorelab.listening.study import Design, Study, write_study
+from restorelab.listening.study_results import study_ids, summarise
 from restorelab.listening.transport import ListeningReport, ListenRules, StimulusStore
 from restorelab.listening.trials import Session, Trial, commit, judge, start_trial
 from restorelab.listening.votes import Vote, VoteLog, flagged_sessions, new_session_id
@@ -216,6 +218,7 @@ class CompareView:
         skipped: restorer -> why it did not run.
         candidates: the distinct sounds, the input's first (outputs that sound the same merged).
         notes: restorer -> ``made no audible change`` or ``sounds the same as ...``.
+        settings: restorer -> the settings it ran with (as votes and studies record them).
     """
 
     clip_id: str
@@ -230,6 +233,7 @@ class CompareView:
     skipped: dict[str, str] = field(default_factory=dict)
     candidates: list[Candidate] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, dict] = field(default_factory=dict)
     matched_players: dict[str, Path] = field(default_factory=dict)  # written on first use
     mel_png: Path | None = None
     linear_png: Path | None = None
@@ -269,6 +273,7 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
                        mel_png=files.figures["mel"], linear_png=files.figures["linear"])
     settings = {INPUT_ROW: {"restorer": INPUT_ROW},
                 **{name: {"restorer": name, "params": values} for name, values in result.settings.items()}}
+    view.settings = settings
     for group in merge_identical(clips, clip.sample_rate):
         first = group[0]
         view.candidates.append(Candidate(members=tuple(group), path=files.wavs[first],
@@ -328,6 +333,42 @@ def comparison_zip(view: CompareView) -> Path:
         partial.replace(target)
         view.zip_path = target
     return view.zip_path
+
+
+def study_from_comparisons(views: list[CompareView], limits: Limits = Limits(), trials_per_listener: int = 20,
+                           reveal: str = "end") -> tuple[Study, Path]:
+    """A study of the compared clips with the restorers they were compared with, and a zip of its folder.
+
+    Every comparison must have run the same restorers (a study compares the same systems on every clip).
+
+    Raises:
+        ValueError: no comparison, different restorers, or files already removed from the server.
+    """
+    if not views:
+        raise ValueError("Add at least one comparison to the study first.")
+    names = [list(view.players)[1:] for view in views]
+    if any(n != names[0] for n in names):
+        raise ValueError("Every comparison in a study needs the same restorers; these differ: "
+                         + "; ".join(f"{v.clip_name}: {', '.join(n)}" for v, n in zip(views, names)))
+    for view in views:
+        _still_there(view)
+
+    def items():
+        for view in views:
+            clip = load_audio(view.players[INPUT_ROW])
+            clip.origin, clip.prompt, clip.source = view.clip_source, view.prompt, view.clip_name
+            outputs = {name: load_audio(path).audio for name, path in view.players.items() if name != INPUT_ROW}
+            yield clip, outputs, {name: [view.settings[name]] for name in outputs}
+
+    folder = work_folder("study-", limits)
+    study = write_study([view.clip_id for view in views], items(), folder / "study",
+                        design=Design(trials_per_listener=int(trials_per_listener)), reveal=reveal)
+    archive = folder / f"{study.id}.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in sorted(study.folder.rglob("*")):
+            if path.is_file():
+                bundle.write(path, Path(study.id) / path.relative_to(study.folder), compress_type=zipfile.ZIP_STORED)
+    return study, archive
 
 
 def metrics_table(rows: list[dict], notes: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
@@ -422,26 +463,50 @@ def vote(session: Session, log: VoteLog, choice: str, report: str | None, store:
 
 @dataclass
 class Results:
-    """The leaderboard and what was left out of it."""
+    """The leaderboard and what was left out of it (and, for a study, what its results say)."""
 
     board: Leaderboard
     damaged_rows: list[str]
     excluded_sessions: int
+    notes: list[str] = field(default_factory=list)
 
 
 def results(log: VoteLog, session_id: str | None = None, min_votes: int = 10,
-            exclude_flagged: bool = True) -> Results:
-    """The leaderboard over the lab's votes (or one session's), flagged sessions left out if asked.
+            exclude_flagged: bool = True, study_id: str | None = None) -> Results:
+    """The leaderboard over the lab's votes (or one session's), flagged sessions left out if asked;
+    or, with ``study_id``, over a study's listeners and clips as ``restorelab study results`` ranks them.
 
-    Votes of studies are left out: a study is read with ``restorelab study results``.
+    The lab's leaderboard leaves the votes of studies out.
     """
     read = log.read_all()
+    if study_id:
+        found = summarise(study_id, read.rows)
+        notes = [f"Study {study_id}: {len(found.listeners)} listener(s), {len(found.flagged)} flagged. {found.rule}",
+                 found.separation]
+        board = found.kept if exclude_flagged else found.everyone
+        return Results(_with_minimum(board, min_votes), read.problems, len(found.flagged) if exclude_flagged else 0,
+                       notes)
     rows = [row for row in read.rows if not row.get("study_id")]
     if session_id:
         rows = [row for row in rows if row["session_id"] == session_id]
     flagged = flagged_sessions(rows) if exclude_flagged else set()
     rows = [row for row in rows if row["session_id"] not in flagged]
     return Results(leaderboard(rows, min_votes=min_votes), read.problems, len(flagged))
+
+
+def _with_minimum(board: Leaderboard, min_votes: int) -> Leaderboard:
+    """The board with ranks shown only from ``min_votes`` votes on."""
+    rank = 0
+    for row in board.rows:
+        shown = row["votes"] >= min_votes
+        rank += shown
+        row["rank"] = rank if shown else None
+    return board
+
+
+def study_scopes(log: VoteLog) -> list[str]:
+    """The studies with votes in the log."""
+    return study_ids(log.read())
 
 
 def knob_default(name: str) -> float:

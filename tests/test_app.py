@@ -165,10 +165,10 @@ def test_upload_compare_listen_vote_results(app, tmp_path):
     assert json.loads(row["settings_left"])[0]["restorer"] == trial.left.members[0]
     assert row["stimulus_left_sha256"] == trial.left.sha256 and float(row["excerpt_duration_s"]) > 2.5
 
-    board, win, counts, tests, message = app.on_results(session, "This session", 1, False)
+    _, board, win, counts, tests, message = app.on_results(session, "This session", 1, False)
     assert {r[1] for r in board} == {*trial.left.members, *trial.right.members}
     assert all(r[0] in (1, 2) for r in board)
-    board, *_ = app.on_results(session, "This session", 10, False)
+    _, board, *_ = app.on_results(session, "This session", 10, False)
     assert all(r[0] == "–" and r[3] == "too few votes" for r in board)
     with open(app.on_export(session, "All votes"), newline="") as handle:
         exported = list(csv.DictReader(handle))
@@ -237,7 +237,7 @@ def test_one_heavy_job_per_visitor(app, tmp_path):
 
 
 def test_results_on_an_empty_log(app):
-    board, win, counts, tests, message = app.on_results(None, "All votes", 10, True)
+    _, board, win, counts, tests, message = app.on_results(None, "All votes", 10, True)
     assert board == [] and win is None and "No votes yet" in message
 
 
@@ -254,10 +254,10 @@ def test_results_report_damaged_rows_and_flagged_sessions(app):
     app.VOTE_LOG.append(vote("stuffer", flags="rate"))
     with open(app.VOTE_LOG.path, "a") as handle:
         handle.write('torn,"row\n')
-    board, *_, message = app.on_results(None, "All votes", 1, True)
+    _, board, *_, message = app.on_results(None, "All votes", 1, True)
     assert {r[4] for r in board} == {3} and "1 session(s) left out" in message
     assert "1 damaged row(s) in the vote log were skipped (line 6" in message
-    board, *_ = app.on_results(None, "All votes", 1, False)
+    _, board, *_ = app.on_results(None, "All votes", 1, False)
     assert {r[4] for r in board} == {4}
 
 
@@ -368,8 +368,38 @@ def test_a_study_page_from_arrival_to_completion_code(app, tmp_path):
     assert "All 4 trials done" in progress and code == app.STUDY.completion_code("P-1") and len(code) == 10
     rows = app.VOTE_LOG.read()
     assert len(rows) == 4 and {r["completion_code"] for r in rows} == {code} and {r["study_id"] for r in rows} == {"demo"}
-    # The lab's own Results leave the study's votes to `restorelab study results`.
-    assert app.on_results(None, "All votes", 1, False)[0] == []
+    # The lab's own leaderboard leaves the study's votes out; the study has a scope of its own.
+    scope, board, *_, message = app.on_results(None, "All votes", 1, False)
+    assert board == [] and "Study demo" in scope["choices"]
+    scope, board, *_, message = app.on_results(None, "Study demo", 1, False)
+    assert {r[1] for r in board} <= {"input", "spectral_gate_hf"} and "Study demo: 1 listener(s)" in message
     # Coming back: the same listener is done and sees the code again.
     again = app.on_study_load("P-1", Page())
     assert again[1] == "P-1" and again[-1] == code and "All 4 trials done" in again[2]
+
+
+def test_comparisons_become_a_study(app, tmp_path):
+    views = []
+    for i in range(2):
+        clip, *_ = app.on_upload(str(upload_file(tmp_path, f"song{i}.wav", hiss_snr_db=20.0, seed=i)))
+        view = app.on_compare(clip, ["spectral_gate_hf", "mcra_wiener"], False, *knobs(app), progress=NoProgress())[0]
+        views, status = app.on_study_add(views, view)
+    views, status = app.on_study_add(views, view)  # the same clip again replaces it
+    assert len(views) == 2 and "song0.wav, song1.wav" in status
+    with pytest.raises(gr.Error, match="Trials per listener must be a number from 4 to 200"):
+        app.on_study_build(views, 2, "end")
+    archive, status = app.on_study_build(views, 8, "never")
+    import zipfile
+
+    names = zipfile.ZipFile(archive).namelist()
+    study_json = next(n for n in names if n.endswith("study.json"))
+    data = json.loads(zipfile.ZipFile(archive).read(study_json))
+    assert [c["id"] for c in data["clips"]] == ["song0", "song1"] and data["reveal"] == "never"
+    assert [c["members"] for c in data["clips"][0]["candidates"]] == [["input"], ["spectral_gate_hf"], ["mcra_wiener"]]
+    mcra = data["clips"][0]["candidates"][2]["settings"][0]
+    assert mcra["params"]["gain_floor_db"] == app.lab.knob_default("mcra_wiener")
+    assert sum(n.endswith(".flac") for n in names) == 2 * 4 and f"**{data['id']}**" in status
+    third, *_ = app.on_upload(str(upload_file(tmp_path, "song2.wav", seed=2)))
+    other = app.on_compare(third, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())[0]
+    with pytest.raises(gr.Error, match="needs the same restorers"):
+        app.on_study_build([*views, other], 8, "end")

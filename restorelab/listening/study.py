@@ -288,32 +288,17 @@ def build_study(inputs: list[Path], folder: str | Path, *, restorers: dict[str, 
     Raises:
         StudyError: the folder exists, an input is bad or missing, a system lacks an output, ids clash.
     """
-    folder = Path(folder)
-    if reveal not in REVEAL_MODES:
-        raise StudyError(f"reveal must be one of {', '.join(REVEAL_MODES)}, got {reveal!r}")
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise StudyError(f"{folder}: already exists; choose a new folder for the study")
     if systems_dir is not None:
         systems_dir = Path(systems_dir)
         input_dir = systems_dir / INPUT_ROW
         if not input_dir.is_dir():
             raise StudyError(f"{input_dir}: missing; --systems-dir needs the unprocessed clips in input/")
         inputs = sorted(p for p in input_dir.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-    if not inputs:
-        raise StudyError("no clips: give audio files or folders")
-    if systems_dir is None and not restorers:
+    elif not restorers:
         raise StudyError("no restorers: name at least one with -r")
-    ids = [clean_id(Path(p).stem) for p in inputs]
-    clashes = sorted({i for i in ids if ids.count(i) > 1})
-    if clashes:
-        raise StudyError(f"these clips would share an id: {', '.join(clashes)}; rename them")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
-    try:
-        clips = []
-        for index, (path, clip_id) in enumerate(zip(inputs, ids)):
-            if progress:
-                progress(clip_id, index, len(inputs))
+
+    def items():
+        for path in inputs:
             try:
                 clip = load_audio(path, max_duration_s=max_duration_s)
             except AudioError as exc:
@@ -328,10 +313,44 @@ def build_study(inputs: list[Path], folder: str | Path, *, restorers: dict[str, 
                 outputs = {name: restorer(clip.audio, clip.sample_rate) for name, restorer in restorers.items()}
                 settings = {name: [{"restorer": name, "params": asdict(restorer.params)}]
                             for name, restorer in restorers.items()}
-            settings[INPUT_ROW] = [{"restorer": INPUT_ROW}]
-            clips.append(_write_clip(partial, index, clip, clip_id, outputs, settings))
+            yield clip, outputs, settings
+
+    return write_study([Path(p).stem for p in inputs], items(), folder, design=design, reveal=reveal,
+                       study_id=study_id, progress=progress)
+
+
+def write_study(names: list[str], items, folder: str | Path, *, design: Design = Design(), reveal: str = "end",
+                study_id: str | None = None, progress: ProgressCallback | None = None) -> Study:
+    """Write a study folder from ``items``: per clip (named by ``names``, in order), ``(clip, outputs,
+    settings)`` with ``outputs`` restorer -> audio and ``settings`` restorer -> list of settings.
+
+    Everything goes into a temporary folder beside ``folder``, renamed into place at the end.
+
+    Raises:
+        StudyError: the folder exists, ``reveal`` is unknown, there are no clips, or their ids clash.
+    """
+    folder = Path(folder)
+    if reveal not in REVEAL_MODES:
+        raise StudyError(f"reveal must be one of {', '.join(REVEAL_MODES)}, got {reveal!r}")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise StudyError(f"{folder}: already exists; choose a new folder for the study")
+    if not names:
+        raise StudyError("no clips: give audio files or folders")
+    ids = [clean_id(name) for name in names]
+    clashes = sorted({i for i in ids if ids.count(i) > 1})
+    if clashes:
+        raise StudyError(f"these clips would share an id: {', '.join(clashes)}; rename them")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        clips = []
+        for index, (clip_id, (clip, outputs, settings)) in enumerate(zip(ids, items)):
+            if progress:
+                progress(clip_id, index, len(ids))
+            clips.append(_write_clip(partial, index, clip, clip_id, outputs,
+                                     {INPUT_ROW: [{"restorer": INPUT_ROW}], **settings}))
         if progress:
-            progress("done", len(inputs), len(inputs))
+            progress("done", len(ids), len(ids))
         study = Study(id=clean_id(study_id) if study_id else f"study-{secrets.token_hex(4)}", folder=folder,
                       clips=clips, design=design, reveal=reveal,
                       created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -18,7 +18,7 @@ import numpy as np
 from restorelab import plots
 from restorelab.audio import atomic_write_text
 from restorelab.listening.ratings import Leaderboard, leaderboard
-from restorelab.listening.study import Study
+from restorelab.listening.study import Design, Study
 from restorelab.listening.votes import flagged_sessions
 from restorelab.report import to_markdown, write_table
 
@@ -56,8 +56,20 @@ class StudyResults:
 
 def study_results(study: Study, rows: list[dict[str, str]], n_bootstrap: int = 500, seed: int = 0) -> StudyResults:
     """Summarise a study's votes (``rows`` may hold others; only the study's are used)."""
-    rows = [row for row in rows if row.get("study_id") == study.id and row.get("listener_id")]
-    limit = study.design.max_failed_check_share
+    return summarise(study.id, rows, study.design.max_failed_check_share, [clip.id for clip in study.clips],
+                     n_bootstrap, seed)
+
+
+def study_ids(rows: list[dict[str, str]]) -> list[str]:
+    """The studies that have votes in ``rows``, in the order they first appear."""
+    return list(dict.fromkeys(row["study_id"] for row in rows if row.get("study_id")))
+
+
+def summarise(study_id: str, rows: list[dict[str, str]], max_failed_check_share: float = Design().max_failed_check_share,
+              clip_ids: list[str] | None = None, n_bootstrap: int = 500, seed: int = 0) -> StudyResults:
+    """:func:`study_results` from the votes alone (the clips are those voted on, unless given)."""
+    rows = [row for row in rows if row.get("study_id") == study_id and row.get("listener_id")]
+    limit = max_failed_check_share
     paced = flagged_sessions([{**row, "session_id": row["listener_id"]} for row in rows])
     listeners = []
     for listener_id in sorted({row["listener_id"] for row in rows}):
@@ -75,13 +87,13 @@ def study_results(study: Study, rows: list[dict[str, str]], n_bootstrap: int = 5
     kept_rows = [row for row in rows if row["listener_id"] not in flagged]
     everyone = leaderboard(rows, min_votes=1, n_bootstrap=n_bootstrap, seed=seed, units=UNITS)
     kept = leaderboard(kept_rows, min_votes=1, n_bootstrap=n_bootstrap, seed=seed, units=UNITS)
-    per_clip = {clip.id: leaderboard([row for row in kept_rows if row["clip_id"] == clip.id], min_votes=1,
-                                     n_bootstrap=max(50, n_bootstrap // 5), seed=seed, units=("listener_id",))
-                for clip in study.clips}
+    per_clip = {clip: leaderboard([row for row in kept_rows if row["clip_id"] == clip], min_votes=1,
+                                  n_bootstrap=max(50, n_bootstrap // 5), seed=seed, units=("listener_id",))
+                for clip in (clip_ids if clip_ids is not None else dict.fromkeys(row["clip_id"] for row in rows))}
     rule = (f"A listener is flagged who fails more than {limit:.0%} of their checks (an identical pair not "
             "answered 'no difference', or the 3.5 kHz anchor not losing to the input), or who voted faster "
             "than the listening rules allow; results are given with and without them.")
-    return StudyResults(study.id, listeners, everyone, kept, per_clip, separation(kept), rule)
+    return StudyResults(study_id, listeners, everyone, kept, per_clip, separation(kept), rule)
 
 
 def separation(board: Leaderboard) -> str:
