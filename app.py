@@ -397,13 +397,7 @@ def build_study_app() -> gr.Blocks:
                        for q in study.questionnaire]
         start = gr.Button("Start", variant="primary", elem_id="study-start")
         progress = gr.Markdown(elem_id="study-progress")
-        gr.HTML((ASSETS / "ab_transport.html").read_text(encoding="utf-8"), elem_id="ab-transport", padding=False)
-        ticket = gr.HTML("", elem_id="ab-ticket", padding=False)
-        report = gr.Textbox(visible=False)
-        with gr.Row():
-            buttons = [gr.Button(label, elem_id=f"vote-{choice.replace('_', '-')}", elem_classes=["ab-vote"])
-                       for choice, label in CHOICES]
-        reveal = gr.Markdown(elem_id="ab-reveal")
+        ticket, report, buttons, reveal = blind_pair_controls()
         code = gr.Markdown(elem_id="completion-code")
         demo.load(on_study_load, stored, [listener, stored, progress, questions, start, code],
                   js=LOAD_LISTENER_JS.format(study=key)).then(
@@ -505,6 +499,19 @@ def build_compare_tab(clip, view):
     return outputs
 
 
+def blind_pair_controls():
+    """The A/B player, the trial's ticket, the hidden report, the vote buttons and the reveal:
+    the same element ids in the Listen tab and on a study's page."""
+    gr.HTML((ASSETS / "ab_transport.html").read_text(encoding="utf-8"), elem_id="ab-transport", padding=False)
+    ticket = gr.HTML("", elem_id="ab-ticket", padding=False)
+    report = gr.Textbox(visible=False)
+    with gr.Row():
+        buttons = [gr.Button(label, elem_id=f"vote-{choice.replace('_', '-')}", elem_classes=["ab-vote"])
+                   for choice, label in CHOICES]
+    reveal = gr.Markdown(elem_id="ab-reveal")
+    return ticket, report, buttons, reveal
+
+
 def build_listen_tab(view, session):
     with gr.Tab("Listen"):
         gr.Markdown("Blind A/B: the unprocessed input takes part as a control. Each pair plays the same random "
@@ -515,14 +522,7 @@ def build_listen_tab(view, session):
                     "below.")
         start = gr.Button("Start listening", variant="primary", elem_id="start-listening")
         info = gr.Markdown(elem_id="trial-info")
-        gr.HTML((ASSETS / "ab_transport.html").read_text(encoding="utf-8"), elem_id="ab-transport",
-                padding=False)
-        ticket = gr.HTML("", elem_id="ab-ticket", padding=False)
-        report = gr.Textbox(visible=False)
-        with gr.Row():
-            buttons = [gr.Button(label, elem_id=f"vote-{choice.replace('_', '-')}", elem_classes=["ab-vote"])
-                       for choice, label in CHOICES]
-        reveal = gr.Markdown(elem_id="ab-reveal")
+        ticket, report, buttons, reveal = blind_pair_controls()
     outputs = [session, ticket, info, reveal]
     start.click(on_start_listening, [session, view], outputs)
     for (choice, _), button in zip(CHOICES, buttons):

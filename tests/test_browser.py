@@ -363,6 +363,12 @@ def test_two_listeners_complete_a_study(tmp_path, browser):
             page.click("#study-start")
         trials = [None, None]
         for step in range(5):
+            if step == 2:  # the second listener reloads the page: this browser remembers who they were
+                pages[1].reload()
+                wait_text(pages[1], "#study-progress", "Welcome back: 2 of 5 trials done")
+                assert not pages[1].locator("#question-playback").is_visible()
+                pages[1].click("#study-start")
+                trials[1] = None
             trials = [wait_for_pair(page, previous) for page, previous in zip(pages, trials)]
             for page in pages:
                 wait_text(page, "#study-progress", f"Trial {step + 1} of 5")

@@ -301,8 +301,9 @@ def test_study_commands(tmp_path, capsys):
     assert main(["study", "results", str(out), "--votes", str(tmp_path / "votes.csv"), "-o",
                  str(tmp_path / "results")]) == 0
     printed = capsys.readouterr().out
-    assert "# Study demo" in printed and "2 listener(s), 0 flagged" in printed
-    for name in ("results.md", "leaderboard.csv", "per_clip.csv", "listeners.csv", "leaderboard.png"):
+    assert "# Study demo" in printed and "2 listener(s), 0 flagged" in printed and "## Win rates" in printed
+    for name in ("results.md", "leaderboard.csv", "per_clip.csv", "win_rates.csv", "listeners.csv",
+                 "leaderboard.png"):
         assert (tmp_path / "results" / name).stat().st_size > 0
     assert main(["study", "results", str(tmp_path)]) == 2
     assert "is not a study folder" in capsys.readouterr().err

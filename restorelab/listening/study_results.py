@@ -125,9 +125,16 @@ def _board_rows(board: Leaderboard) -> list[dict]:
             for row in board.rows]
 
 
+def _win_rows(board: Leaderboard) -> list[dict]:
+    """The win-rate matrix as rows: the share of decisive votes the row's restorer won against each column's."""
+    return [{"restorer": name, **{other: "" if np.isnan(board.win_rate[i, j]) else round(float(board.win_rate[i, j]), 3)
+                                 for j, other in enumerate(board.names)}}
+            for i, name in enumerate(board.names)]
+
+
 def write_results(results: StudyResults, folder: str | Path) -> list[Path]:
     """``results.md``, ``leaderboard.csv`` (with and without flagged listeners), ``per_clip.csv``,
-    ``listeners.csv`` and ``leaderboard.png`` in ``folder``."""
+    ``win_rates.csv``, ``listeners.csv`` and ``leaderboard.png`` in ``folder``."""
     folder = Path(folder)
     columns = ["rank", "name", "strength", "ci_low", "ci_high", "votes"]
     written = []
@@ -136,6 +143,8 @@ def write_results(results: StudyResults, folder: str | Path) -> list[Path]:
     write_table(table, ["listeners", *columns], folder / "leaderboard.csv", None)
     clips = [{"clip": clip, **row} for clip, board in results.per_clip.items() for row in _board_rows(board)]
     write_table(clips, ["clip", *columns], folder / "per_clip.csv", None)
+    write_table(_win_rows(results.kept), ["restorer", *results.kept.names], folder / "win_rates.csv", None)
+    written.append(folder / "win_rates.csv")
     people = [vars(listener) for listener in results.listeners]
     write_table(people, ["listener_id", "votes", "checks", "failed_checks", "flagged", "questionnaire"],
                 folder / "listeners.csv", None)
@@ -159,6 +168,8 @@ def results_markdown(results: StudyResults) -> str:
     if np.isfinite(kept.left_win_share):
         lines += [f"Position bias: the left side won {kept.left_win_share:.0%} of decisive votes "
                   f"(two-sided binomial p = {kept.left_bias_p:.3f}).", ""]
+    lines += ["## Win rates (row beats column, decisive votes; flagged listeners left out)", "",
+              to_markdown(_win_rows(kept), ["restorer", *kept.names]), ""]
     lines += ["## Ranking with every listener", "", to_markdown(_board_rows(results.everyone), columns), ""]
     lines += ["## Per clip", ""]
     for clip, board in results.per_clip.items():
