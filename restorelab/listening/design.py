@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from restorelab.analysis import INPUT_ROW
 from restorelab.listening.study import ANCHOR, Study
 
 
@@ -79,10 +78,3 @@ def listener_plan(study: Study, listener_index: int) -> list[PlannedTrial]:
         plan.insert(int(rng.integers(1, len(plan) + 1)) if plan else 0, check)
     return plan
 
-
-def input_label(study: Study, clip_id: str) -> str:
-    """The label of the candidate that holds the unprocessed input on a clip."""
-    for candidate in study.clip(clip_id).candidates:
-        if INPUT_ROW in candidate.members:
-            return candidate.label
-    raise KeyError(clip_id)

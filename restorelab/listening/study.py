@@ -152,14 +152,6 @@ class Study:
                 return clip
         raise KeyError(clip_id)
 
-    def systems(self) -> list[str]:
-        """Every restorer or system in the study, the input first."""
-        names = [INPUT_ROW]
-        for clip in self.clips:
-            for candidate in clip.candidates:
-                names += [m for m in candidate.members if m not in names]
-        return names
-
     def to_json(self) -> str:
         data = {"format": FORMAT_VERSION, "id": self.id, "test": self.test, "reveal": self.reveal,
                 "app_version": self.app_version, "created_utc": self.created_utc, "design": asdict(self.design),
