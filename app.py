@@ -263,18 +263,17 @@ STUDY_SCOPE = "Study "
 
 def on_results(session, scope, min_votes, exclude_flagged):
     try:
-        studies = lab.study_scopes(VOTE_LOG)
-        scopes = [*SCOPES, *(STUDY_SCOPE + study for study in studies)]
-        if scope not in scopes:
-            raise ValueError(f"unknown scope; choose one of {', '.join(scopes)}")
+        study_id = scope[len(STUDY_SCOPE):] if isinstance(scope, str) and scope.startswith(STUDY_SCOPE) else None
+        if scope not in SCOPES and study_id is None:
+            raise ValueError(f"unknown scope; choose {' or '.join(SCOPES)}, or a study")
         session_id = None
         if scope == "This session":
             session_id = session.session_id if session else "-"
-        study_id = scope[len(STUDY_SCOPE):] if scope.startswith(STUDY_SCOPE) else None
         min_votes = int(min_votes) if isinstance(min_votes, (int, float)) and 1 <= min_votes <= 100000 else 10
         found = lab.results(VOTE_LOG, session_id, min_votes, bool(exclude_flagged), study_id)
     except ValueError as exc:
         raise _error(exc) from None
+    scopes = [*SCOPES, *(STUDY_SCOPE + study for study in found.studies)]
     board = found.board
     # Below the minimum, a bootstrap over a handful of votes gives a falsely narrow interval: show none.
     rows = [[r["rank"], r["name"], round(r["strength"], 3), f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]", r["votes"]]

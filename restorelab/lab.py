@@ -271,9 +271,9 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
                        prompt=clip.prompt, sample_rate=clip.sample_rate, duration_s=clip.duration_s, folder=folder,
                        players=files.wavs, rows=result.rows, skipped=result.skipped,
                        mel_png=files.figures["mel"], linear_png=files.figures["linear"])
-    settings = {INPUT_ROW: {"restorer": INPUT_ROW},
-                **{name: {"restorer": name, "params": values} for name, values in result.settings.items()}}
-    view.settings = settings
+    settings = view.settings = {INPUT_ROW: {"restorer": INPUT_ROW},
+                                **{name: {"restorer": name, "params": values}
+                                   for name, values in result.settings.items()}}
     for group in merge_identical(clips, clip.sample_rate):
         first = group[0]
         view.candidates.append(Candidate(members=tuple(group), path=files.wavs[first],
@@ -317,22 +317,24 @@ def matched_players(view: CompareView) -> dict[str, Path]:
 
 
 def comparison_zip(view: CompareView) -> Path:
-    """One zip of the comparison's folder, built the first time someone asks for it.
-
-    Audio is stored as it is (float WAV hardly deflates, and it costs seconds).
-    """
+    """One zip of the comparison's folder, built the first time someone asks for it."""
     _still_there(view)
     if view.zip_path is None:
-        target = view.folder / "restorelab-comparison.zip"
-        partial = target.with_suffix(".zip.partial")
-        with zipfile.ZipFile(partial, "w") as archive:
-            for path in sorted(view.folder.rglob("*")):
-                if path.is_file() and path not in (target, partial):
-                    method = zipfile.ZIP_STORED if path.suffix == ".wav" else zipfile.ZIP_DEFLATED
-                    archive.write(path, path.relative_to(view.folder), compress_type=method)
-        partial.replace(target)
-        view.zip_path = target
+        view.zip_path = _zip_folder(view.folder, view.folder / "restorelab-comparison.zip")
     return view.zip_path
+
+
+def _zip_folder(folder: Path, target: Path, inside: str = "") -> Path:
+    """Zip every file under ``folder`` (in a folder named ``inside`` within the zip, if given),
+    through a partial file renamed at the end. Audio is stored as it is: it hardly deflates."""
+    partial = target.with_name(target.name + ".partial")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path not in (target, partial):
+                method = zipfile.ZIP_STORED if path.suffix in (".wav", ".flac") else zipfile.ZIP_DEFLATED
+                archive.write(path, Path(inside) / path.relative_to(folder), compress_type=method)
+    partial.replace(target)
+    return target
 
 
 def study_from_comparisons(views: list[CompareView], limits: Limits = Limits(), trials_per_listener: int = 20,
@@ -363,12 +365,7 @@ def study_from_comparisons(views: list[CompareView], limits: Limits = Limits(), 
     folder = work_folder("study-", limits)
     study = write_study([view.clip_id for view in views], items(), folder / "study",
                         design=Design(trials_per_listener=int(trials_per_listener)), reveal=reveal)
-    archive = folder / f"{study.id}.zip"
-    with zipfile.ZipFile(archive, "w") as bundle:
-        for path in sorted(study.folder.rglob("*")):
-            if path.is_file():
-                bundle.write(path, Path(study.id) / path.relative_to(study.folder), compress_type=zipfile.ZIP_STORED)
-    return study, archive
+    return study, _zip_folder(study.folder, folder / f"{study.id}.zip", inside=study.id)
 
 
 def metrics_table(rows: list[dict], notes: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
@@ -469,6 +466,7 @@ class Results:
     damaged_rows: list[str]
     excluded_sessions: int
     notes: list[str] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)
 
 
 def results(log: VoteLog, session_id: str | None = None, min_votes: int = 10,
@@ -476,22 +474,28 @@ def results(log: VoteLog, session_id: str | None = None, min_votes: int = 10,
     """The leaderboard over the lab's votes (or one session's), flagged sessions left out if asked;
     or, with ``study_id``, over a study's listeners and clips as ``restorelab study results`` ranks them.
 
-    The lab's leaderboard leaves the votes of studies out.
+    The lab's leaderboard leaves the votes of studies out. ``Results.studies`` lists the studies in the log.
+
+    Raises:
+        ValueError: ``study_id`` has no votes in the log.
     """
     read = log.read_all()
+    studies = study_ids(read.rows)
     if study_id:
+        if study_id not in studies:
+            raise ValueError(f"no votes of a study {study_id[:64]!r}; studies with votes: {', '.join(studies) or 'none'}")
         found = summarise(study_id, read.rows)
         notes = [f"Study {study_id}: {len(found.listeners)} listener(s), {len(found.flagged)} flagged. {found.rule}",
                  found.separation]
         board = found.kept if exclude_flagged else found.everyone
         return Results(_with_minimum(board, min_votes), read.problems, len(found.flagged) if exclude_flagged else 0,
-                       notes)
+                       notes, studies)
     rows = [row for row in read.rows if not row.get("study_id")]
     if session_id:
         rows = [row for row in rows if row["session_id"] == session_id]
     flagged = flagged_sessions(rows) if exclude_flagged else set()
     rows = [row for row in rows if row["session_id"] not in flagged]
-    return Results(leaderboard(rows, min_votes=min_votes), read.problems, len(flagged))
+    return Results(leaderboard(rows, min_votes=min_votes), read.problems, len(flagged), studies=studies)
 
 
 def _with_minimum(board: Leaderboard, min_votes: int) -> Leaderboard:
@@ -503,10 +507,6 @@ def _with_minimum(board: Leaderboard, min_votes: int) -> Leaderboard:
         row["rank"] = rank if shown else None
     return board
 
-
-def study_scopes(log: VoteLog) -> list[str]:
-    """The studies with votes in the log."""
-    return study_ids(log.read())
 
 
 def knob_default(name: str) -> float:

@@ -32,8 +32,16 @@ def env_overrides(cls) -> dict:
     return values
 
 
+class EnvSettings:
+    """A settings dataclass whose fields a deployment can set with ``RESTORELAB_<FIELD>``."""
+
+    @classmethod
+    def from_env(cls):
+        return cls(**env_overrides(cls))
+
+
 @dataclass(frozen=True)
-class Limits:
+class Limits(EnvSettings):
     """Bounds on what the app accepts and keeps.
 
     Attributes:
@@ -62,7 +70,3 @@ class Limits:
         for item in fields(self):
             if not getattr(self, item.name) > 0:
                 raise ValueError(f"{item.name} must be positive, got {getattr(self, item.name)}")
-
-    @classmethod
-    def from_env(cls) -> "Limits":
-        return cls(**env_overrides(cls))

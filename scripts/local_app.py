@@ -17,25 +17,38 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--autoplay-policy=no-user-gesture-required"]
 
 
+class AppDidNotStart(RuntimeError):
+    """The app exited, or did not answer, while starting."""
+
+
 @contextmanager
-def local_app(**env: str):
-    """Yield ``(process, url)`` of the app started with extra environment variables; stop it after."""
+def local_app(log=subprocess.DEVNULL, timeout_s: float = 120.0, **env: str):
+    """Yield ``(process, url)`` of the app started with extra environment variables; stop it after.
+
+    ``log`` takes the app's output (a file opened for writing).
+
+    Raises:
+        AppDidNotStart: it exited, or did not answer within ``timeout_s``.
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     environment = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                        HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **env)
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
+                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout_s
     try:
-        for _ in range(240):
+        while True:
             try:
-                urllib.request.urlopen(url, timeout=1)
+                urllib.request.urlopen(url, timeout=2)
                 break
             except OSError:
                 if process.poll() is not None:
-                    raise SystemExit("the app exited while starting")
+                    raise AppDidNotStart("the app exited while starting") from None
+                if time.monotonic() > deadline:
+                    raise AppDidNotStart(f"the app did not answer within {timeout_s:g} s") from None
                 time.sleep(0.5)
         yield process, url
     finally:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from scripts.local_app import AppDidNotStart, local_app
 
 SR = 44100
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,31 +90,13 @@ def running_app(folder: Path, **env: str):
     """``app.py`` in a subprocess on a free localhost port, its votes in ``folder``.
 
     Yields ``(url, votes_path)``; ``env`` adds environment variables (limits, rules).
+    The app's output goes to ``folder/server.log``, shown if it fails to start.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     votes = folder / "votes.csv"
-    environment = dict(os.environ, RESTORELAB_VOTES_PATH=str(votes), GRADIO_SERVER_PORT=str(port),
-                       GRADIO_SERVER_NAME="127.0.0.1", GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **env)
     log_path = folder / "server.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
-                                   stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 120
         try:
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None:
-                        pytest.fail(f"the app exited: {log_path.read_text()[-2000:]}")
-                    if time.monotonic() > deadline:
-                        pytest.fail("the app did not start within 120 s")
-                    time.sleep(0.5)
-            yield url, votes
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+            with local_app(log=log, RESTORELAB_VOTES_PATH=str(votes), **env) as (_, url):
+                yield url, votes
+        except AppDidNotStart as exc:
+            pytest.fail(f"{exc}: {log_path.read_text()[-2000:]}")

@@ -233,8 +233,8 @@ class Recorder:
         self.responses = []
         page.on("response", lambda response: self.responses.append(response))
 
-    def stimuli_since(self, start: int) -> list:
-        return [r for r in self.responses[start:] if "/ab/stimulus/" in r.url]
+    def stimuli(self) -> list:
+        return [r for r in self.responses if "/ab/stimulus/" in r.url]
 
     def compare_bodies(self) -> set[str]:
         """Hashes of the audio files the Compare tab served."""
@@ -279,7 +279,7 @@ def test_a_blind_session_cannot_be_linked_or_gamed(server, browser):
     panel_names = AVAILABLE  # ("input" is in every trial's text: "the unprocessed input among them")
     while trials < 9:
         listen_both(page)
-        stimuli = [r for r in recorder.stimuli_since(0) if r.url not in seen_urls]
+        stimuli = [r for r in recorder.stimuli() if r.url not in seen_urls]
         assert len(stimuli) == 2, [r.url for r in stimuli]  # this trial's two sides, nothing else
         ticket = page.locator("#ab-ticket .ab-ticket")
         by_side = {"left": None, "right": None}

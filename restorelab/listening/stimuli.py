@@ -80,16 +80,29 @@ def make_pair(left: Path, right: Path, rng: np.random.Generator, *, max_excerpt_
     rate = info.samplerate
     start, stop = excerpt_bounds(frames, rate, rng, max_excerpt_s)
     fade = _fade(stop - start, rate)
-    sides = [read_excerpt(path, start, stop) * fade for path in (left, right)]
-    levels = [loudness_lufs(side, rate) for side in sides]
-    # The loudest each side can be without passing the ceiling; both go to the lower of the two.
-    reachable = [min(target_lufs, ceiling_dbtp - true_peak_dbtp(side, rate) + level)
-                 for side, level in zip(sides, levels) if np.isfinite(level)]
-    common = min(reachable, default=target_lufs)
-    files = [_wav_bytes(side * np.float32(10 ** ((common - level) / 20)) if np.isfinite(level) else side, rate, rng)
-             for side, level in zip(sides, levels)]
+    sides, common = match_together([read_excerpt(path, start, stop) * fade for path in (left, right)], rate,
+                                   target_lufs, ceiling_dbtp)
+    files = [_wav_bytes(side, rate, rng) for side in sides]
     return PairStimuli(left=files[0], right=files[1], start_s=start / rate, duration_s=(stop - start) / rate,
                        loudness_lufs=common, lowered_db=target_lufs - common)
+
+
+def match_together(sounds: list[np.ndarray], sample_rate: int, target_lufs: float = TARGET_LUFS,
+                   ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP) -> tuple[list[np.ndarray], float]:
+    """Every sound at one integrated loudness: ``target_lufs``, or lower where any sound's true peak
+    would pass ``ceiling_dbtp`` (all lowered together, so they stay matched). Silence is left alone.
+
+    Returns:
+        ``(sounds, loudness_lufs)``: the gained sounds and the loudness they share.
+    """
+    levels = [loudness_lufs(sound, sample_rate) for sound in sounds]
+    # The loudest each sound can be without passing the ceiling; all go to the lowest of these.
+    reachable = [min(target_lufs, ceiling_dbtp - true_peak_dbtp(sound, sample_rate) + level)
+                 for sound, level in zip(sounds, levels) if np.isfinite(level)]
+    common = min(reachable, default=target_lufs)
+    gained = [sound * np.float32(10 ** ((common - level) / 20)) if np.isfinite(level) else sound
+              for sound, level in zip(sounds, levels)]
+    return gained, common
 
 
 def _fade(length: int, sample_rate: int) -> np.ndarray:

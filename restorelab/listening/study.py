@@ -28,11 +28,10 @@ import numpy as np
 
 from restorelab import __version__
 from restorelab.analysis import INPUT_ROW
-from restorelab.audio import (AUDIO_SUFFIXES, AudioError, Clip, atomic_write_text, load_audio, loudness_lufs,
-                              true_peak_dbtp, write_wav)
+from restorelab.audio import AUDIO_SUFFIXES, AudioError, Clip, atomic_write_text, load_audio, write_wav
 from restorelab.dsp import lowpass_fir, zero_phase_filter
 from restorelab.listening.candidates import audio_sha256, merge_identical
-from restorelab.listening.stimuli import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
+from restorelab.listening.stimuli import match_together
 from restorelab.listening.votes import MERGED
 
 FORMAT_VERSION = 1
@@ -209,33 +208,22 @@ def anchor_of(audio: np.ndarray, sample_rate: int, cutoff_hz: float = ANCHOR_CUT
     return zero_phase_filter(audio, lowpass_fir(cutoff_hz, sample_rate)).astype(np.float32)
 
 
-def _matched(sounds: dict[str, np.ndarray], sample_rate: int) -> tuple[dict[str, np.ndarray], float]:
-    """Every sound of a clip at one loudness: the target, or lower where any true peak would pass the ceiling."""
-    levels = {name: loudness_lufs(audio, sample_rate) for name, audio in sounds.items()}
-    reachable = [min(TARGET_LUFS, TRUE_PEAK_CEILING_DBTP - true_peak_dbtp(audio, sample_rate) + levels[name])
-                 for name, audio in sounds.items() if np.isfinite(levels[name])]
-    common = min(reachable, default=TARGET_LUFS)
-    gained = {name: audio * np.float32(10 ** ((common - levels[name]) / 20)) if np.isfinite(levels[name]) else audio
-              for name, audio in sounds.items()}
-    return gained, common
-
-
 def _write_clip(folder: Path, index: int, clip: Clip, clip_id: str, outputs: dict[str, np.ndarray],
                 settings: dict[str, list[dict]]) -> StudyClip:
     """Merge a clip's outputs that sound the same, match them and the anchor, write them."""
     sounds = {INPUT_ROW: clip.audio, **outputs}
     groups = merge_identical(sounds, clip.sample_rate)
     anchor = anchor_of(clip.audio, clip.sample_rate)
-    matched, level = _matched({**{group[0]: sounds[group[0]] for group in groups}, ANCHOR: anchor},
-                              clip.sample_rate)
+    (*matched, matched_anchor), level = match_together([sounds[group[0]] for group in groups] + [anchor],
+                                                       clip.sample_rate)
     candidates = []
-    for number, group in enumerate(groups):
+    for number, (group, stimulus) in enumerate(zip(groups, matched)):
         relative = f"stimuli/{index:03d}/{number:02d}.flac"
-        write_wav(folder / relative, matched[group[0]], clip.sample_rate, subtype="PCM_24", file_format="FLAC")
+        write_wav(folder / relative, stimulus, clip.sample_rate, subtype="PCM_24", file_format="FLAC")
         candidates.append(StudyCandidate(members=tuple(group), file=relative, sha256=audio_sha256(sounds[group[0]]),
                                          settings=[s for name in group for s in settings[name]]))
     anchor_file = f"stimuli/{index:03d}/{ANCHOR}.flac"
-    write_wav(folder / anchor_file, matched[ANCHOR], clip.sample_rate, subtype="PCM_24", file_format="FLAC")
+    write_wav(folder / anchor_file, matched_anchor, clip.sample_rate, subtype="PCM_24", file_format="FLAC")
     return StudyClip(id=clip_id, source=Path(clip.source).name, origin=clip.origin, prompt=clip.prompt,
                      duration_s=clip.duration_s, candidates=tuple(candidates), anchor_file=anchor_file,
                      loudness_lufs=level)

@@ -12,13 +12,14 @@ that skips the audio, or claims more listening than time allows, is refused.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, fields
 
-from restorelab.limits import env_overrides
+from restorelab.limits import EnvSettings
 
 #: URL path under which the app serves stimuli: ``/ab/stimulus/<token>``.
 STIMULUS_ROUTE = "/ab/stimulus"
@@ -29,7 +30,7 @@ class ListeningError(ValueError):
 
 
 @dataclass(frozen=True)
-class ListenRules:
+class ListenRules(EnvSettings):
     """The rules a blind vote must meet; each can be set with ``RESTORELAB_<NAME>`` (upper case).
 
     Attributes:
@@ -62,10 +63,6 @@ class ListenRules:
                 raise ValueError(f"{item.name} must be >= 0, got {getattr(self, item.name)}")
         if min(self.max_votes_per_minute, self.max_votes_per_hour, self.max_votes_per_pair) < 1:
             raise ValueError("max_votes_per_minute, max_votes_per_hour and max_votes_per_pair must be at least 1")
-
-    @classmethod
-    def from_env(cls) -> "ListenRules":
-        return cls(**env_overrides(cls))
 
     def required_s(self, duration_s: float) -> float:
         """The listening each side needs: the minimum, or the whole stimulus if shorter."""
@@ -164,8 +161,6 @@ class ListeningReport:
     @classmethod
     def parse(cls, text: str | None) -> "ListeningReport":
         """From the transport's JSON report; anything malformed is refused with a clear message."""
-        import json
-
         try:
             if len(text or "") > 1000:  # a report is a few dozen characters
                 raise ValueError("too long")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from restorelab.listening.candidates import Candidate
-from restorelab.listening.stimuli import MAX_EXCERPT_S, TARGET_LUFS, make_pair
+from restorelab.listening.stimuli import make_pair
 from restorelab.listening.transport import (ListeningError, ListeningReport, ListenRules, StimulusStore,
                                             check_listening)
 from restorelab.listening.votes import Vote, new_trial_id
@@ -110,7 +110,6 @@ def next_pair(session: Session, rng: np.random.Generator, max_votes_per_pair: in
 
 
 def start_trial(session: Session, store: StimulusStore, rules: ListenRules = ListenRules(),
-                max_excerpt_s: float = MAX_EXCERPT_S, target_lufs: float = TARGET_LUFS,
                 pair: tuple[Candidate, Candidate] | None = None) -> Trial:
     """Draw the next pair (or take ``pair``, sides as given), make its stimuli and publish them;
     the trial becomes the session's.
@@ -125,8 +124,7 @@ def start_trial(session: Session, store: StimulusStore, rules: ListenRules = Lis
         rng = np.random.default_rng([session.seed, session.votes_cast, sum(session.heard.values())])
         pair = next_pair(session, rng, rules.max_votes_per_pair)
     left, right = pair
-    pair = make_pair(left.path, right.path, np.random.default_rng(secrets.randbits(128)),
-                     max_excerpt_s=max_excerpt_s, target_lufs=target_lufs)
+    pair = make_pair(left.path, right.path, np.random.default_rng(secrets.randbits(128)))
     tokens = (store.publish(pair.left), store.publish(pair.right))
     session.trial = Trial(trial_id=new_trial_id(), left=left, right=right, tokens=tokens, start_s=pair.start_s,
                           duration_s=pair.duration_s, loudness_lufs=pair.loudness_lufs)
