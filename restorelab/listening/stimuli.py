@@ -1,7 +1,7 @@
-"""The two sounds of a blind trial, made fresh for every trial.
+"""The sounds of a blind trial (a pair, or a MUSHRA page), made fresh for every trial.
 
-Each trial plays a randomly placed excerpt of the two candidates (the same
-excerpt for both), with short fades, both sides at one loudness, as 24-bit WAV
+Each trial plays a randomly placed excerpt of its candidates (the same
+excerpt for all), with short fades, every sound at one loudness, as 24-bit WAV
 with fresh TPDF dither. So no two trials ever send the same bytes, lengths or
 names for a candidate, and nothing but the sound itself tells the sides apart
 or links a trial to another one (or to the files the Compare tab served).
@@ -70,21 +70,40 @@ def read_excerpt(path: Path, start: int, stop: int) -> np.ndarray:
 
 def make_pair(left: Path, right: Path, rng: np.random.Generator, *, max_excerpt_s: float = MAX_EXCERPT_S,
               target_lufs: float = TARGET_LUFS, ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP) -> PairStimuli:
-    """Cut the same random excerpt from both files and make it a matched, dithered pair.
+    """Cut the same random excerpt from both files and make it a matched, dithered pair (see :func:`make_set`)."""
+    made = make_set([left, right], rng, max_excerpt_s=max_excerpt_s, target_lufs=target_lufs,
+                    ceiling_dbtp=ceiling_dbtp)
+    return PairStimuli(left=made.files[0], right=made.files[1], start_s=made.start_s, duration_s=made.duration_s,
+                       loudness_lufs=made.loudness_lufs, lowered_db=made.lowered_db)
 
-    Both sides are gained to ``target_lufs``; if either side's true peak would
-    pass ``ceiling_dbtp``, both are lowered together so they stay matched.
+
+@dataclass(frozen=True)
+class StimulusSet:
+    """Several sounds of one trial, ready to send (the fields as in :class:`PairStimuli`)."""
+
+    files: list[bytes]
+    start_s: float
+    duration_s: float
+    loudness_lufs: float
+    lowered_db: float
+
+
+def make_set(paths: list[Path], rng: np.random.Generator, *, max_excerpt_s: float = MAX_EXCERPT_S,
+             target_lufs: float = TARGET_LUFS, ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP) -> StimulusSet:
+    """Cut the same random excerpt from every file and make them matched, dithered stimuli.
+
+    Every sound is gained to ``target_lufs``; if any one's true peak would pass
+    ``ceiling_dbtp``, all are lowered together so they stay matched.
     """
-    info = sf.info(str(left))
-    frames = min(info.frames, sf.info(str(right)).frames)
-    rate = info.samplerate
+    infos = [sf.info(str(path)) for path in paths]
+    frames = min(info.frames for info in infos)
+    rate = infos[0].samplerate
     start, stop = excerpt_bounds(frames, rate, rng, max_excerpt_s)
     fade = _fade(stop - start, rate)
-    sides, common = match_together([read_excerpt(path, start, stop) * fade for path in (left, right)], rate,
-                                   target_lufs, ceiling_dbtp)
-    files = [_wav_bytes(side, rate, rng) for side in sides]
-    return PairStimuli(left=files[0], right=files[1], start_s=start / rate, duration_s=(stop - start) / rate,
-                       loudness_lufs=common, lowered_db=target_lufs - common)
+    sounds, common = match_together([read_excerpt(path, start, stop) * fade for path in paths], rate,
+                                    target_lufs, ceiling_dbtp)
+    return StimulusSet(files=[_wav_bytes(sound, rate, rng) for sound in sounds], start_s=start / rate,
+                       duration_s=(stop - start) / rate, loudness_lufs=common, lowered_db=target_lufs - common)
 
 
 def match_together(sounds: list[np.ndarray], sample_rate: int, target_lufs: float = TARGET_LUFS,

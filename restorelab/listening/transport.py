@@ -176,7 +176,7 @@ class ListeningReport:
 
 def check_listening(rules: ListenRules, report: ListeningReport, fetched_left: float | None,
                     fetched_right: float | None, duration_s: float, now: float) -> None:
-    """Refuse a vote that the listening does not support.
+    """Refuse a vote that the listening does not support (see :func:`check_heard`).
 
     Args:
         fetched_left, fetched_right: when each side's audio was fetched (server clock), or ``None``.
@@ -184,24 +184,45 @@ def check_listening(rules: ListenRules, report: ListeningReport, fetched_left: f
         now: the server's clock at the vote.
 
     Raises:
-        ListeningError: a side's audio was never fetched, a side was heard for
-            less than :meth:`ListenRules.required_s`, or the report claims more
-            listening than the time since the audio was sent allows.
+        ListeningError: as :func:`check_heard`.
+    """
+    check_heard(rules, {"left": report.left_s, "right": report.right_s},
+                {"left": fetched_left, "right": fetched_right}, duration_s, now)
+
+
+def check_heard(rules: ListenRules, heard: dict[str, float], fetched: dict[str, float | None], duration_s: float,
+                now: float, what: str = "pair", unit: str = "side", action: str = "voting") -> None:
+    """Refuse a judgement of several sounds that the listening does not support.
+
+    One sound plays at a time, so ``n`` sounds heard for the minimum each take
+    at least ``n`` times the minimum since the first was fetched.
+
+    Args:
+        heard: seconds each sound played, as the transport reports it, by name.
+        fetched: when each sound's audio was fetched (server clock), or ``None``.
+        duration_s: the stimulus length.
+        now: the server's clock at the judgement.
+        what, unit, action: words for messages: what is judged ("pair"), what
+            each sound is ("side"), what the listening opens ("voting").
+
+    Raises:
+        ListeningError: a sound's audio was never fetched, a sound was heard
+            for less than :meth:`ListenRules.required_s`, or the report claims
+            more listening than the time since the audio was sent allows.
     """
     required = rules.required_s(duration_s)
-    for side, fetched in (("left", fetched_left), ("right", fetched_right)):
-        if fetched is None:
-            raise ListeningError(f"The {side} side's audio was never loaded: play both sides through the "
-                                 "A/B player before voting.")
-    short = [f"{side} {heard:.1f} s" for side, heard in (("left", report.left_s), ("right", report.right_s))
-             if heard + 1e-3 < required]
+    missing = [name for name in heard if fetched.get(name) is None]
+    if missing:
+        raise ListeningError(f"The {missing[0]} {unit}'s audio was never loaded: play every {unit} through the "
+                             f"player before {action}.")
+    short = [f"{name} {seconds:.1f} s" for name, seconds in heard.items() if seconds + 1e-3 < required]
     if short:
-        raise ListeningError(f"Listen to each side for at least {required:.1f} s before voting "
+        raise ListeningError(f"Listen to each {unit} for at least {required:.1f} s before {action} "
                              f"(so far: {', '.join(short)}).")
-    elapsed = now - min(fetched_left, fetched_right)
-    if elapsed + rules.clock_tolerance_s < 2 * required:
-        raise ListeningError(f"Voting opens once each side has played for {required:.1f} s; the pair was "
-                             f"loaded {elapsed:.1f} s ago.")
-    if report.left_s + report.right_s > elapsed + rules.clock_tolerance_s:
-        raise ListeningError(f"The player reports {report.left_s + report.right_s:.1f} s of listening, but the "
-                             f"pair was loaded only {elapsed:.1f} s ago; vote refused.")
+    elapsed = now - min(fetched[name] for name in heard)
+    if elapsed + rules.clock_tolerance_s < len(heard) * required:
+        raise ListeningError(f"{action.capitalize()} opens once each {unit} has played for {required:.1f} s; the "
+                             f"{what} was loaded {elapsed:.1f} s ago.")
+    if sum(heard.values()) > elapsed + rules.clock_tolerance_s:
+        raise ListeningError(f"The player reports {sum(heard.values()):.1f} s of listening, but the {what} was "
+                             f"loaded only {elapsed:.1f} s ago; refused.")

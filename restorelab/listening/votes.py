@@ -179,29 +179,66 @@ def _csv_line(values: list[str]) -> str:
     return buffer.getvalue()
 
 
-HEADER_LINE = _csv_line(list(FIELDS))
+@dataclass(frozen=True)
+class Schema:
+    """The columns of one kind of append-only log, and what makes a row of it whole.
+
+    Attributes:
+        fields: every column, in order; later versions only ever append.
+        first_fields: the columns of the first version (the shortest header accepted).
+        key: a column whose value must be one of ``key_values`` in every whole row.
+        numeric: columns kept as numbers in spreadsheet exports.
+        name, entry, unit: what one row is, what one append records and what it is about,
+            for messages ("vote", "vote" and "pair"; "rating", "ratings" and "page").
+    """
+
+    fields: tuple[str, ...]
+    first_fields: tuple[str, ...]
+    key: str
+    key_values: tuple[str, ...]
+    numeric: tuple[str, ...]
+    name: str = "vote"
+    entry: str = "vote"
+    unit: str = "pair"
+
+    def known_header(self, line: str) -> tuple[str, ...] | None:
+        """The columns of a header line of this log (this version or an older one), else ``None``."""
+        try:
+            columns = tuple(next(csv.reader([line.rstrip("\n")])))
+        except (csv.Error, StopIteration):
+            return None
+        known = len(columns) >= len(self.first_fields) and self.fields[: len(columns)] == columns
+        return columns if known else None
+
+    @property
+    def header_line(self) -> str:
+        return _csv_line(list(self.fields))
+
+    @property
+    def was(self) -> str:
+        return "were" if self.entry.endswith("s") else "was"
 
 
-def _known_header(line: str) -> tuple[str, ...] | None:
-    """The columns of a header line this module wrote (this version or an older one), else ``None``."""
-    try:
-        columns = tuple(next(csv.reader([line.rstrip("\n")])))
-    except (csv.Error, StopIteration):
-        return None
-    known = len(columns) >= len(FIELDS_V1) and FIELDS[: len(columns)] == columns
-    return columns if known else None
+VOTES = Schema(FIELDS, FIELDS_V1, "choice", CHOICES, NUMERIC)
 
 
 @dataclass
 class ReadResult:
-    """Rows of a vote log (each with every column of :data:`FIELDS`) and the damaged lines skipped."""
+    """Rows of a log (each with every column of its schema) and the damaged lines skipped."""
 
     rows: list[dict[str, str]]
     problems: list[str]
 
 
 class VoteLog:
-    """An append-only vote CSV at ``path`` (created with its header on first write)."""
+    """An append-only vote CSV at ``path`` (created with its header on first write).
+
+    Other logs with the same guarantees (whole rows under a lock, damaged rows
+    skipped and reported, older headers upgraded) subclass it with another
+    :class:`Schema`.
+    """
+
+    schema = VOTES
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -217,7 +254,12 @@ class VoteLog:
             VoteLogError: the file is not a vote log, or the row could not be
                 written (full disk, read-only file or folder, any I/O error).
         """
-        line = _csv_line([vote.row()[field] for field in FIELDS]).encode("utf-8")
+        self.append_rows([vote.row()])
+
+    def append_rows(self, rows: list[dict[str, str]]) -> None:
+        """Append ``rows`` (every column of the schema, single-line values) together: all or none."""
+        schema = self.schema
+        line = "".join(_csv_line([row[field] for field in schema.fields]) for row in rows).encode("utf-8")
         for _ in range(10):  # another process may upgrade the file between our open and our lock
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,14 +273,14 @@ class VoteLog:
                 size = os.fstat(fd).st_size
                 data = line
                 if size == 0:
-                    data = HEADER_LINE.encode("utf-8") + line
+                    data = schema.header_line.encode("utf-8") + line
                 else:
                     first = _first_line(fd)
-                    columns = _known_header(first)
+                    columns = schema.known_header(first)
                     if columns is None:
-                        raise VoteLogError("The vote log on the server is not a vote file of this app; "
+                        raise VoteLogError(f"The {schema.name} log on the server is not a {schema.name} file of this app; "
                                            "nothing was written to it.")
-                    if columns != FIELDS:
+                    if columns != schema.fields:
                         self._upgrade()
                         continue
                     if os.pread(fd, 1, size - 1) != b"\n":
@@ -248,12 +290,14 @@ class VoteLog:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
-        raise VoteLogError("The vote log kept changing while this vote was written; please vote again.")
+        raise VoteLogError(f"The log kept changing while your {schema.entry} {schema.was} written; please try again.")
 
     def _upgrade(self) -> None:
         """Rewrite an older version's file with the current header (called under its lock)."""
         rows = self.read_all().rows
-        text = HEADER_LINE + "".join(_csv_line([single_line(row[field]) for field in FIELDS]) for row in rows)
+        fields = self.schema.fields
+        text = self.schema.header_line + "".join(_csv_line([single_line(row[field]) for field in fields])
+                                                 for row in rows)
         try:
             with atomic_replace(self.path, ".upgrade") as tmp:
                 with open(tmp, "w", encoding="utf-8", newline="") as handle:
@@ -262,15 +306,16 @@ class VoteLog:
                     os.fsync(handle.fileno())
         except OSError as exc:
             raise self._error(exc) from None
-        LOG.info("%s: upgraded to the current vote-log columns (%d rows kept)", self.path, len(rows))
+        LOG.info("%s: upgraded to the current columns (%d rows kept)", self.path, len(rows))
 
     def _error(self, exc: OSError) -> VoteLogError:
-        LOG.error("could not write the vote log %s: %s", self.path, exc)
+        LOG.error("could not write the log %s: %s", self.path, exc)
+        log = f"the {self.schema.name} log"
         why = {errno.ENOSPC: "the server's disk is full", errno.EDQUOT: "the server's disk quota is used up",
-               errno.EROFS: "the vote log is on a read-only disk", errno.EACCES: "the vote log is read-only",
-               errno.EPERM: "the vote log is read-only"}.get(exc.errno, "the server could not write the vote log")
-        return VoteLogError(f"Your vote could not be saved: {why}. Nothing was recorded for this pair; "
-                            "please tell the organiser of this test.")
+               errno.EROFS: f"{log} is on a read-only disk", errno.EACCES: f"{log} is read-only",
+               errno.EPERM: f"{log} is read-only"}.get(exc.errno, f"the server could not write {log}")
+        return VoteLogError(f"Your {self.schema.entry} could not be saved: {why}. Nothing was recorded for "
+                            f"this {self.schema.unit}; please tell the organiser of this test.")
 
     # -- reading ------------------------------------------------------------
     def read(self) -> list[dict[str, str]]:
@@ -293,18 +338,19 @@ class VoteLog:
             lines = handle.read().decode("utf-8", "replace").splitlines(keepends=True)
         if not lines:
             return ReadResult([], [])
-        columns = _known_header(lines[0])
+        schema = self.schema
+        columns = schema.known_header(lines[0])
         if columns is None:
-            raise VoteLogError("The vote log on the server is not a vote file of this app.")
+            raise VoteLogError(f"The {schema.name} log on the server is not a {schema.name} file of this app.")
         rows: list[dict[str, str]] = []
         problems: list[str] = []
         index = 1
         # Rows of this version are single lines; older versions kept line breaks in quoted prompts.
-        max_lines = 1 if columns == FIELDS else _MAX_LEGACY_LINES
+        max_lines = 1 if columns == schema.fields else _MAX_LEGACY_LINES
         while index < len(lines):
-            row, used = _parse_row(lines, index, columns, max_lines)
+            row, used = _parse_row(lines, index, columns, max_lines, schema)
             if row is None:
-                problems.append(f"line {index + 1}: not a complete vote row, skipped")
+                problems.append(f"line {index + 1}: not a complete {schema.name} row, skipped")
                 index += 1
             else:
                 rows.append(row)
@@ -312,8 +358,8 @@ class VoteLog:
         return ReadResult(rows, problems)
 
 
-def _parse_row(lines: list[str], start: int, columns: tuple[str, ...],
-               max_lines: int) -> tuple[dict[str, str] | None, int]:
+def _parse_row(lines: list[str], start: int, columns: tuple[str, ...], max_lines: int,
+               schema: Schema = VOTES) -> tuple[dict[str, str] | None, int]:
     """The row beginning at ``lines[start]`` and how many lines it spans, or ``(None, 0)``.
 
     A line with an open quote continues on the next ones, up to ``max_lines`` in all.
@@ -331,9 +377,9 @@ def _parse_row(lines: list[str], start: int, columns: tuple[str, ...],
             values = next(csv.reader([text], strict=True))
         except (csv.Error, StopIteration):
             return None, 0
-        if len(values) != len(columns) or values[columns.index("choice")] not in CHOICES:
+        if len(values) != len(columns) or values[columns.index(schema.key)] not in schema.key_values:
             return None, 0
-        row = dict.fromkeys(FIELDS, "")
+        row = dict.fromkeys(schema.fields, "")
         row.update(zip(columns, values))
         return row, used
     return None, 0
@@ -375,17 +421,18 @@ def neutralise(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def export_csv(rows: list[dict[str, str]]) -> str:
-    """The vote rows as CSV text with every text field neutralised against formula injection.
+def export_csv(rows: list[dict[str, str]], schema: Schema = VOTES) -> str:
+    """The rows as CSV text with every text field neutralised against formula injection.
 
     Numeric fields are kept as numbers (a negative LUFS target is a number, not a formula).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(FIELDS)
+    writer.writerow(schema.fields)
+    numeric = schema.numeric
     for row in rows:
-        writer.writerow([row.get(f, "") if f in NUMERIC and _is_number(row.get(f, "")) else neutralise(row.get(f, ""))
-                         for f in FIELDS])
+        writer.writerow([row.get(f, "") if f in numeric and _is_number(row.get(f, "")) else neutralise(row.get(f, ""))
+                         for f in schema.fields])
     return buffer.getvalue()
 
 
@@ -430,8 +477,9 @@ def default_votes_path() -> Path:
     return Path("votes") / "votes.csv"
 
 
-def start_dataset_sync(path: Path, every_minutes: float = 5.0):
-    """Push the votes folder to ``$RESTORELAB_VOTES_DATASET`` with scheduled commits, if configured.
+def start_dataset_sync(path: Path, *beside: Path, every_minutes: float = 5.0):
+    """Push the votes folder (the vote log, and the logs ``beside`` it) to ``$RESTORELAB_VOTES_DATASET``
+    with scheduled commits, if configured.
 
     Returns the ``huggingface_hub.CommitScheduler`` or ``None`` when the
     variable is unset. Needs ``huggingface_hub`` and a write token (``HF_TOKEN``).
@@ -441,5 +489,5 @@ def start_dataset_sync(path: Path, every_minutes: float = 5.0):
         return None
     from huggingface_hub import CommitScheduler
 
-    return CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=path.parent,
-                           path_in_repo="votes", every=every_minutes, allow_patterns=[path.name])
+    return CommitScheduler(repo_id=repo_id, repo_type="dataset", folder_path=path.parent, path_in_repo="votes",
+                           every=every_minutes, allow_patterns=[path.name, *(other.name for other in beside)])
