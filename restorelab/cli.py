@@ -308,8 +308,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_study_build(args) -> int:
-    from restorelab.listening.study import Design, build_study
+    from restorelab.listening.study import Design, StudyError, build_study, check_references
 
+    try:
+        check_references(args.test, args.reference_dir, args.preset)
+    except StudyError as exc:
+        return _fail(str(exc))
+    if args.preset is not None and args.preset not in PRESETS:
+        return _fail(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
     if args.systems_dir and (args.inputs or args.restorer):
         return _fail("--systems-dir takes the clips from DIR/input/ and the outputs from the other folders; "
                      "give no CLIPS or -r with it")
@@ -329,12 +335,15 @@ def cmd_study_build(args) -> int:
 
     design = Design(trials_per_listener=args.trials_per_listener, seed=args.seed)
     study = build_study(files, args.output, restorers=restorers, systems_dir=args.systems_dir, design=design,
-                        reveal=args.reveal, study_id=args.id, max_duration_s=args.max_duration_s, progress=progress)
+                        reveal=args.reveal, study_id=args.id, max_duration_s=args.max_duration_s, test=args.test,
+                        reference_dir=args.reference_dir, preset=args.preset, degrade_seed=args.seed,
+                        with_visqol=args.visqol, progress=progress)
     bar.close()
     sounds = sum(len(clip.candidates) for clip in study.clips)
-    print(f"study {study.id}: {len(study.clips)} clip(s), {sounds} distinct sound(s), "
-          f"{args.trials_per_listener} trials per listener, written to {args.output}; serve it with "
-          f"`python app.py --study {args.output}`")
+    per_listener = (f"{min(args.trials_per_listener, len(study.clips))} MUSHRA page(s) per listener"
+                    if study.test == "mushra" else f"{args.trials_per_listener} trials per listener")
+    print(f"study {study.id}: {len(study.clips)} clip(s), {sounds} distinct sound(s), {per_listener}, written to "
+          f"{args.output}; serve it with `python app.py --study {args.output}`")
     return 0
 
 
@@ -344,10 +353,23 @@ def cmd_study_results(args) -> int:
     from restorelab.listening.votes import VoteLog, default_votes_path
 
     study = load_study(args.study)
-    log = VoteLog(args.votes or default_votes_path())
+    votes_path = Path(args.votes) if args.votes else default_votes_path()
+    if study.test == "mushra":
+        from restorelab.listening.mushra import RatingLog, ratings_path
+        from restorelab.listening.mushra_results import mushra_markdown, mushra_results, write_mushra_results
+
+        log = RatingLog(args.ratings or ratings_path(votes_path))
+    else:
+        log = VoteLog(votes_path)
     read = log.read_all()
     for problem in read.problems:
         print(f"{log.path}: {problem}", file=sys.stderr)
+    if study.test == "mushra":
+        results = mushra_results(study, read.rows)
+        if args.output:
+            write_mushra_results(results, args.output)
+        print(mushra_markdown(results))
+        return 0
     results = study_results(study, read.rows)
     if args.output:
         write_results(results, args.output)
@@ -436,17 +458,28 @@ def build_parser() -> argparse.ArgumentParser:
                                          "DIR/input/ (instead of CLIPS and -r)")
     q.add_argument("--set", action="append", default=[], metavar="NAME.param=value",
                    help="override a restorer parameter (repeatable)")
+    q.add_argument("--test", choices=("pairwise", "mushra"), default="pairwise",
+                   help="pairwise: blind A/B preference (default); mushra: ITU-R BS.1534-3, every condition of an "
+                        "item rated 0-100 against the clean reference (needs --reference-dir or --preset)")
+    q.add_argument("--reference-dir", help="mushra: the clean originals, matched to the (degraded) clips by stem")
+    q.add_argument("--preset", help=f"mushra: the clips are clean; degrade each with this preset first (seed "
+                                    f"--seed + its index): {', '.join(PRESETS)}")
+    q.add_argument("--visqol", action="store_true", help="mushra: add ViSQOL to each condition's metrics (slow: "
+                                                         "about 1 s per second of audio and condition)")
     q.add_argument("--trials-per-listener", type=int, default=20, help="trials each listener judges, checks "
-                                                                       "included (default 20)")
+                                                                       "included (default 20); for mushra, the "
+                                                                       "items (pages) each listener rates")
     q.add_argument("--reveal", choices=("end", "never", "each"), default="end",
                    help="when listeners learn what they heard (default: at the end)")
     q.add_argument("--id", help="the study's id (default: a random one)")
-    q.add_argument("--seed", type=int, default=0, help="fixes the order of trials and sides")
+    q.add_argument("--seed", type=int, default=0, help="fixes the order of trials and sides (and, with --preset, "
+                                                      "the degradation of clip i: seed + i)")
     common(q)
     q.set_defaults(func=cmd_study_build)
     q = study_sub.add_parser("results", help="rank the candidates of a study from its votes")
     q.add_argument("study", help="the study folder")
     q.add_argument("--votes", help="vote CSV (default: $RESTORELAB_VOTES_PATH, /data/votes.csv or votes/votes.csv)")
+    q.add_argument("--ratings", help="mushra: the rating CSV (default: mushra.csv beside the vote CSV)")
     q.add_argument("-o", "--output", help="folder for results.md, CSV tables and leaderboard.png")
     q.set_defaults(func=cmd_study_results)
 

@@ -174,3 +174,43 @@ def heatmap_plotly(matrix: np.ndarray, names: list[str], title: str, fmt: str = 
                       xaxis_title="opponent", yaxis_title="restorer")
     fig.update_yaxes(autorange="reversed")  # read like a table: first row on top
     return fig
+
+
+def mushra_scores(scores: dict[str, list[float]], means: list[dict], title: str):
+    """MUSHRA scores per condition: box plots of every rating, and each mean with its 95 % interval.
+
+    ``means`` rows have ``condition``, ``mean``, ``ci_low`` and ``ci_high``; the conditions are drawn in their order.
+    """
+    names = [row["condition"] for row in means]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 4.6), constrained_layout=True)
+    positions = np.arange(1, len(names) + 1)
+    ax.boxplot([scores.get(name, []) for name in names], positions=positions, widths=0.5, showfliers=True,
+               medianprops={"color": NEUTRAL_COLOUR})
+    for x, row in zip(positions, means):
+        ax.plot([x + 0.32, x + 0.32], [row["ci_low"], row["ci_high"]], color=PASS_COLOUR, linewidth=2)
+        ax.plot(x + 0.32, row["mean"], "o", color=PASS_COLOUR)
+    for level, label in ((20, "bad"), (40, "poor"), (60, "fair"), (80, "good")):
+        ax.axhline(level, color="black", linewidth=0.5, alpha=0.3)
+        ax.text(0.45, level - 10, label, fontsize=8, alpha=0.6, va="center")
+    ax.text(0.45, 90, "excellent", fontsize=8, alpha=0.6, va="center")
+    ax.set_xticks(positions, names, rotation=30, ha="right")
+    ax.set_xlim(0.3, len(names) + 0.7)
+    ax.set_ylim(-2, 102)
+    ax.set_ylabel("score (box: ratings; dot and bar: mean, 95 % interval)")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def metric_scatter(points: list[dict], metrics: tuple[str, ...], title: str):
+    """Each (item, condition) mean score against each metric, one panel per metric that has values."""
+    metrics = [m for m in metrics if any(p.get(m) is not None for p in points)]
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(4.2 * max(len(metrics), 1), 3.8),
+                             constrained_layout=True, squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        shown = [p for p in points if p.get(metric) is not None]
+        ax.scatter([p[metric] for p in shown], [p["score"] for p in shown], s=18, color=NEUTRAL_COLOUR)
+        ax.set_xlabel(metric)
+        ax.set_ylabel("mean score")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return fig

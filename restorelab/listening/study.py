@@ -2,10 +2,16 @@
 
 A study is a folder: ``study.json`` (the clips with their origin and prompt,
 each clip's candidates with their full settings and hashes, the design, the
-app version) and ``stimuli/``, one 24-bit FLAC per candidate and clip, every
-one of a clip matched to the same loudness. Candidates that sound the same on
-a clip are one candidate there, named by all their restorers. Each clip also
-gets an anchor, the input low-passed at 3.5 kHz, for the listening checks.
+test, the app version) and ``stimuli/``, one 24-bit FLAC per candidate and
+clip, every one of a clip matched to the same loudness. Candidates that sound
+the same on a clip are one candidate there, named by all their restorers.
+
+Two tests: ``pairwise`` (blind A/B preference; each clip also gets an anchor,
+the input low-passed at 3.5 kHz, for the listening checks) and ``mushra``
+(ITU-R BS.1534-3, for degraded clips whose clean original exists: each item's
+conditions are the hidden reference, the 3.5 kHz and 7 kHz low-pass anchors
+made from it, the degraded input and every restorer's output, rated against
+the open reference; each condition carries its reference metrics).
 
 :func:`build_study` restores clips with the project's restorers, or takes
 outputs made elsewhere (``systems_dir``); either way it writes into a
@@ -34,12 +40,24 @@ from restorelab.listening.candidates import audio_sha256, merge_identical
 from restorelab.listening.stimuli import match_together
 from restorelab.listening.votes import MERGED
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STUDY_FILE = "study.json"
 REVEAL_MODES = ("end", "never", "each")
+TESTS = ("pairwise", "mushra")
 #: The check anchor: the input low-passed here (ITU-R BS.1534-3's low anchor).
 ANCHOR_CUTOFF_HZ = 3500.0
 ANCHOR = "anchor"
+#: MUSHRA conditions made from the clean reference (ITU-R BS.1534-3, 5.1): the hidden reference,
+#: the low anchor (low-passed at 3.5 kHz) and the mid anchor (at 7 kHz).
+HIDDEN_REFERENCE = "hidden_reference"
+LOW_ANCHOR = "anchor_3.5kHz"
+MID_ANCHOR = "anchor_7kHz"
+MID_ANCHOR_CUTOFF_HZ = 7000.0
+#: What a MUSHRA condition is: the hidden reference, an anchor, the degraded input (with any
+#: restorer that made no audible change to it) or a restorer's output.
+KINDS = ("hidden_reference", "anchor", "input", "system")
+#: Reference metrics each MUSHRA condition carries, for the correlation with the scores.
+MUSHRA_METRICS = ("lsd", "si_sdr_db", "visqol_moslqo")
 #: Outputs of other systems may differ from the input's length by this much (resampling, codec
 #: delay); they are trimmed to the shortest. Larger differences are an error.
 MAX_LENGTH_MISMATCH_S = 0.5
@@ -54,6 +72,12 @@ DEFAULT_INSTRUCTIONS = (
     "Play both sides (switch between them as often as you like), then say which sounds better, that you "
     "hear no difference, or that both are bad. Some pairs are checks: when both sides sound the same, "
     "say so. Use headphones in a quiet room if you can, and keep the volume the same throughout.")
+MUSHRA_INSTRUCTIONS = (
+    "Each page is one piece of music in several versions. Press Reference to hear the original, then play "
+    "every version (switch as often as you like: playback stays at the same place) and rate how close each "
+    "is to the reference, from 0 (bad) to 100 (excellent). One of the versions is the reference itself, "
+    "hidden: give it 100 when you find it. Play every version before you submit. Use headphones in a quiet "
+    "room if you can, and keep the volume the same throughout.")
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -70,6 +94,8 @@ class StudyCandidate:
     file: str
     sha256: str
     settings: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = ""
+    metrics: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -78,7 +104,11 @@ class StudyCandidate:
 
 @dataclass(frozen=True)
 class StudyClip:
-    """One item of a study: where it came from, its candidates (the input's first) and its anchor."""
+    """One item of a study: where it came from, its candidates (the input's first) and its anchor.
+
+    In a MUSHRA study the candidates are the item's conditions and ``reference_file`` is the open
+    reference (the hidden reference's file).
+    """
 
     id: str
     source: str
@@ -88,6 +118,7 @@ class StudyClip:
     candidates: tuple[StudyCandidate, ...]
     anchor_file: str
     loudness_lufs: float
+    reference_file: str = ""
 
     def candidate(self, label: str) -> StudyCandidate:
         for candidate in self.candidates:
@@ -184,15 +215,24 @@ def load_study(folder: str | Path) -> Study:
                       reveal=data["reveal"], test=data["test"], instructions=data["instructions"],
                       questionnaire=data["questionnaire"], app_version=data["app_version"],
                       created_utc=data["created_utc"])
+        if study.test not in TESTS:
+            raise ValueError(f"unknown test {study.test!r}")
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, StudyError):
             raise
         raise StudyError(f"{path}: is not a valid study file ({type(exc).__name__}: {exc})") from None
     for clip in study.clips:
         for relative in [c.file for c in clip.candidates] + [clip.anchor_file]:
+            if not _inside(relative):
+                raise StudyError(f"{path}: names a stimulus outside the study folder ({relative!r})")
             if not study.path(relative).is_file():
                 raise StudyError(f"{study.path(relative)}: a stimulus of the study is missing")
     return study
+
+
+def _inside(relative: str) -> bool:
+    """Whether a path a study file names stays inside the study folder."""
+    return not Path(relative).is_absolute() and ".." not in Path(relative).parts
 
 
 def clean_id(text: str) -> str:
@@ -229,6 +269,85 @@ def _write_clip(folder: Path, index: int, clip: Clip, clip_id: str, outputs: dic
                      loudness_lufs=level)
 
 
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _write_mushra_clip(folder: Path, index: int, clip: Clip, clip_id: str, outputs: dict[str, np.ndarray],
+                       settings: dict[str, list[dict]], reference: np.ndarray, with_visqol: bool) -> StudyClip:
+    """One MUSHRA item: the input's and restorers' distinct sounds, the hidden reference and both
+    anchors, all matched together, each with its reference metrics."""
+    from restorelab.analysis import reference_metrics
+
+    if reference.shape != clip.audio.shape:
+        raise StudyError(f"{clip.source}: its reference has shape {reference.shape}, the clip {clip.audio.shape} "
+                         "(channels, samples); they must match")
+    sounds = {INPUT_ROW: clip.audio, **outputs}
+    groups = merge_identical(sounds, clip.sample_rate)
+    made = {HIDDEN_REFERENCE: reference, LOW_ANCHOR: anchor_of(reference, clip.sample_rate),
+            MID_ANCHOR: anchor_of(reference, clip.sample_rate, MID_ANCHOR_CUTOFF_HZ)}
+    made_settings = {HIDDEN_REFERENCE: [{"condition": "the clean reference, hidden"}],
+                     LOW_ANCHOR: [{"condition": f"the reference low-passed at {ANCHOR_CUTOFF_HZ:g} Hz"}],
+                     MID_ANCHOR: [{"condition": f"the reference low-passed at {MID_ANCHOR_CUTOFF_HZ:g} Hz"}]}
+    conditions = [(group, sounds[group[0]], "input" if INPUT_ROW in group else "system",
+                   [s for name in group for s in settings[name]]) for group in groups]
+    conditions += [([name], audio, "hidden_reference" if name == HIDDEN_REFERENCE else "anchor", made_settings[name])
+                   for name, audio in made.items()]
+    matched, level = match_together([audio for _, audio, _, _ in conditions], clip.sample_rate)
+    candidates = []
+    for number, ((group, audio, kind, condition_settings), stimulus) in enumerate(zip(conditions, matched)):
+        relative = f"stimuli/{index:03d}/{number:02d}.flac"
+        write_wav(folder / relative, stimulus, clip.sample_rate, subtype="PCM_24", file_format="FLAC")
+        row = reference_metrics(reference, audio, clip.sample_rate, with_visqol=with_visqol)
+        metrics = {name: _finite(row[name]) for name in MUSHRA_METRICS if name in row}
+        candidates.append(StudyCandidate(members=tuple(group), file=relative, sha256=audio_sha256(audio),
+                                         settings=condition_settings, kind=kind, metrics=metrics))
+    by_name = {c.members[0]: c for c in candidates}
+    return StudyClip(id=clip_id, source=Path(clip.source).name, origin=clip.origin, prompt=clip.prompt,
+                     duration_s=clip.duration_s, candidates=tuple(candidates),
+                     anchor_file=by_name[LOW_ANCHOR].file, loudness_lufs=level,
+                     reference_file=by_name[HIDDEN_REFERENCE].file)
+
+
+def _references(inputs: list[Path], reference_dir: Path | None, preset: str | None, seed: int,
+                max_duration_s: float):
+    """Per input, ``(degraded clip, clean audio)``: the input and its namesake in ``reference_dir``,
+    or the input (clean) degraded with ``preset`` (seed ``seed + index``) and the input itself."""
+    from restorelab.degrade import degrade
+
+    references = {}
+    if reference_dir is not None:
+        if not Path(reference_dir).is_dir():
+            raise StudyError(f"{reference_dir}: the reference folder does not exist")
+        references = {p.stem: p for p in sorted(Path(reference_dir).rglob("*"))
+                      if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+    for index, path in enumerate(inputs):
+        try:
+            clip = load_audio(path, max_duration_s=max_duration_s)
+            if preset is not None:
+                clean = clip.audio
+                clip.audio, _ = degrade(clean, clip.sample_rate, preset, seed=seed + index)
+                yield clip, clean
+                continue
+            if Path(path).stem not in references:
+                raise StudyError(f"{path}: no reference with the stem {Path(path).stem!r} in {reference_dir}")
+            clean = load_audio(references[Path(path).stem], max_duration_s=max_duration_s)
+        except AudioError as exc:
+            raise StudyError(str(exc)) from None
+        except KeyError as exc:
+            raise StudyError(str(exc.args[0])) from None
+        if clean.channels != clip.channels:
+            raise StudyError(f"{references[Path(path).stem]}: has {clean.channels} channel(s), {path} has "
+                             f"{clip.channels}")
+        mismatch = abs(clean.audio.shape[-1] - clip.audio.shape[-1]) / clip.sample_rate
+        if mismatch > MAX_LENGTH_MISMATCH_S:
+            raise StudyError(f"{path}: is {clip.duration_s:.2f} s long, its reference {clean.duration_s:.2f} s; "
+                             f"at most {MAX_LENGTH_MISMATCH_S} s of difference is accepted")
+        n = min(clean.audio.shape[-1], clip.audio.shape[-1])
+        clip.audio = clip.audio[:, :n]
+        yield clip, clean.audio[:, :n]
+
+
 def _system_outputs(systems_dir: Path, stem: str, clip: Clip, max_duration_s: float) -> dict[str, np.ndarray]:
     """Every system's output for one clip of ``systems_dir/input/``, trimmed to one length."""
     outputs = {}
@@ -252,10 +371,22 @@ def _system_outputs(systems_dir: Path, stem: str, clip: Clip, max_duration_s: fl
     return outputs
 
 
+def check_references(test: str, reference_dir, preset: str | None) -> None:
+    """Refuse a MUSHRA test without exactly one source of clean originals, and a pairwise one with one."""
+    if test not in TESTS:
+        raise StudyError(f"the test must be one of {', '.join(TESTS)}, got {test!r}")
+    if test == "mushra" and (reference_dir is None) == (preset is None):
+        raise StudyError("a MUSHRA test needs the clean originals: give --reference-dir (the clips are degraded) "
+                         "or --preset (the clips are clean, and are degraded with it), not both")
+    if test != "mushra" and (reference_dir is not None or preset is not None):
+        raise StudyError("--reference-dir and --preset are for --test mushra")
+
+
 def build_study(inputs: list[Path], folder: str | Path, *, restorers: dict[str, Any] | None = None,
                 systems_dir: str | Path | None = None, design: Design = Design(), reveal: str = "end",
-                study_id: str | None = None, max_duration_s: float = 600.0,
-                progress: ProgressCallback | None = None) -> Study:
+                study_id: str | None = None, max_duration_s: float = 600.0, test: str = "pairwise",
+                reference_dir: str | Path | None = None, preset: str | None = None, degrade_seed: int = 0,
+                with_visqol: bool = False, progress: ProgressCallback | None = None) -> Study:
     """Restore (or collect) every clip's candidates once and write the study folder.
 
     Args:
@@ -264,11 +395,20 @@ def build_study(inputs: list[Path], folder: str | Path, *, restorers: dict[str, 
         restorers: name -> restorer instance, each run on every clip.
         systems_dir: outputs made elsewhere, ``DIR/<system>/<clip stem>.<ext>``, the clips in ``DIR/input/``.
         design, reveal: how trials are dealt, and when listeners learn the names (``end``, ``never``, ``each``).
+        test: ``pairwise`` or ``mushra``; a MUSHRA test needs the clean originals: ``reference_dir``
+            (matched to the clips by stem) or ``preset`` (the clips are clean and are degraded with it,
+            clip ``i`` with seed ``degrade_seed + i``, before restoring).
+        with_visqol: add ViSQOL to each MUSHRA condition's metrics (about 1 s per second of audio).
 
     Raises:
-        StudyError: the folder exists, an input is bad or missing, a system lacks an output, ids clash.
+        StudyError: the folder exists, an input is bad or missing, a system lacks an output, ids clash,
+            a MUSHRA test has no reference (or a pairwise one has one).
     """
+    check_references(test, reference_dir, preset)
     if systems_dir is not None:
+        if preset is not None:
+            raise StudyError("--systems-dir holds outputs of degraded clips; give their originals with "
+                             "--reference-dir, not --preset")
         systems_dir = Path(systems_dir)
         input_dir = systems_dir / INPUT_ROW
         if not input_dir.is_dir():
@@ -277,32 +417,41 @@ def build_study(inputs: list[Path], folder: str | Path, *, restorers: dict[str, 
     elif not restorers:
         raise StudyError("no restorers: name at least one with -r")
 
-    def items():
+    def clips():
+        if test == "mushra":
+            yield from _references(inputs, reference_dir, preset, degrade_seed, max_duration_s)
+            return
         for path in inputs:
             try:
-                clip = load_audio(path, max_duration_s=max_duration_s)
+                yield load_audio(path, max_duration_s=max_duration_s), None
             except AudioError as exc:
                 raise StudyError(str(exc)) from None
+
+    def items():
+        for path, (clip, reference) in zip(inputs, clips()):
             if systems_dir is not None:
                 outputs = _system_outputs(systems_dir, Path(path).stem, clip, max_duration_s)
                 n = min(clip.audio.shape[-1], *(o.shape[-1] for o in outputs.values()))
                 clip.audio = clip.audio[:, :n]
+                reference = None if reference is None else reference[:, :n]
                 outputs = {name: audio[:, :n] for name, audio in outputs.items()}
                 settings = {name: [{"system": name}] for name in outputs}
             else:
                 outputs = {name: restorer(clip.audio, clip.sample_rate) for name, restorer in restorers.items()}
                 settings = {name: [{"restorer": name, "params": asdict(restorer.params)}]
                             for name, restorer in restorers.items()}
-            yield clip, outputs, settings
+            yield (clip, outputs, settings) if reference is None else (clip, outputs, settings, reference)
 
     return write_study([Path(p).stem for p in inputs], items(), folder, design=design, reveal=reveal,
-                       study_id=study_id, progress=progress)
+                       study_id=study_id, progress=progress, test=test, with_visqol=with_visqol)
 
 
 def write_study(names: list[str], items, folder: str | Path, *, design: Design = Design(), reveal: str = "end",
-                study_id: str | None = None, progress: ProgressCallback | None = None) -> Study:
+                study_id: str | None = None, progress: ProgressCallback | None = None, test: str = "pairwise",
+                with_visqol: bool = False) -> Study:
     """Write a study folder from ``items``: per clip (named by ``names``, in order), ``(clip, outputs,
-    settings)`` with ``outputs`` restorer -> audio and ``settings`` restorer -> list of settings.
+    settings)`` with ``outputs`` restorer -> audio and ``settings`` restorer -> list of settings; for a
+    ``mushra`` test, ``(clip, outputs, settings, reference)`` with the clean reference's audio.
 
     Everything goes into a temporary folder beside ``folder``, renamed into place at the end.
 
@@ -312,6 +461,8 @@ def write_study(names: list[str], items, folder: str | Path, *, design: Design =
     folder = Path(folder)
     if reveal not in REVEAL_MODES:
         raise StudyError(f"reveal must be one of {', '.join(REVEAL_MODES)}, got {reveal!r}")
+    if test not in TESTS:
+        raise StudyError(f"the test must be one of {', '.join(TESTS)}, got {test!r}")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise StudyError(f"{folder}: already exists; choose a new folder for the study")
     if not names:
@@ -324,15 +475,20 @@ def write_study(names: list[str], items, folder: str | Path, *, design: Design =
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     try:
         clips = []
-        for index, (clip_id, (clip, outputs, settings)) in enumerate(zip(ids, items)):
+        for index, (clip_id, (clip, outputs, settings, *reference)) in enumerate(zip(ids, items)):
             if progress:
                 progress(clip_id, index, len(ids))
-            clips.append(_write_clip(partial, index, clip, clip_id, outputs,
-                                     {INPUT_ROW: [{"restorer": INPUT_ROW}], **settings}))
+            settings = {INPUT_ROW: [{"restorer": INPUT_ROW}], **settings}
+            if test == "mushra":
+                clips.append(_write_mushra_clip(partial, index, clip, clip_id, outputs, settings, reference[0],
+                                                with_visqol))
+            else:
+                clips.append(_write_clip(partial, index, clip, clip_id, outputs, settings))
         if progress:
             progress("done", len(ids), len(ids))
         study = Study(id=clean_id(study_id) if study_id else f"study-{secrets.token_hex(4)}", folder=folder,
-                      clips=clips, design=design, reveal=reveal,
+                      clips=clips, design=design, reveal=reveal, test=test,
+                      instructions=MUSHRA_INSTRUCTIONS if test == "mushra" else DEFAULT_INSTRUCTIONS,
                       created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         atomic_write_text(partial / STUDY_FILE, study.to_json())
         if folder.exists():

@@ -22,12 +22,14 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from restorelab.analysis import INPUT_ROW
 from restorelab.listening.candidates import Candidate
 from restorelab.listening.design import PlannedTrial, listener_plan
+from restorelab.listening.mushra import Page, PageReport, PlannedPage, mushra_plan, rate_page, start_page
 from restorelab.listening.study import ANCHOR, ANCHOR_CUTOFF_HZ, Study
 from restorelab.listening.transport import ListeningError, ListeningReport, ListenRules, StimulusStore
 from restorelab.listening.trials import Session, commit, judge, start_trial
@@ -65,19 +67,21 @@ class StudyListener:
     Attributes:
         listener_id: from the page's storage, the link (``?listener=``), or new.
         index: their place in the design.
-        plan: their trials, in order.
+        plan: their trials (pairs, or MUSHRA pages), in order.
         position: how many of them they have judged.
         questionnaire: their answers, as JSON.
         session: the listening session (the current trial, the pace rules).
+        page: the MUSHRA page showing, if any.
         judged: what each judged trial was, for the reveal at the end.
     """
 
     listener_id: str
     index: int
-    plan: list[PlannedTrial]
+    plan: list[PlannedTrial] | list[PlannedPage]
     position: int = 0
     questionnaire: str = ""
     session: Session = field(default_factory=lambda: Session(session_id=new_session_id()))
+    page: Page | None = None
     judged: list[str] = field(default_factory=list)
 
     @property
@@ -86,7 +90,11 @@ class StudyListener:
 
 
 class StudyServer:
-    """The process-wide side of a served study."""
+    """The process-wide side of a served study.
+
+    ``log`` is the vote log of a pairwise study, the rating log
+    (:class:`restorelab.listening.mushra.RatingLog`) of a MUSHRA one.
+    """
 
     def __init__(self, study: Study, log: VoteLog, store: StimulusStore, rules: ListenRules = ListenRules(),
                  secret: bytes | None = None) -> None:
@@ -99,15 +107,23 @@ class StudyServer:
         self._indices: dict[str, int] = {}
         self._votes: dict[str, int] = {}
         self._answers: dict[str, str] = {}
+        judged = set()  # (listener, trial or page): a MUSHRA page has one row per condition
         for row in log.read():
             if row.get("study_id") != study.id or not row.get("listener_id"):
                 continue
             listener = row["listener_id"]
             if row.get("listener_index", "").isdigit():
                 self._indices.setdefault(listener, int(row["listener_index"]))
-            self._votes[listener] = self._votes.get(listener, 0) + 1
+            trial = (listener, row.get("trial_id") or row.get("page_id"))
+            if trial not in judged:
+                judged.add(trial)
+                self._votes[listener] = self._votes.get(listener, 0) + 1
             self._answers.setdefault(listener, row.get("questionnaire", ""))
         self._next_index = max(self._indices.values(), default=-1) + 1
+
+    @property
+    def mushra(self) -> bool:
+        return self.study.test == "mushra"
 
     def completion_code(self, listener_id: str) -> str:
         digest = hmac.new(self._secret, f"{self.study.id}:{listener_id}".encode(), hashlib.sha256).digest()
@@ -123,7 +139,7 @@ class StudyServer:
             index = self._indices[listener_id]
             position = self._votes.get(listener_id, 0)
             answers = self._answers.get(listener_id, "")
-        plan = listener_plan(self.study, index)
+        plan = mushra_plan(self.study, index) if self.mushra else listener_plan(self.study, index)
         return StudyListener(listener_id, index, plan, min(position, len(plan)), answers)
 
     def answer(self, listener: StudyListener, answers: dict[str, str]) -> None:
@@ -149,12 +165,17 @@ class StudyServer:
                          settings=json.dumps(candidate.settings, sort_keys=True))
 
     def present(self, listener: StudyListener):
-        """Make the listener's next trial (or ``None`` when they are done)."""
+        """Make the listener's next trial, or MUSHRA page (``None`` when they are done)."""
         if listener.done:
             return None
         if self.study.questionnaire and not listener.questionnaire:
             raise ValueError("Answer the questions first, then press Start.")
         planned = listener.plan[listener.position]
+        if self.mushra:
+            if listener.page is not None:
+                self.store.discard(*listener.page.all_tokens)
+            listener.page = start_page(self.study, planned, self.store)
+            return listener.page
         session = listener.session
         session.clip_id, session.clip_source = planned.clip_id, self.study.clip(planned.clip_id).origin
         session.prompt = self.study.clip(planned.clip_id).prompt
@@ -180,3 +201,28 @@ class StudyServer:
         listener.position += 1
         listener.judged.append(f"{cast.restorer_left} vs {cast.restorer_right}: {cast.winner}")
         return cast
+
+    def rate(self, listener: StudyListener, report: str | None) -> list[dict[str, str]]:
+        """Check, save and count the listener's ratings of their current MUSHRA page (one row per condition)."""
+        page = listener.page
+        if listener.done or page is None:
+            raise ListeningError("There is no page to rate: press Start.")
+        rows = rate_page(listener.session, page, PageReport.parse(report, len(page.tokens)), self.rules, self.store,
+                         study_id=self.study.id, listener_id=listener.listener_id, listener_index=listener.index,
+                         clip_source=self.study.clip(page.planned.clip_id).origin,
+                         completion_code=self.completion_code(listener.listener_id),
+                         questionnaire=listener.questionnaire)
+        self.log.append_rows(rows)
+        self.store.discard(*page.all_tokens)
+        listener.page = None
+        session = listener.session
+        session.votes_cast += 1
+        now = time.monotonic()
+        session.vote_times = [t for t in session.vote_times if now - t < 3600.0] + [now]
+        with self._lock:
+            self._votes[listener.listener_id] = self._votes.get(listener.listener_id, 0) + 1
+            self._answers.setdefault(listener.listener_id, listener.questionnaire)
+        listener.position += 1
+        listener.judged.append(f"{page.planned.clip_id}: " + ", ".join(
+            f"{k + 1} = {row['condition']} ({row['score']})" for k, row in enumerate(rows)))
+        return rows
