@@ -29,6 +29,7 @@ from restorelab.audio import atomic_write_text, write_wav
 from restorelab.limits import Limits
 from restorelab.listening import votes
 from restorelab.listening.stimuli import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
+from restorelab.listening.mushra import RatingLog, ratings_path
 from restorelab.listening.study import load_study
 from restorelab.listening.study_session import StudyServer
 from restorelab.listening.transport import STIMULUS_ROUTE, ListenRules, StimulusStore
@@ -42,6 +43,7 @@ LIMITS = Limits.from_env()
 RULES = ListenRules.from_env()
 GENERATOR = generation.Generator(local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
 VOTE_LOG = votes.VoteLog(votes.default_votes_path())
+RATING_LOG = RatingLog(ratings_path(VOTE_LOG.path))
 STIMULI = StimulusStore(max_bytes=int(LIMITS.max_stimulus_memory_mb * 1e6))
 JOBS = lab.SessionJobs(LIMITS.max_jobs_per_session)
 RESTORERS = lab.restorer_choices()
@@ -202,6 +204,8 @@ def on_zip(view):
 
 #: The vote buttons send the transport's report on what was heard in place of the hidden textbox's value.
 REPORT_JS = "(report, session, choice) => [window.abTransport ? window.abTransport.report() : '', session, choice]"
+#: The MUSHRA submit button sends what was heard and the sliders' scores the same way.
+SUBMIT_JS = "(report, listener) => [window.abTransport ? window.abTransport.report() : '', listener]"
 
 
 def _candidate_name(label: str) -> str:
@@ -214,6 +218,16 @@ def _ticket(trial) -> str:
     left, right = (html.escape(f"{STIMULUS_ROUTE.lstrip('/')}/{token}") for token in trial.tokens)
     return (f'<div class="ab-ticket" data-trial="{html.escape(trial.trial_id)}" data-left="{left}" '
             f'data-right="{right}" data-required="{RULES.required_s(trial.duration_s):.3f}"></div>')
+
+
+def _page_ticket(page) -> str:
+    """What the page learns of a MUSHRA page: a random id and single-use links, the open reference's
+    first and then one per slider; nothing about which condition is which."""
+    sides = ["reference", *(str(k + 1) for k in range(len(page.tokens)))]
+    urls = [f"{STIMULUS_ROUTE.lstrip('/')}/{token}" for token in page.all_tokens]
+    return (f'<div class="ab-ticket" data-trial="{html.escape(page.page_id)}" '
+            f'data-sides="{html.escape(json.dumps(sides))}" data-urls="{html.escape(json.dumps(urls))}" '
+            f'data-required="{RULES.required_s(page.duration_s):.3f}"></div>')
 
 
 def _present(session):
@@ -325,9 +339,18 @@ KEEP_LISTENER_JS = "(id) => {{ if (id) localStorage.setItem('restorelab-listener
 def _study_progress(listener) -> str:
     done, total = listener.position, len(listener.plan)
     if listener.done:
-        return (f"All {total} trials done: thank you. Your completion code is below; hand it in where you "
-                "were asked to.")
+        return (f"All {total} {'pages' if STUDY.mushra else 'trials'} done: thank you. Your completion code is "
+                "below; hand it in where you were asked to.")
+    if STUDY.mushra:
+        return (f"**Page {done + 1} of {total}**. Play the reference and every sound (each for at least "
+                f"{RULES.min_listen_s:g} s), rate each against the reference, then submit.")
     return f"**Trial {done + 1} of {total}**. Play both sides, then vote."
+
+
+def _study_ticket(item) -> str:
+    if item is None:
+        return ""
+    return _page_ticket(item) if STUDY.mushra else _ticket(item)
 
 
 def _study_reveal_end(listener) -> str:
@@ -340,13 +363,15 @@ def on_study_load(stored, request: gr.Request = None):
     """Who this listener is (the link's id, this browser's, or a new one) and where they are."""
     query = getattr(request, "query_params", None) or {}
     listener = STUDY.arrive(stored, query.get("listener") or query.get("PROLIFIC_PID"))
+    unit = "pages" if STUDY.mushra else "trials"
     answered = bool(listener.questionnaire) or not STUDY.study.questionnaire
     if listener.done:
         message = _study_progress(listener)
     elif listener.position:
-        message = f"Welcome back: {listener.position} of {len(listener.plan)} trials done. Press **Start** to go on."
+        message = (f"Welcome back: {listener.position} of {len(listener.plan)} {unit} done. Press **Start** to go "
+                   "on.")
     else:
-        message = f"{len(listener.plan)} trials, a few minutes each at most. Press **Start** when you are ready."
+        message = f"{len(listener.plan)} {unit}, a few minutes each at most. Press **Start** when you are ready."
     code = STUDY.completion_code(listener.listener_id) if listener.done else ""
     return (listener, listener.listener_id, message, gr.update(visible=not answered),
             gr.update(visible=not listener.done), code)
@@ -358,10 +383,10 @@ def on_study_start(listener, *answers):
             raise ValueError("The page is still loading; try again in a moment.")
         if STUDY.study.questionnaire and not listener.questionnaire:
             STUDY.answer(listener, {q["id"]: a for q, a in zip(STUDY.study.questionnaire, answers)})
-        trial = STUDY.present(listener)
+        item = STUDY.present(listener)
     except ValueError as exc:
         raise _error(exc) from None
-    return (listener, _ticket(trial) if trial else "", _study_progress(listener), "",
+    return (listener, _study_ticket(item), _study_progress(listener), "",
             STUDY.completion_code(listener.listener_id) if listener.done else "",
             gr.update(visible=False), gr.update(visible=False))
 
@@ -382,6 +407,33 @@ def on_study_vote(report, listener, choice):
     return listener, _ticket(trial) if trial else "", _study_progress(listener), reveal, code
 
 
+def on_mushra_submit(report, listener):
+    if listener is None:
+        raise _error(ValueError("Press Start first."))
+    try:
+        rows = STUDY.rate(listener, report)
+        page = STUDY.present(listener)
+    except ValueError as exc:
+        raise _error(exc) from None
+    reveal = _study_reveal_end(listener)
+    if STUDY.study.reveal == "each":
+        reveal = "You rated: " + "; ".join(f"sound {row['position']} was **{_candidate_name(row['condition'])}** "
+                                           f"({row['score']})" for row in rows) + "."
+    code = STUDY.completion_code(listener.listener_id) if listener.done else ""
+    return listener, _study_ticket(page), _study_progress(listener), reveal, code
+
+
+def mushra_controls():
+    """The MUSHRA player (open reference, one slider per condition), the page's ticket, the hidden
+    report, the submit button and the reveal."""
+    gr.HTML(transport_html("mushra_transport.html"), elem_id="ab-transport", padding=False)
+    ticket = gr.HTML("", elem_id="ab-ticket", padding=False)
+    report = gr.Textbox(visible=False)
+    submit = gr.Button("Submit the ratings", variant="primary", elem_id="mushra-submit", elem_classes=["ab-vote"])
+    reveal = gr.Markdown(elem_id="ab-reveal")
+    return ticket, report, submit, reveal
+
+
 def build_study_app() -> gr.Blocks:
     """The listener-only page of a study: instructions, questions, the blind trials, a completion code."""
     study = STUDY.study
@@ -396,15 +448,22 @@ def build_study_app() -> gr.Blocks:
                        for q in study.questionnaire]
         start = gr.Button("Start", variant="primary", elem_id="study-start")
         progress = gr.Markdown(elem_id="study-progress")
-        ticket, report, buttons, reveal = blind_pair_controls()
+        if STUDY.mushra:
+            ticket, report, submit, reveal = mushra_controls()
+        else:
+            ticket, report, buttons, reveal = blind_pair_controls()
         code = gr.Markdown(elem_id="completion-code")
         demo.load(on_study_load, stored, [listener, stored, progress, questions, start, code],
                   js=LOAD_LISTENER_JS.format(study=key)).then(
             None, stored, None, js=KEEP_LISTENER_JS.format(study=key))
         start.click(on_study_start, [listener, *answers], [listener, ticket, progress, reveal, code, questions, start])
-        for (choice, _), button in zip(CHOICES, buttons):
-            button.click(on_study_vote, [report, listener, gr.State(choice)], [listener, ticket, progress, reveal, code],
-                         js=REPORT_JS.replace("session", "listener"))
+        outputs = [listener, ticket, progress, reveal, code]
+        if STUDY.mushra:
+            submit.click(on_mushra_submit, [report, listener], outputs, js=SUBMIT_JS)
+        else:
+            for (choice, _), button in zip(CHOICES, buttons):
+                button.click(on_study_vote, [report, listener, gr.State(choice)], outputs,
+                             js=REPORT_JS.replace("session", "listener"))
     return demo
 
 
@@ -498,10 +557,16 @@ def build_compare_tab(clip, view):
     return outputs
 
 
+def transport_html(name: str) -> str:
+    """A player's HTML (``assets/<name>``) with the position and loop controls every player shares."""
+    shared = (ASSETS / "transport_position.html").read_text(encoding="utf-8")
+    return (ASSETS / name).read_text(encoding="utf-8").replace("  <!-- position and loop -->\n", shared)
+
+
 def blind_pair_controls():
     """The A/B player, the trial's ticket, the hidden report, the vote buttons and the reveal:
     the same element ids in the Listen tab and on a study's page."""
-    gr.HTML((ASSETS / "ab_transport.html").read_text(encoding="utf-8"), elem_id="ab-transport", padding=False)
+    gr.HTML(transport_html("ab_transport.html"), elem_id="ab-transport", padding=False)
     ticket = gr.HTML("", elem_id="ab-ticket", padding=False)
     report = gr.Textbox(visible=False)
     with gr.Row():
@@ -582,7 +647,8 @@ async def serve_stimulus(request: Request) -> Response:
 def serve_study(folder: str | os.PathLike) -> None:
     """Make ``app`` serve the study in ``folder`` instead of the lab (see :func:`build_study_app`)."""
     global STUDY
-    STUDY = StudyServer(load_study(folder), VOTE_LOG, STIMULI, RULES)
+    study = load_study(folder)
+    STUDY = StudyServer(study, RATING_LOG if study.test == "mushra" else VOTE_LOG, STIMULI, RULES)
 
 
 def launch(argv: list[str] | None = None) -> None:
@@ -590,7 +656,7 @@ def launch(argv: list[str] | None = None) -> None:
     parser.add_argument("--study", default=os.environ.get(STUDY_ENV),
                         help=f"serve only the listening page of this study folder (or set ${STUDY_ENV})")
     args = parser.parse_args(argv)
-    votes.start_dataset_sync(VOTE_LOG.path)
+    votes.start_dataset_sync(VOTE_LOG.path, RATING_LOG.path)
     if args.study:
         serve_study(args.study)
         demo = build_study_app()

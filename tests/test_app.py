@@ -80,8 +80,10 @@ def test_layout_builds_with_the_controls_tests_rely_on(app):
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
     assert {"vote-left", "vote-right", "vote-tie", "vote-both-bad", "ab-reveal", "prompt", "generate",
             "ab-transport", "ab-ticket", "start-listening"} <= ids
-    transport = (app.ASSETS / "ab_transport.html").read_text()
-    assert 'id="ab-play-left"' in transport and 'id="ab-play-right"' in transport
+    transport = app.transport_html("ab_transport.html")
+    assert 'id="ab-play-left"' in transport and 'id="ab-play-right"' in transport and 'id="ab-loop"' in transport
+    mushra = app.transport_html("mushra_transport.html")
+    assert 'id="mushra-reference"' in mushra and 'id="ab-loop-end"' in mushra and 'type="range"' not in mushra
     # The blind test has no audio players of its own: nothing to download, no waveform.
     assert "Left" not in labels and "Right" not in labels
 

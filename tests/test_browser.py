@@ -396,3 +396,81 @@ def test_two_listeners_complete_a_study(tmp_path, browser):
     assert main(["study", "results", str(study), "--votes", str(votes), "-o", str(out)]) == 0
     table = (out / "leaderboard.csv").read_text()
     assert all(name in table for name in ("input", "spectral_gate_hf", "mcra_wiener"))
+
+
+#: In the page: which slider's sound is the open reference, judged by the sound alone (the
+#: decoded samples differ from the reference's by the dither only), as a careful listener would.
+FIND_HIDDEN_REFERENCE = """() => {
+  const t = window.abTransport, ref = t.buffers.reference.getChannelData(0);
+  const distance = (side) => { const x = t.buffers[side].getChannelData(0); let d = 0;
+    for (let i = 0; i < x.length; i++) d = Math.max(d, Math.abs(x[i] - ref[i])); return d; };
+  const sides = t.sides.slice(1);
+  const d = sides.map(distance);
+  return sides[d.indexOf(Math.min(...d))];
+}"""
+
+
+def test_a_listener_completes_a_mushra_study(tmp_path, browser):
+    """A two-item MUSHRA study in a real browser: sliders, the reference button, the rule that every
+    sound is played before submitting, the ratings in the CSV, and the results with every condition."""
+    clips = []
+    for i in range(2):
+        x = add_noise(melody(4.0, seed=20 + i), 30.0, np.random.default_rng(i)).astype(np.float32)
+        clips.append(str(A.write_wav(tmp_path / f"item{i}.wav", np.stack([x, 0.8 * x]), 44100)))
+    study = tmp_path / "study"
+    assert main(["study", "build", *clips, "-r", "spectral_gate_hf", "-r", "mcra_wiener", "-o", str(study),
+                 "--test", "mushra", "--preset", "hiss", "--id", "browser-mushra", "-q"]) == 0
+    names = ("spectral_gate_hf", "mcra_wiener", "hidden_reference", "anchor_3.5kHz", "anchor_7kHz")
+    with running_app(tmp_path, RESTORELAB_STUDY=str(study), RESTORELAB_MIN_LISTEN_S="1.0") as (url, votes):
+        page = open_page(browser, url + "?listener=mushra-1")
+        page.add_init_script(RECORD_STREAMS)
+        page.reload()
+        wait_text(page, "#study-progress", "2 pages")
+        page.get_by_label("Headphones").check()
+        page.get_by_label("Audio professional").check()
+        page.click("#study-start")
+        trial = None
+        for number in (1, 2):
+            trial = wait_for_pair(page, trial)
+            wait_text(page, "#study-progress", f"Page {number} of 2")
+            sliders = page.get_by_role("slider")
+            assert sliders.count() == 6  # input, two restorers, the hidden reference, two anchors
+            assert page.locator("#mushra-submit").is_disabled()
+            text = page.locator("body").inner_text() + "".join(page.evaluate("window.__received"))
+            assert not any(name in text for name in names)  # no condition is named before the ratings
+            page.click("#mushra-reference")
+            page.wait_for_function("window.abTransport.side === 'reference' && window.abTransport.playing")
+            for side in page.evaluate("window.abTransport.sides"):
+                page.keyboard.press("r" if side == "reference" else side)
+                page.wait_for_function("side => window.abTransport.heard[side] >= 1.1 || !window.abTransport.playing",
+                                       arg=side, timeout=20000)
+                if page.evaluate("side => window.abTransport.heard[side] < 1.1", side):
+                    page.keyboard.press(" ")  # the excerpt ran out: play it again
+                    page.wait_for_function("side => window.abTransport.heard[side] >= 1.1", arg=side)
+                if side == "3":
+                    assert page.locator("#mushra-submit").is_disabled()  # not every sound heard yet
+            page.keyboard.press(" ")
+            page.wait_for_function("!document.querySelector('#mushra-submit').disabled", timeout=10000)
+            hidden = page.evaluate(FIND_HIDDEN_REFERENCE)
+            for k in range(1, 7):
+                page.locator(f"#mushra-rating-{k}").fill("100" if str(k) == hidden else str(10 * k))
+            time.sleep(0.5)
+            page.click("#mushra-submit")
+        page.wait_for_function("(document.querySelector('#completion-code') || {innerText: ''})"
+                               ".innerText.trim().length === 10", timeout=30000)
+        code = page.locator("#completion-code").inner_text().strip()
+        assert "hidden_reference" in page.locator("#ab-reveal").inner_text()  # names at the end
+        rows = list(csv.DictReader((tmp_path / "mushra.csv").open()))
+    assert len(rows) == 12 and {r["completion_code"] for r in rows} == {code}
+    assert {r["listener_id"] for r in rows} == {"mushra-1"} and "Audio professional" in rows[0]["questionnaire"]
+    hidden_rows = [r for r in rows if r["condition"] == "hidden_reference"]
+    assert [r["score"] for r in hidden_rows] == ["100", "100"] and {r["check_passed"] for r in hidden_rows} == {"pass"}
+    for r in rows:
+        if r["condition"] != "hidden_reference":
+            assert r["score"] == str(10 * int(r["position"]))  # each slider's score went to its condition
+        assert float(r["heard_s"]) >= 1.0 and float(r["reference_heard_s"]) >= 1.0
+    out = tmp_path / "results"
+    assert main(["study", "results", str(study), "--votes", str(votes), "-o", str(out)]) == 0
+    table = (out / "mushra_means.csv").read_text()
+    assert all(name in table for name in ("input", *names))
+    assert "1 listener(s), 0 excluded" in (out / "results.md").read_text()
