@@ -123,7 +123,7 @@ def test_oversized_and_overlong_inputs_get_clear_errors_and_others_are_still_ser
             "Content-Type: audio/wav\r\n\r\n").encode() + huge.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     request = urllib.request.Request(url + "gradio_api/upload", data=body, method="POST",
                                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    with pytest.raises(urllib.error.HTTPError, match="413") as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
 

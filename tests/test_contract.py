@@ -67,10 +67,13 @@ def test_mix_zero_is_exact_identity(name, stereo):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_mix_half_is_midway(name, stereo):
+@pytest.mark.parametrize("mix", [0.25, 0.5])
+def test_mix_weighs_wet_and_dry(name, mix, stereo):
+    """``mix`` of the output is wet: at 0.25, a quarter wet and three quarters dry (at 0.5 a swap
+    of the two would not show)."""
     wet = make(name)(stereo, SR)
-    half = make(name, mix=0.5)(stereo, SR)
-    np.testing.assert_allclose(half, 0.5 * wet + 0.5 * stereo, atol=1e-6)
+    mixed = make(name, mix=mix)(stereo, SR)
+    np.testing.assert_allclose(mixed, mix * wet + (1 - mix) * stereo, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -95,7 +98,7 @@ def test_params_are_frozen_dataclasses_with_validated_mix(name):
     cls = restorer_class(name)
     params = cls.Params()
     assert dataclasses.is_dataclass(params)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'mix'"):
         params.mix = 0.5  # type: ignore[misc]
     with pytest.raises(ValueError, match="mix"):
         cls.Params(mix=1.5)
@@ -111,10 +114,12 @@ def test_listing_row(name):
     assert row["description"]
 
 
-@pytest.mark.parametrize("bad", [np.array([[np.nan] * 100], np.float32), np.zeros((1, 0), np.float32),
-                                 np.zeros((2, 3, 4), np.float32), np.zeros((1, 100), np.int16)])
-def test_bad_arrays_rejected(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [(np.array([[np.nan] * 100], np.float32), "NaN or Inf"),
+                                          (np.zeros((1, 0), np.float32), "no samples"),
+                                          (np.zeros((2, 3, 4), np.float32), r"\[channels, samples\].*\(2, 3, 4\)"),
+                                          (np.zeros((1, 100), np.int16), "floating point, got int16")])
+def test_bad_arrays_rejected(bad, message):
+    with pytest.raises(ValueError, match=message):
         get_restorer("passthrough")(bad, SR)
 
 
@@ -124,7 +129,7 @@ def test_unknown_name_lists_known_ones():
 
 
 def test_unknown_parameter_is_rejected():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such_knob'"):
         get_restorer("spectral_subtraction_hf", no_such_knob=1.0)
     with pytest.raises(ValueError, match="known"):
         restorer_class("spectral_subtraction_hf").parse_overrides({"no_such_knob": "1"})

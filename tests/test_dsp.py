@@ -42,9 +42,9 @@ def test_stft_sine_amplitude():
 
 
 def test_stft_rejects_bad_settings():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"hop must be in \(0, n_fft/2\], got 2048"):
         Stft(2048, 2048)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n_fft must be an even number >= 16, got 1001"):
         Stft(1001, 100)
 
 

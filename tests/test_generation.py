@@ -47,10 +47,14 @@ def test_missing_weights_are_reported_not_raised(monkeypatch):
         generator.generate(GenerationRequest("small", "lofi piano", duration_s=1.0))
 
 
-@pytest.mark.parametrize("bad", [dict(model="nope"), dict(prompt="  "), dict(duration_s=60.0),
-                                 dict(guidance_scale=0.5), dict(model="small", melody=(np.zeros((1, 10)), 32000))])
-def test_bad_requests(bad):
+@pytest.mark.parametrize("bad, message", [(dict(model="nope"), "unknown model 'nope'"),
+                                          (dict(prompt="  "), "the prompt is empty"),
+                                          (dict(duration_s=60.0), r"duration_s must be in \[0.5, 30\], got 60"),
+                                          (dict(guidance_scale=0.5), "guidance_scale must be >= 1"),
+                                          (dict(model="small", melody=(np.zeros((1, 10)), 32000)),
+                                           "a melody needs a melody model")])
+def test_bad_requests(bad, message):
     fields = dict(model=TINY, prompt="piano", duration_s=1.0)
     fields.update(bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         GenerationRequest(**fields)

@@ -37,12 +37,14 @@ def cache(tmp_path, corpus):
     return folder
 
 
-@pytest.mark.parametrize("bad", [dict(domains=("c",)), dict(terms=("perceptual",)), dict(musicgen_share=-0.1),
-                                 dict(sisdr_weight=-1.0), dict(task="upsample"), dict(max_hiss_snr_db=18.0),
-                                 dict(hiss_band_limit_share=1.5), dict(hiss_colours=("blue",)),
-                                 dict(hiss_colours=())])
-def test_settings_reject_unknown_names(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    (dict(domains=("c",)), r"unknown domains \['c'\]"), (dict(terms=("perceptual",)), "unknown loss terms"),
+    (dict(musicgen_share=-0.1), "musicgen_share must be within"), (dict(sisdr_weight=-1.0), "must not be negative"),
+    (dict(task="upsample"), "task must be one of"), (dict(max_hiss_snr_db=18.0), "must be above 18"),
+    (dict(hiss_band_limit_share=1.5), "hiss_band_limit_share must be within"),
+    (dict(hiss_colours=("blue",)), "hiss_colours must be some of"), (dict(hiss_colours=()), "must be some of")])
+def test_settings_reject_unknown_names(bad, message):
+    with pytest.raises(ValueError, match=message):
         TrainSettings(**bad)
 
 

@@ -22,10 +22,13 @@ def _stft(frontend: Frontend, audio: np.ndarray) -> torch.Tensor:
     return frontend.stft(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
 
 
-@pytest.mark.parametrize("bad", [dict(task="upscale"), dict(representation="cqt"), dict(n_bands=100),
-                                 dict(n_bands=96, channels=(4, 8, 16, 32, 64, 128)), dict(max_gain=1.0)])
-def test_config_rejects_bad_values(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    (dict(task="upscale"), "task must be one of"), (dict(representation="cqt"), "representation must be one of"),
+    (dict(n_bands=100), "n_bands must divide 1024"),
+    (dict(n_bands=128, channels=(4,) * 9), "divisible by 2 per down-sampling level"),
+    (dict(max_gain=1.0), "max_gain must exceed 1")])
+def test_config_rejects_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
         UNetConfig(**bad)
 
 
