@@ -185,3 +185,106 @@ def test_interval_coverage_over_many_seeds():
         board = leaderboard(votes, n_bootstrap=200, seed=seed)
         covered += [row["ci_low"] <= truth[list(TRUE).index(row["name"])] <= row["ci_high"] for row in board.rows]
     assert 0.88 <= np.mean(covered) <= 1.0, np.mean(covered)
+
+
+def test_the_prior_is_a_half_win_each_way_in_every_pair():
+    """The weak prior adds ``prior_games / (n - 1)`` virtual games to every pair, each a tie. So
+    with the prior the fit must match a maximum-likelihood fit (scipy) of the data plus those
+    ties; with two items it is the closed form ln((30 + 0.5) / (10 + 0.5)). Outcome weights (the
+    fourth column) and bootstrap multiplicities scale each outcome, and small weights keep the
+    MM denominators below one."""
+    from scipy.optimize import minimize
+
+    two = np.array([[0, 1, 1.0]] * 30 + [[0, 1, 0.0]] * 10)
+    assert bradley_terry(two, 2)[0] * 2 == pytest.approx(np.log(30.5 / 10.5), abs=1e-7)
+    rows = np.array([[0, 1, 1.0, 0.25], [0, 1, 0.5, 0.25], [1, 2, 1.0, 0.5], [2, 0, 0.0, 0.1], [2, 1, 0.5, 0.3]])
+    multiplicity = np.array([2.0, 1.0, 3.0, 1.0, 0.0])
+    for prior in (1.0, 2.0):
+        pairs = [(i, j) for i in range(3) for j in range(i + 1, 3)]
+        virtual = np.array([[i, j, 0.5, prior / 2] for i, j in pairs])
+        data = np.vstack([rows * [1, 1, 1, 0] + np.c_[np.zeros((5, 3)), rows[:, 3] * multiplicity], virtual])
+
+        def negative_log_likelihood(free, data=data):
+            beta = np.append(free, -free.sum())
+            i, j, s, w = data[:, 0].astype(int), data[:, 1].astype(int), data[:, 2], data[:, 3]
+            d = beta[i] - beta[j]
+            return -np.sum(w * (s * -np.logaddexp(0, -d) + (1 - s) * -np.logaddexp(0, d)))
+
+        fitted = minimize(negative_log_likelihood, np.zeros(2), method="BFGS", options={"gtol": 1e-12}).x
+        expected = np.append(fitted, -fitted.sum())
+        assert bradley_terry(rows, 3, prior_games=prior, weights=multiplicity) == pytest.approx(expected, abs=1e-5)
+
+
+def test_ties_and_both_bad_count_half_and_merged_votes_share_their_weight():
+    from restorelab.listening.ratings import _expand
+
+    votes = [{"restorer_left": "a=b", "restorer_right": "c", "choice": "tie"},
+             {"restorer_left": "c", "restorer_right": "a", "choice": "both_bad"},
+             {"restorer_left": "a", "restorer_right": "c", "choice": "right"}]
+    outcomes, owner = _expand(votes, {"a": 0, "b": 1, "c": 2})
+    assert outcomes.tolist() == [[0, 2, 0.5, 0.5], [1, 2, 0.5, 0.5], [2, 0, 0.5, 1.0], [0, 2, 0.0, 1.0]]
+    assert owner.tolist() == [0, 0, 1, 2]
+    level = leaderboard([{"restorer_left": "x", "restorer_right": "y", "choice": choice}
+                         for choice in ("tie", "both_bad") * 10], n_bootstrap=10)
+    assert [row["strength"] for row in level.rows] == pytest.approx([0.0, 0.0], abs=1e-9)
+
+
+def test_a_small_log_gives_the_table_worked_out_by_hand():
+    """x and y: x won 12, y won 3, 2 'both bad'; y and z: one tie; x and z: x won once; and a check
+    trial, which must count nowhere. Ranks are consecutive from 1 among restorers with
+    ``min_votes`` votes (z has 2: no rank at 3, a rank at 2)."""
+    votes = [{"restorer_left": "x", "restorer_right": "y", "choice": "left"}] * 12
+    votes += [{"restorer_left": "y", "restorer_right": "x", "choice": "left"}] * 3
+    votes += [{"restorer_left": "x", "restorer_right": "y", "choice": "both_bad"}] * 2
+    votes += [{"restorer_left": "y", "restorer_right": "z", "choice": "tie"},
+              {"restorer_left": "z", "restorer_right": "x", "choice": "right"},
+              {"restorer_left": "z", "restorer_right": "x", "choice": "left", "check": "anchor"}]
+    board = leaderboard(votes, min_votes=3, n_bootstrap=200)
+    assert board.votes == 19 and board.counts.sum() == 2 * 19
+    assert [(row["name"], row["votes"], row["rank"]) for row in board.rows] == [("x", 18, 1), ("y", 18, 2),
+                                                                               ("z", 2, None)]
+    assert [row["rank"] for row in leaderboard(votes, min_votes=2, n_bootstrap=10).rows] == [1, 2, 3]
+    tests = {(t["a"], t["b"]): t for t in board.pair_tests}
+    assert tests[("x", "y")] == {"a": "x", "b": "y", "votes": 17, "a_wins": 12, "b_wins": 3, "ties": 2,
+                                 "sign_test_p": pytest.approx(0.03515625)}
+    assert tests[("x", "z")]["sign_test_p"] == 1.0 and tests[("x", "z")]["a_wins"] == 1
+    assert np.isnan(tests[("y", "z")]["sign_test_p"]) and tests[("y", "z")]["ties"] == 1
+    ix, iy, iz = (board.names.index(n) for n in "xyz")
+    assert np.isnan(board.win_rate[iy, iz]) and board.win_rate[ix, iz] == 1.0 and board.win_rate[iz, ix] == 0.0
+    assert board.win_rate[iy, ix] == pytest.approx(3 / 15)
+    # 12 + 3 of the 16 decisive votes went to the left side (x's win over z came from the right).
+    assert board.left_win_share == pytest.approx(15 / 16)
+    # The interval is the 95 % percentile interval of the bootstrap, which is reproducible.
+    low, high = np.percentile(board.bootstrap, [2.5, 97.5], axis=0)
+    assert [row["ci_low"] for row in board.rows] == pytest.approx([low[ix], low[iy], low[iz]])
+    assert [row["ci_high"] for row in board.rows] == pytest.approx([high[ix], high[iy], high[iz]])
+    again = leaderboard(votes, min_votes=3, n_bootstrap=200)
+    assert np.array_equal(again.bootstrap, board.bootstrap)
+
+
+def test_bootstrap_weights_resample_whole_units():
+    """Crossed units (listeners and clips): every vote of one listener-clip cell gets the same
+    weight, the product of how often its listener and its clip were drawn, so over a balanced
+    design the weights sum to votes-per-cell x listeners x clips. One unit (sessions): a drawn
+    session contributes as many votes as it has, so equal sessions always sum to all the votes."""
+    from restorelab.listening.ratings import _bootstrap_weights
+
+    votes = [{"listener_id": f"l{i}", "clip_id": f"c{j}", "session_id": f"l{i}"}
+             for i in range(5) for j in range(4) for _ in range(3)]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        weights = _bootstrap_weights(votes, ("listener_id", "clip_id"), rng)
+        assert weights.sum() == 3 * 5 * 4 and np.all(weights == np.round(weights))
+        cells = {}
+        for vote, weight in zip(votes, weights):
+            cells.setdefault((vote["listener_id"], vote["clip_id"]), set()).add(weight)
+        assert all(len(values) == 1 for values in cells.values())
+        by_listener = {l: sum(w for v, w in zip(votes, weights) if v["listener_id"] == l) for l in ("l0", "l1")}
+        by_clip0 = {l: next(iter(cells[(l, "c0")])) for l in ("l0", "l1")}
+        if by_clip0["l0"] and by_clip0["l1"]:  # a listener's weight is the same share in every clip
+            assert by_listener["l0"] / by_listener["l1"] == pytest.approx(by_clip0["l0"] / by_clip0["l1"])
+        one = _bootstrap_weights(votes, ("session_id",), rng)
+        assert one.sum() == len(votes) and np.all(one == np.round(one))
+    drawn = [_bootstrap_weights(votes, ("listener_id", "clip_id"), np.random.default_rng(s)) for s in range(300)]
+    assert np.mean(drawn) == pytest.approx(1.0, abs=0.05)  # each vote is drawn once on average
+    assert np.mean([np.all(w > 0) for w in drawn]) < 0.5  # and some units are left out
