@@ -223,6 +223,25 @@ def test_ratings_become_one_row_per_condition_and_the_hidden_reference_is_a_chec
     assert again.arrive("x", link_id="PROLIFIC_1").done and again.arrive().index == 1
 
 
+def test_pages_submitted_too_soon_or_too_fast_are_flagged_or_refused(study, tmp_path):
+    store = StimulusStore()
+    rules = ListenRules(min_listen_s=0.0, min_decision_s=30.0, max_votes_per_minute=1)
+    server = StudyServer(study, RatingLog(tmp_path / "mushra.csv"), store, rules, secret=b"s")
+    listener = server.arrive()
+    server.answer(listener, ANSWERS)
+    page = server.present(listener)
+    for token in page.all_tokens:
+        store.take(token)
+    rows = server.rate(listener, page_report(page, [50] * 6, seconds=0.0))
+    assert {row["flags"] for row in rows} == {"fast"}  # decided within 30 s of the audio being sent
+    page = server.present(listener)
+    for token in page.all_tokens:
+        store.take(token)
+    with pytest.raises(ListeningError, match=r"submitting faster than this test allows \(1 pages a minute\)"):
+        server.rate(listener, page_report(page, [50] * 6, seconds=0.0))
+    assert "rate" in listener.session.flags and len(server.log.read()) == 6
+
+
 # -- the rating log -------------------------------------------------------------------------------
 
 def rating_row(page="p1", condition="input", score="50", clip="item0"):

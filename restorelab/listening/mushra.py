@@ -29,7 +29,7 @@ from restorelab import __version__
 from restorelab.listening.stimuli import make_set
 from restorelab.listening.study import HIDDEN_REFERENCE, KINDS, MID_ANCHOR, Study, StudyCandidate
 from restorelab.listening.transport import ListeningError, ListenRules, StimulusStore, check_heard
-from restorelab.listening.trials import FLAG_FAST, FLAG_RATE, Session
+from restorelab.listening.trials import FLAG_FAST, Session, check_pace
 from restorelab.listening.votes import Schema, VoteLog, new_trial_id, single_line
 
 #: The longest excerpt a page plays (BS.1534-3 asks for items of about 10 s).
@@ -201,11 +201,7 @@ def rate_page(session: Session, page: Page, report: PageReport, rules: ListenRul
     heard = dict(zip(names, (report.reference_s, *report.heard_s)))
     fetched = dict(zip(names, (store.fetched_at(token) for token in page.all_tokens)))
     check_heard(rules, heard, fetched, page.duration_s, now, what="page", unit="sound", action="submitting")
-    for window_s, limit, per in ((60.0, rules.max_votes_per_minute, "a minute"),
-                                 (3600.0, rules.max_votes_per_hour, "an hour")):
-        if sum(now - t < window_s for t in session.vote_times) >= limit:
-            session.flags.add(FLAG_RATE)
-            raise ListeningError(f"You are submitting faster than this test allows ({limit} pages {per}).")
+    check_pace(session, rules, now, doing="submitting", things="pages", unit="page")
     page_s = now - min(fetched.values())
     flags = set(session.flags)
     if page_s < len(heard) * rules.required_s(page.duration_s) + rules.min_decision_s:

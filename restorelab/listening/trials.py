@@ -151,12 +151,7 @@ def judge(session: Session, choice: str, report: ListeningReport, store: Stimulu
         raise ListeningError("That pair has already been judged or replaced; vote on the pair now playing.")
     fetched = [store.fetched_at(token) for token in trial.tokens]
     check_listening(rules, report, fetched[0], fetched[1], trial.duration_s, now)
-    for window_s, limit, per in ((60.0, rules.max_votes_per_minute, "a minute"),
-                                 (3600.0, rules.max_votes_per_hour, "an hour")):
-        if sum(now - t < window_s for t in session.vote_times) >= limit:
-            session.flags.add(FLAG_RATE)
-            raise ListeningError(f"You are voting faster than this test allows ({limit} votes {per}); "
-                                 "take your time with each pair.")
+    check_pace(session, rules, now)
     decision_s = now - min(fetched)
     flags = set(session.flags)
     if decision_s < 2 * rules.required_s(trial.duration_s) + rules.min_decision_s:
@@ -169,6 +164,22 @@ def judge(session: Session, choice: str, report: ListeningReport, store: Stimulu
                 stimulus_left_sha256=trial.left.sha256, stimulus_right_sha256=trial.right.sha256,
                 excerpt_start_s=trial.start_s, excerpt_duration_s=trial.duration_s, flags=" ".join(sorted(flags)),
                 **study)
+
+
+def check_pace(session: Session, rules: ListenRules, now: float, doing: str = "voting", things: str = "votes",
+               unit: str = "pair") -> None:
+    """Refuse a judgement beyond ``max_votes_per_minute`` or ``max_votes_per_hour`` of the session's
+    (flagging the session ``rate`` from then on).
+
+    Raises:
+        ListeningError: the session judges faster than the pace rules allow.
+    """
+    for window_s, limit, per in ((60.0, rules.max_votes_per_minute, "a minute"),
+                                 (3600.0, rules.max_votes_per_hour, "an hour")):
+        if sum(now - t < window_s for t in session.vote_times) >= limit:
+            session.flags.add(FLAG_RATE)
+            raise ListeningError(f"You are {doing} faster than this test allows ({limit} {things} {per}); "
+                                 f"take your time with each {unit}.")
 
 
 def commit(session: Session, vote: Vote, store: StimulusStore, now: float | None = None) -> None:
