@@ -160,13 +160,17 @@ def rate_everything(server, listener, score_of, store):
         server.rate(listener, page_report(page, [score_of(c.label) for c in page.conditions], seconds=0.0))
 
 
-def test_a_page_is_refused_until_everything_was_heard_and_rated_rightly(study, tmp_path):
-    store = StimulusStore()
-    rules = ListenRules(min_listen_s=1.0, clock_tolerance_s=0.5, min_decision_s=0.0)
-    server = StudyServer(study, RatingLog(tmp_path / "mushra.csv"), store, rules, secret=b"s")
+def first_page(study, folder, rules):
+    """A server on a fresh rating log, a listener who answered the questions, and their first page."""
+    server = StudyServer(study, RatingLog(folder / "mushra.csv"), StimulusStore(), rules, secret=b"s")
     listener = server.arrive()
     server.answer(listener, ANSWERS)
-    page = server.present(listener)
+    return server, listener, server.store, server.present(listener)
+
+
+def test_a_page_is_refused_until_everything_was_heard_and_rated_rightly(study, tmp_path):
+    rules = ListenRules(min_listen_s=1.0, clock_tolerance_s=0.5, min_decision_s=0.0)
+    server, listener, store, page = first_page(study, tmp_path, rules)
     assert len(page.tokens) == 6 and len(set(page.all_tokens)) == 7
     sizes = {len(store.take(token)) for token in page.all_tokens[:-1]}
     assert len(sizes) == 1  # every sound of a page has the same length and format
@@ -224,12 +228,8 @@ def test_ratings_become_one_row_per_condition_and_the_hidden_reference_is_a_chec
 
 
 def test_pages_submitted_too_soon_or_too_fast_are_flagged_or_refused(study, tmp_path):
-    store = StimulusStore()
     rules = ListenRules(min_listen_s=0.0, min_decision_s=30.0, max_votes_per_minute=1)
-    server = StudyServer(study, RatingLog(tmp_path / "mushra.csv"), store, rules, secret=b"s")
-    listener = server.arrive()
-    server.answer(listener, ANSWERS)
-    page = server.present(listener)
+    server, listener, store, page = first_page(study, tmp_path, rules)
     for token in page.all_tokens:
         store.take(token)
     rows = server.rate(listener, page_report(page, [50] * 6, seconds=0.0))
