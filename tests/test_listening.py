@@ -13,7 +13,7 @@ from restorelab import audio as A
 from restorelab.listening import stimuli
 from restorelab.listening.candidates import Candidate, audibly_identical, audio_sha256, merge_identical
 from restorelab.listening.transport import (ListeningError, ListeningReport, ListenRules, StimulusStore,
-                                            check_listening)
+                                            check_heard, check_listening)
 from restorelab.listening.trials import (FLAG_FAST, FLAG_RATE, Session, ClipComplete, commit, judge, next_pair,
                                          start_trial)
 
@@ -289,3 +289,173 @@ def test_one_sound_is_not_a_test():
     session = Session("s", candidates=[Candidate(("input", "bwe"), None, "")])
     with pytest.raises(ValueError, match="made no audible change"):
         next_pair(session, np.random.default_rng(0))
+
+
+def test_listening_rules_refuse_impossible_settings():
+    assert ListenRules(min_listen_s=0.0, max_votes_per_minute=1, max_votes_per_hour=1, max_votes_per_pair=1)
+    for name in ("min_listen_s", "clock_tolerance_s", "min_decision_s"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 0, got -0.5"):
+            ListenRules(**{name: -0.5})
+    for name in ("max_votes_per_minute", "max_votes_per_hour", "max_votes_per_pair"):
+        with pytest.raises(ValueError, match="max_votes_per_minute, max_votes_per_hour and max_votes_per_pair "
+                                             "must be at least 1"):
+            ListenRules(**{name: 0})
+
+
+def test_the_report_and_the_listening_rule_at_their_boundaries():
+    long_trial = "t" * 80
+    report = ListeningReport.parse('{"trial": "%s", "left_s": 0, "right_s": 999999.9}' % long_trial)
+    assert report == ListeningReport("t" * 64, 0.0, 999999.9)  # the id is cut to 64 characters
+    padded = '{"trial": "x", "left_s": 1, "right_s": 1, "pad": "%s"}'
+    assert ListeningReport.parse(padded % ("p" * (1000 - len(padded % "")))).left_s == 1.0  # 1000 characters
+    with pytest.raises(ListeningError, match="The player did not report what was heard; play both sides through "
+                                             "the A/B player and vote again."):
+        ListeningReport.parse(padded % ("p" * (1001 - len(padded % ""))))
+    for bad in ('{"trial": "x", "left_s": 1e6, "right_s": 1}', '{"trial": "x", "left_s": 1, "right_s": 1e6}',
+                '{"trial": "x", "left_s": 1, "right_s": -0.1}'):
+        with pytest.raises(ListeningError, match="^The player reported an impossible listening time.$"):
+            ListeningReport.parse(bad)
+    rules = ListenRules(min_listen_s=3.0, clock_tolerance_s=0.5)
+    fetched = {"a": 100.0, "b": 100.0}
+    check_heard(rules, {"a": 3.0 - 1e-3, "b": 3.0}, fetched, 9.0, now=105.5)  # exactly enough, on every count
+    check_heard(rules, {"a": 3.0, "b": 3.0}, fetched, 9.0, now=105.5)  # listening = elapsed + tolerance
+    with pytest.raises(ListeningError, match=r"^Listen to each side for at least 3.0 s before voting "
+                                             r"\(so far: a 2.0 s, b 1.0 s\).$"):
+        check_heard(rules, {"a": 2.0, "b": 1.0}, fetched, 9.0, now=110.0)
+    with pytest.raises(ListeningError, match="^Voting opens once each side has played for 3.0 s; the pair was "
+                                             "loaded 5.4 s ago.$"):
+        check_heard(rules, {"a": 3.0, "b": 3.0}, fetched, 9.0, now=105.4)
+    with pytest.raises(ListeningError, match="^The player reports 6.1 s of listening, but the pair was loaded only "
+                                             "5.5 s ago; refused.$"):
+        check_heard(rules, {"a": 3.1, "b": 3.0}, fetched, 9.0, now=105.5)
+
+
+def test_the_store_drops_the_oldest_beyond_its_budget_or_age(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr("restorelab.listening.transport.time.monotonic", lambda: clock[0])
+    store = StimulusStore(max_bytes=1000, max_age_s=10.0)
+    first = store.publish(bytes(600))
+    assert len(first) == 32 and store.fetched_at(first) is None and store.fetched_at("unknown") is None
+    clock[0] = 10.0
+    second = store.publish(bytes(400))  # exactly at the budget and exactly the age limit: both kept
+    assert store.bytes_waiting == 1000 and store.take(first) == bytes(600)
+    assert store.fetched_at(first) == 10.0 and store.bytes_waiting == 400
+    clock[0] = 20.5
+    third = store.publish(bytes(100))  # the second is now older than 10 s: dropped
+    assert store.take(second) is None and store.bytes_waiting == 100
+    store.discard(third, "unknown")
+    assert store.bytes_waiting == 0 and store.take(third) is None
+    fourth, fifth = store.publish(bytes(700)), store.publish(bytes(700))  # over budget: the oldest goes
+    assert store.take(fourth) is None and store.take(fifth) == bytes(700)
+    alone = StimulusStore(max_bytes=10)
+    token = alone.publish(bytes(50))  # a single stimulus is kept even beyond the budget
+    assert alone.take(token) == bytes(50)
+
+
+def test_a_vote_carries_its_trial_and_study_fields_and_checks_each_side(files):
+    store = StimulusStore()
+    session = Session("s", clip_id="clip", clip_source="example", prompt="p", candidates=candidates_of(files), seed=3)
+    session.flags.add(FLAG_RATE)
+    trial = start_trial(session, store, RULES)
+    store.take(trial.tokens[1])  # only the right side was fetched
+    with pytest.raises(ListeningError, match="The left side's audio was never loaded"):
+        judge(session, "left", report(trial=trial.trial_id), store, RULES)
+    store.take(trial.tokens[0])
+    fetched = store.fetched_at(trial.tokens[0])
+    vote = judge(session, "left", report(trial=trial.trial_id), store, RULES, now=fetched + 6.9,
+                 study_id="st", listener_id="l1", listener_index=2)
+    assert (vote.settings_left, vote.settings_right) == (trial.left.settings, trial.right.settings)
+    assert (vote.stimulus_left_sha256, vote.stimulus_right_sha256) == (trial.left.sha256, trial.right.sha256)
+    assert (vote.excerpt_start_s, vote.loudness_target_lufs) == (trial.start_s, trial.loudness_lufs)
+    assert (vote.study_id, vote.listener_id, vote.listener_index, vote.prompt) == ("st", "l1", 2, "p")
+    assert vote.flags == "fast rate"  # 6.9 s is within 2 x 3 s + 1 s: fast; and the session's own flag
+    assert judge(session, "left", report(trial=trial.trial_id), store, RULES, now=fetched + 7.0).flags == "rate"
+    with pytest.raises(ListeningError, match="^There is no pair to vote on: press 'Start listening' first.$"):
+        judge(Session("t"), "left", report(), store, RULES)
+
+
+def test_the_pace_windows_and_the_hour_of_memory_end_exactly(files):
+    rules = ListenRules(min_listen_s=0.0, min_decision_s=0.0, max_votes_per_minute=1, max_votes_per_hour=2)
+    store = StimulusStore()
+    session = Session("s", candidates=candidates_of(files), seed=9)
+    trial = start_trial(session, store, rules)
+    for token in trial.tokens:
+        store.take(token)
+    t0 = float(int(store.fetched_at(trial.tokens[0])) + 10)  # whole seconds: exact differences
+    session.vote_times = [t0]
+    with pytest.raises(ListeningError, match=r"^You are voting faster than this test allows \(1 votes a minute\); "
+                                             r"take your time with each pair.$"):
+        judge(session, "tie", report(trial=trial.trial_id), store, rules, now=t0 + 59.99)
+    session.flags.clear()
+    vote = judge(session, "tie", report(trial=trial.trial_id), store, rules, now=t0 + 60.0)  # a minute on: allowed
+    commit(session, vote, store, now=t0 + 60.0)
+    assert session.votes_cast == 1 and session.vote_times == [t0, t0 + 60.0]
+    again = start_trial(session, store, rules)
+    assert store.take(trial.tokens[0]) is None  # the judged trial's links are gone
+    commit(session, vote, store, now=t0 + 3600.0)  # an hour after the first: it is forgotten, exactly then
+    assert session.votes_cast == 2 and session.vote_times == [t0 + 60.0, t0 + 3600.0]
+    assert session.trial is None and store.take(again.tokens[0]) is None  # commit closes the open trial
+
+
+def test_replacing_a_trial_withdraws_its_links(files):
+    store = StimulusStore()
+    session = Session("s", candidates=candidates_of(files), seed=2)
+    first = start_trial(session, store, RULES)
+    second = start_trial(session, store, RULES)
+    assert session.trial is second and first.trial_id != second.trial_id
+    assert all(store.take(token) is None for token in first.tokens)
+    assert all(store.take(token) is not None for token in second.tokens)
+
+
+def test_what_counts_as_the_same_sound_at_its_boundaries():
+    """Every 50 ms frame's difference must be at least 60 dB below the louder side's, or below
+    -96 dBFS: exactly 60 dB down is the same sound, 59.9 dB down is not."""
+    x = np.ones((2, SR), np.float64) * 0.5
+    assert audibly_identical(x, x * (1 + 10 ** (-60 / 20) * 0.999), SR)
+    assert not audibly_identical(x, x * (1 + 10 ** (-59.9 / 20)), SR)
+    quiet = np.full((1, SR), 10 ** (-100 / 20))  # a constant 100 dB below full scale
+    assert audibly_identical(np.zeros_like(quiet), quiet, SR)
+    assert not audibly_identical(np.zeros_like(quiet), quiet * 10 ** (5 / 20), SR)  # -95 dBFS
+    short = np.ones((1, SR // 20 + 7)) * 0.5  # frames past the end are padded, not dropped
+    changed = short.copy()
+    changed[:, -3:] = -0.5
+    assert not audibly_identical(short, changed, SR)
+    assert audio_sha256(x) == audio_sha256(x.astype(np.float32)) != audio_sha256(x.reshape(1, -1))
+
+
+def test_excerpts_are_placed_anywhere_and_short_clips_trimmed_at_both_ends():
+    rng = np.random.default_rng(0)
+    length = int(stimuli.MAX_EXCERPT_S * SR)
+    starts = {stimuli.excerpt_bounds(length + 3, SR, rng)[0] for _ in range(400)}
+    assert starts == {0, 1, 2, 3}  # every place, the last included
+    bounds = {stimuli.excerpt_bounds(length, SR, rng) for _ in range(400)}  # exactly one excerpt long: trimmed
+    trim = int(stimuli.MAX_TRIM_S * SR)
+    assert len(bounds) > 300 and max(b[0] for b in bounds) <= trim and min(b[1] for b in bounds) >= length - trim
+    tiny = {stimuli.excerpt_bounds(40, SR, rng) for _ in range(400)}  # at most a twentieth off each end
+    assert {b[0] for b in tiny} == {0, 1, 2} and {b[1] for b in tiny} == {38, 39, 40}
+
+
+def test_the_fade_is_a_symmetric_raised_cosine():
+    """The rise is sampled half a step in, so rise[k] + rise[ramp - 1 - k] == 1 (it crossfades to
+    unity with its own mirror image) and the envelope reads the same backwards."""
+    envelope = stimuli._fade(SR, SR)
+    ramp = int(stimuli.FADE_S * SR)
+    rise = envelope[:ramp].astype(np.float64)
+    assert envelope.dtype == np.float32 and np.all(envelope[ramp:-ramp] == 1.0)
+    np.testing.assert_allclose(rise + rise[::-1], 1.0, atol=1e-6)
+    np.testing.assert_array_equal(envelope, envelope[::-1])
+    assert rise[0] == pytest.approx(0.5 - 0.5 * np.cos(np.pi * 0.5 / ramp), rel=1e-5) and rise[0] > 0
+    short = stimuli._fade(10, SR)  # shorter than two ramps: five samples up, five down
+    np.testing.assert_allclose(short[:5] + short[:5][::-1], 1.0, atol=1e-6)
+    assert np.all(stimuli._fade(1, SR) == 1.0)
+
+
+def test_24_bit_stimuli_clip_at_full_scale_without_wrapping():
+    rng = np.random.default_rng(0)
+    extreme = np.array([[1.5, 1.0, -1.0, -1.5, 0.0]], np.float32)
+    decoded, info = decode(stimuli._wav_bytes(extreme, SR, rng))
+    assert info.subtype == "PCM_24" and info.format == "WAV"
+    top = (2 ** 23 - 1) / 2 ** 23
+    assert decoded[0, 0] == top and decoded[0, 1] >= top - 2 / 2 ** 23
+    assert decoded[0, 3] == -1.0 and decoded[0, 2] <= -1.0 + 2 / 2 ** 23
+    assert abs(decoded[0, 4]) <= 1 / 2 ** 23  # silence dithered by at most one step

@@ -7,6 +7,7 @@ import errno
 import io
 import multiprocessing
 import os
+import re
 
 import pytest
 
@@ -240,3 +241,47 @@ def test_votes_path_configuration(monkeypatch, tmp_path):
     assert V.default_votes_path().name == "votes.csv"
     monkeypatch.delenv(V.VOTES_DATASET_ENV, raising=False)
     assert V.start_dataset_sync(tmp_path / "votes.csv") is None
+
+
+def test_a_study_vote_row_and_its_validation():
+    base = dict(session_id="s", trial_id="t", clip_id="c", clip_source="example", prompt="",
+                restorer_left="a", restorer_right="b", choice="tie", listened_left_s=0.0, listened_right_s=0.0,
+                decision_s=0.0, loudness_target_lufs=-23.04)
+    row = V.Vote(**base, study_id="st", listener_id="l", listener_index=0, check="anchor", check_passed=True).row()
+    assert (row["listener_index"], row["check"], row["check_passed"]) == ("0", "anchor", "pass")
+    assert row["decision_s"] == "0.000" and row["loudness_target_lufs"] == "-23.0" and row["winner"] == "tie"
+    assert V.Vote(**base, listener_index=3, check="anchor", check_passed=False).row()["check_passed"] == "fail"
+    plain = V.Vote(**base).row()
+    assert (plain["listener_index"], plain["check_passed"], plain["check"]) == ("", "", "")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", plain["timestamp_utc"])
+    assert V.Vote(**base, timestamp_utc="2026-01-01T00:00:00.000+00:00").row()["timestamp_utc"].startswith("2026")
+    same = dict(base, restorer_right="a")
+    assert V.Vote(**same, check="identical").row()["restorer_right"] == "a"  # an identical-pair check
+    with pytest.raises(ValueError, match="a pair needs two different restorers"):
+        V.Vote(**same, check="anchor")
+    with pytest.raises(ValueError, match="check must be one of identical, anchor, got 'other'"):
+        V.Vote(**base, check="other")
+    with pytest.raises(ValueError, match="choice must be one of left, right, tie, both_bad, got 'A'"):
+        V.Vote(**dict(base, choice="A"))
+    with pytest.raises(ValueError, match="the clip source is 41 characters long; the limit is 40"):
+        V.Vote(**dict(base, clip_source="x" * 41))
+
+
+def test_where_votes_go(tmp_path, monkeypatch):
+    """$RESTORELAB_VOTES_PATH, else /data/votes.csv on a Space's persistent disk, else votes/votes.csv."""
+    real_path = V.Path
+    monkeypatch.setattr(V, "Path", lambda p: tmp_path / "data" if p == "/data" else real_path(p))
+    monkeypatch.delenv(V.VOTES_PATH_ENV, raising=False)
+    assert V.default_votes_path() == real_path("votes") / "votes.csv"
+    (tmp_path / "data").mkdir()
+    assert V.default_votes_path() == tmp_path / "data" / "votes.csv"
+    monkeypatch.setenv(V.VOTES_PATH_ENV, str(tmp_path / "mine.csv"))
+    assert V.default_votes_path() == real_path(tmp_path / "mine.csv")
+
+
+def test_export_neutralises_text_that_looks_like_a_number_and_fills_missing_columns():
+    rows = [{"prompt": "-5", "loudness_target_lufs": "-23.0", "choice": "tie"}]
+    exported = list(csv.DictReader(io.StringIO(V.export_csv(rows))))
+    assert exported[0]["prompt"] == "'-5" and exported[0]["loudness_target_lufs"] == "-23.0"
+    assert exported[0]["session_id"] == "" and list(exported[0]) == list(V.FIELDS)
+    assert V.export_csv(rows).endswith("\n") and "\r" not in V.export_csv(rows)
