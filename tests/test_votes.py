@@ -285,3 +285,52 @@ def test_export_neutralises_text_that_looks_like_a_number_and_fills_missing_colu
     assert exported[0]["prompt"] == "'-5" and exported[0]["loudness_target_lufs"] == "-23.0"
     assert exported[0]["session_id"] == "" and list(exported[0]) == list(V.FIELDS)
     assert V.export_csv(rows).endswith("\n") and "\r" not in V.export_csv(rows)
+
+
+def test_rows_come_back_exactly_as_written_even_after_a_torn_line(tmp_path):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    first = [make_vote(1).row(), make_vote(2, choice="tie").row()]
+    log.append_rows(first)  # two rows in one append
+    with open(log.path, "a") as handle:
+        handle.write('2026-01-01T00:00:00,half a row,"with an open quote')  # a crash mid-write
+    later = make_vote(3).row()
+    log.append_rows([later])
+    read = log.read_all()
+    assert read.rows == [*first, later] and read.problems == ["line 4: not a complete vote row, skipped"]
+    assert not os.stat(log.path).st_mode & 0o111  # a data file, never executable
+    nested = V.VoteLog(tmp_path / "a" / "b" / "votes.csv")
+    nested.append(make_vote(4))  # missing folders are made
+    assert [r["trial_id"] for r in nested.read()] == ["t4"]
+
+
+def test_a_current_file_never_joins_a_broken_row_with_the_next(tmp_path):
+    """Rows of this version are single lines: an open quote cannot swallow the rows after it (older
+    files, whose prompts kept line breaks, may span lines)."""
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(1))
+    with open(log.path, "a") as handle:
+        handle.write('2026,broken,"open quote\n')
+    log.append(make_vote(2))
+    read = log.read_all()
+    assert [r["trial_id"] for r in read.rows] == ["t1", "t2"]
+    assert read.problems == ["line 3: not a complete vote row, skipped"]
+    assert V.VoteLog(tmp_path / "missing.csv").read_all() == V.ReadResult([], [])
+    (tmp_path / "empty.csv").write_text("")
+    assert V.VoteLog(tmp_path / "empty.csv").read_all() == V.ReadResult([], [])
+
+
+def test_the_votes_folder_syncs_to_a_dataset_only_when_asked(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    made = []
+    fake = types.ModuleType("huggingface_hub")
+    fake.CommitScheduler = lambda **kwargs: made.append(kwargs) or "scheduler"
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
+    votes = tmp_path / "votes.csv"
+    monkeypatch.delenv(V.VOTES_DATASET_ENV, raising=False)
+    assert V.start_dataset_sync(votes) is None and made == []
+    monkeypatch.setenv(V.VOTES_DATASET_ENV, "user/votes")
+    assert V.start_dataset_sync(votes, tmp_path / "mushra.csv", every_minutes=2.5) == "scheduler"
+    assert made == [{"repo_id": "user/votes", "repo_type": "dataset", "folder_path": tmp_path, "path_in_repo": "votes",
+                     "every": 2.5, "allow_patterns": ["votes.csv", "mushra.csv"]}]
