@@ -33,7 +33,13 @@ def parse_settings(assignments: list[str]) -> dict[str, dict]:
             raise ValueError(f"--set expects NAME.param=value, got {item!r}")
         restorer_class(name)
         raw[name][param] = value
-    return {name: restorer_class(name).parse_overrides(values) for name, values in raw.items()}
+    settings = {name: restorer_class(name).parse_overrides(values) for name, values in raw.items()}
+    for name, values in settings.items():  # refuse a value out of range now, before any work
+        try:
+            restorer_class(name).Params(**values)
+        except ValueError as exc:
+            raise ValueError(f"--set {name}: {exc}") from None
+    return settings
 
 
 def _load_each(files: list[Path], args, desc: str):
@@ -380,7 +386,11 @@ def cmd_study_results(args) -> int:
 # -- parser ---------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="restorelab", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="restorelab", description="Restore AI-generated music and compare restorers: run them on files "
+        "(restore, compare), degrade clean music and score the restorers against it (degrade, evaluate), time "
+        "them (bench), prepare and read listening studies (study), and build data for and train the neural "
+        "restorers (data, train). `restorelab COMMAND -h` says more about each.")
     parser.add_argument("--version", action="version", version=f"restorelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -444,9 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="real-time factor and peak memory per restorer")
-    p.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0, 600.0])
+    p.add_argument("--durations", type=float, nargs="+", default=[10.0, 60.0, 600.0], metavar="SECONDS",
+                   help="lengths of synthetic stereo music to time each restorer on, each in a fresh process "
+                        "(default 10 60 600)")
     p.add_argument("-o", "--output", default="bench-results/bench.md", help="Markdown table (CSV beside it)")
-    common(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-r", "--restorer", action="append",
+                   help=f"restorer to time (repeatable; default all): {', '.join(REGISTRY)}")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("study", help="listening studies: build one, read its results")

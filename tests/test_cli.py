@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import soundfile as sf
 
 from conftest import SR, add_noise, melody
 from restorelab.cli import main
-from restorers import REGISTRY
+from restorers import REGISTRY, restorer_class
 
 
 @pytest.fixture
@@ -80,6 +81,24 @@ def test_restore_rejects_a_bad_setting(clips, tmp_path, capsys):
     assert code == 2
     assert "no parameter 'no_such'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_value_that_is_not_a_finite_number_is_refused_before_any_work(clips, tmp_path, capsys, value):
+    code = main(["restore", str(clips / "mono.flac"), "-r", "bandwidth_extension_dsp", "-o", str(tmp_path / "o"),
+                 "--set", f"bandwidth_extension_dsp.gain_db={value}", "-q"])
+    assert code == 2
+    assert f"--set bandwidth_extension_dsp: gain_db must be a finite number, got {value}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_float_parameter_of_every_restorer_refuses_nan():
+    for name in REGISTRY:
+        cls = restorer_class(name)
+        for item in dataclasses.fields(cls.Params):
+            if isinstance(getattr(cls.Params(), item.name), float):
+                with pytest.raises(ValueError, match=f"^{item.name} must be a finite number, got nan$"):
+                    cls.Params(**{item.name: float("nan")})
 
 
 def test_unknown_restorer_is_an_error(clips, tmp_path, capsys):
@@ -196,3 +215,14 @@ def test_evaluate_applies_parameter_overrides(clips, tmp_path):
     with open(out / "per_clip.csv") as handle:
         rows = {r["restorer"]: r for r in csv.DictReader(handle)}
     assert rows["spectral_subtraction_hf"]["lsd"] == rows["input"]["lsd"]  # mix 0 is the input itself
+
+
+def test_help_is_plain_text_and_bench_lists_only_what_it_uses(capsys):
+    with pytest.raises(SystemExit, match="0"):
+        main(["-h"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "Restore AI-generated music" in text
+    with pytest.raises(SystemExit, match="0"):
+        main(["bench", "-h"])
+    text = capsys.readouterr().out
+    assert "lengths of synthetic stereo music" in text and "--downmix" not in text and "--max-duration-s" not in text
