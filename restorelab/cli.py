@@ -259,13 +259,16 @@ def cmd_bench(args) -> int:
         table.append({"restorer": row["restorer"], "duration_s": f"{row['duration_s']:.0f}",
                       "seconds": f"{row['seconds']:.3f}", "runs": row["runs"], "rtf": f"{row['rtf']:.4f}",
                       "peak_rss_mb": f"{row['peak_rss_mb']:.0f}",
-                      "rss_before_mb": f"{row['rss_before_mb']:.0f}",
-                      "scaling": f"{scaling.get(row['restorer'], float('nan')):.2f}"})
+                      "rss_before_mb": f"{row['rss_before_mb']:.0f}"})
+        if row["restorer"] in scaling:  # only with two durations or more
+            table[-1]["scaling"] = f"{scaling[row['restorer']]:.2f}"
     note = (f"Machine: {bench.machine_description()}. rtf = processing seconds / audio seconds "
             "(stereo, 44.1 kHz, float32), the median of `runs` timed calls. stft_roundtrip: one whole-signal STFT and inverse "
             "(n_fft 2048, hop 512, unchunked), the yardstick. peak_rss_mb: the process's peak resident memory; "
-            "rss_before_mb: after a 1 s warm-up, before the timed call. scaling: seconds per "
-            "audio second at the longest duration over that at the shortest above 10 s (1.00 = linear).")
+            "rss_before_mb: after a 1 s warm-up, before the timed call.")
+    if scaling:
+        note += (" scaling: seconds per audio second at the longest duration over that at the shortest above "
+                 "10 s (1.00 = linear).")
     columns = columns_of(table)
     write_table(table, columns, Path(args.output).with_suffix(".csv"), Path(args.output), note=note)
     print(to_markdown(table, columns))

@@ -187,6 +187,14 @@ def test_bench_writes_a_table(tmp_path):
     with open(out.with_suffix(".csv")) as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 4 and all(float(r["rtf"]) > 0 and float(r["peak_rss_mb"]) > 0 for r in rows)
+    assert all(float(r["scaling"]) > 0 for r in rows)  # seconds per second, 2 s over 1 s
+
+
+def test_bench_with_one_duration_has_no_scaling_column(tmp_path, capsys):
+    out = tmp_path / "bench.md"
+    assert main(["bench", "--durations", "1", "-r", "spectral_subtraction_hf", "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "nan" not in printed and "scaling" not in printed and "nan" not in out.read_text()
 
 
 def test_python_dash_m_works(tmp_path):
