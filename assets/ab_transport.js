@@ -276,14 +276,15 @@
     const heard = $("#ab-heard");
     if (heard) {
       const shown = state.mushra ? ["reference"] : state.sides;
-      heard.innerHTML = ready ? shown.map((side) => {
+      const html = ready ? shown.map((side) => {
         const [done, text] = heardText(side);
         return `<span class="${done ? "ab-done" : ""}">${state.mushra ? "reference" : side} ${text}</span>`;
       }).join(" · ") : "";
+      if (heard.innerHTML !== html) heard.innerHTML = html;  // unchanged text makes no DOM mutation
     }
     for (const element of document.querySelectorAll("[data-heard]")) {
       const [done, text] = ready ? heardText(element.dataset.heard) : [false, ""];
-      element.textContent = text;
+      if (element.textContent !== text) element.textContent = text;
       element.classList.toggle("ab-done", done);
     }
     const status = $("#ab-status");

@@ -368,21 +368,17 @@ def cmd_study_results(args) -> int:
         from restorelab.listening.mushra_results import mushra_markdown, mushra_results, write_mushra_results
 
         log = RatingLog(args.ratings or ratings_path(votes_path))
+        summarise, markdown, write = mushra_results, mushra_markdown, write_mushra_results
     else:
         log = VoteLog(votes_path)
+        summarise, markdown, write = study_results, results_markdown, write_results
     read = log.read_all()
     for problem in read.problems:
         print(f"{log.path}: {problem}", file=sys.stderr)
-    if study.test == "mushra":
-        results = mushra_results(study, read.rows)
-        if args.output:
-            write_mushra_results(results, args.output)
-        print(mushra_markdown(results))
-        return 0
-    results = study_results(study, read.rows)
+    results = summarise(study, read.rows)
     if args.output:
-        write_results(results, args.output)
-    print(results_markdown(results))
+        write(results, args.output)
+    print(markdown(results))
     return 0
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from restorelab import __version__
 from restorelab.listening.stimuli import make_set
-from restorelab.listening.study import HIDDEN_REFERENCE, KINDS, MID_ANCHOR, Study, StudyCandidate
+from restorelab.listening.study import HIDDEN_REFERENCE, KINDS, Study, StudyCandidate
 from restorelab.listening.transport import ListeningError, ListenRules, StimulusStore, check_heard
 from restorelab.listening.trials import FLAG_FAST, Session, check_pace
 from restorelab.listening.votes import Schema, VoteLog, new_trial_id, single_line
@@ -232,15 +232,3 @@ def _bounded(row: dict[str, str]) -> dict[str, str]:
     if row["kind"] not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {row['kind']!r}")
     return row
-
-
-def mid_anchor_rated_high(row: dict[str, str]) -> bool:
-    """Whether a row rates the 7 kHz anchor above :data:`REFERENCE_FOUND` (a BS.1534-3 screening rule)."""
-    return row.get("condition") == MID_ANCHOR and _as_float(row.get("score")) > REFERENCE_FOUND
-
-
-def _as_float(text: str | None) -> float:
-    try:
-        return float(text or "nan")
-    except ValueError:
-        return math.nan

@@ -31,8 +31,8 @@ from scipy import stats
 
 from restorelab import plots
 from restorelab.audio import atomic_write_text
-from restorelab.listening.mushra import RATINGS, REFERENCE_FOUND, mid_anchor_rated_high
-from restorelab.listening.study import HIDDEN_REFERENCE, MUSHRA_METRICS, Study
+from restorelab.listening.mushra import RATINGS, REFERENCE_FOUND
+from restorelab.listening.study import HIDDEN_REFERENCE, MID_ANCHOR, MUSHRA_METRICS, Study
 from restorelab.listening.votes import MERGED, export_csv, flagged_sessions
 from restorelab.report import to_markdown, write_table
 
@@ -98,7 +98,7 @@ def screen(rows: list[dict[str, str]], max_share: float = MAX_SCREENED_SHARE) ->
         mine = [row for row in rows if row["listener_id"] == listener_id]
         items = len({row["page_id"] for row in mine})
         low = sum(row["kind"] == HIDDEN_REFERENCE and float(row["score"]) < REFERENCE_FOUND for row in mine)
-        high = sum(mid_anchor_rated_high(row) for row in mine)
+        high = sum(row["condition"] == MID_ANCHOR and float(row["score"]) > REFERENCE_FOUND for row in mine)
         reasons = []
         if low > max_share * items:
             reasons.append(f"rated the hidden reference below {REFERENCE_FOUND} on {low} of {items} items")

@@ -33,8 +33,9 @@ from typing import Any, Callable
 import numpy as np
 
 from restorelab import __version__
-from restorelab.analysis import INPUT_ROW
+from restorelab.analysis import INPUT_ROW, reference_metrics
 from restorelab.audio import AUDIO_SUFFIXES, AudioError, Clip, atomic_write_text, load_audio, write_wav
+from restorelab.degrade import degrade
 from restorelab.dsp import lowpass_fir, zero_phase_filter
 from restorelab.listening.candidates import audio_sha256, merge_identical
 from restorelab.listening.stimuli import match_together
@@ -277,8 +278,6 @@ def _write_mushra_clip(folder: Path, index: int, clip: Clip, clip_id: str, outpu
                        settings: dict[str, list[dict]], reference: np.ndarray, with_visqol: bool) -> StudyClip:
     """One MUSHRA item: the input's and restorers' distinct sounds, the hidden reference and both
     anchors, all matched together, each with its reference metrics."""
-    from restorelab.analysis import reference_metrics
-
     if reference.shape != clip.audio.shape:
         raise StudyError(f"{clip.source}: its reference has shape {reference.shape}, the clip {clip.audio.shape} "
                          "(channels, samples); they must match")
@@ -313,8 +312,6 @@ def _references(inputs: list[Path], reference_dir: Path | None, preset: str | No
                 max_duration_s: float):
     """Per input, ``(degraded clip, clean audio)``: the input and its namesake in ``reference_dir``,
     or the input (clean) degraded with ``preset`` (seed ``seed + index``) and the input itself."""
-    from restorelab.degrade import degrade
-
     references = {}
     if reference_dir is not None:
         if not Path(reference_dir).is_dir():

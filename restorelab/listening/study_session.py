@@ -22,7 +22,6 @@ import os
 import re
 import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from restorelab.listening.design import PlannedTrial, listener_plan
 from restorelab.listening.mushra import Page, PageReport, PlannedPage, mushra_plan, rate_page, start_page
 from restorelab.listening.study import ANCHOR, ANCHOR_CUTOFF_HZ, Study
 from restorelab.listening.transport import ListeningError, ListeningReport, ListenRules, StimulusStore
-from restorelab.listening.trials import Session, commit, judge, start_trial
+from restorelab.listening.trials import Session, commit, count_judgement, judge, start_trial
 from restorelab.listening.votes import Vote, VoteLog, new_session_id
 
 SECRET_ENV = "RESTORELAB_STUDY_SECRET"
@@ -215,10 +214,7 @@ class StudyServer:
         self.log.append_rows(rows)
         self.store.discard(*page.all_tokens)
         listener.page = None
-        session = listener.session
-        session.votes_cast += 1
-        now = time.monotonic()
-        session.vote_times = [t for t in session.vote_times if now - t < 3600.0] + [now]
+        count_judgement(listener.session)
         with self._lock:
             self._votes[listener.listener_id] = self._votes.get(listener.listener_id, 0) + 1
             self._answers.setdefault(listener.listener_id, listener.questionnaire)

@@ -182,14 +182,19 @@ def check_pace(session: Session, rules: ListenRules, now: float, doing: str = "v
                                  f"take your time with each {unit}.")
 
 
+def count_judgement(session: Session, now: float | None = None) -> None:
+    """Count a saved judgement (a vote, or a MUSHRA page) towards the session's pace rules."""
+    session.votes_cast += 1
+    now = time.monotonic() if now is None else now
+    session.vote_times = [t for t in session.vote_times if now - t < 3600.0] + [now]
+
+
 def commit(session: Session, vote: Vote, store: StimulusStore, now: float | None = None) -> None:
     """Count the judged pair as heard and close the trial (after the vote was saved)."""
     trial = session.trial
     pair = tuple(sorted((vote.restorer_left, vote.restorer_right)))
     session.heard[pair] = session.heard.get(pair, 0) + 1
-    session.votes_cast += 1
-    now = time.monotonic() if now is None else now
-    session.vote_times = [t for t in session.vote_times if now - t < 3600.0] + [now]
+    count_judgement(session, now)
     if trial is not None:
         store.discard(*trial.tokens)
     session.trial = None
