@@ -53,7 +53,7 @@ def test_row_has_the_fixed_fields_and_derived_winner(tmp_path):
 def test_bad_votes_are_refused():
     with pytest.raises(ValueError, match="choice must be one of"):
         make_vote(choice="A")
-    with pytest.raises(ValueError, match="two different"):
+    with pytest.raises(ValueError, match="^a pair needs two different restorers$"):
         V.Vote(session_id="s", trial_id="t", clip_id="c", clip_source="x", prompt="", restorer_left="a",
                restorer_right="a", choice="tie", listened_left_s=1, listened_right_s=1, decision_s=1,
                loudness_target_lufs=-23)
@@ -268,15 +268,16 @@ def test_a_study_vote_row_and_its_validation():
 
 
 def test_where_votes_go(tmp_path, monkeypatch):
-    """$RESTORELAB_VOTES_PATH, else /data/votes.csv on a Space's persistent disk, else votes/votes.csv."""
-    real_path = V.Path
-    monkeypatch.setattr(V, "Path", lambda p: tmp_path / "data" if p == "/data" else real_path(p))
+    """$RESTORELAB_VOTES_PATH, else /data/votes.csv on a Space's writable persistent disk, else votes/votes.csv."""
     monkeypatch.delenv(V.VOTES_PATH_ENV, raising=False)
-    assert V.default_votes_path() == real_path("votes") / "votes.csv"
+    monkeypatch.setattr(V, "PERSISTENT_DATA", tmp_path / "data")
+    assert V.default_votes_path() == V.Path("votes") / "votes.csv"
     (tmp_path / "data").mkdir()
     assert V.default_votes_path() == tmp_path / "data" / "votes.csv"
+    monkeypatch.setattr(V.os, "access", lambda path, mode: False)  # there, but read-only
+    assert V.default_votes_path() == V.Path("votes") / "votes.csv"
     monkeypatch.setenv(V.VOTES_PATH_ENV, str(tmp_path / "mine.csv"))
-    assert V.default_votes_path() == real_path(tmp_path / "mine.csv")
+    assert V.default_votes_path() == tmp_path / "mine.csv"
 
 
 def test_export_neutralises_text_that_looks_like_a_number_and_fills_missing_columns():
@@ -334,3 +335,187 @@ def test_the_votes_folder_syncs_to_a_dataset_only_when_asked(tmp_path, monkeypat
     assert V.start_dataset_sync(votes, tmp_path / "mushra.csv", every_minutes=2.5) == "scheduler"
     assert made == [{"repo_id": "user/votes", "repo_type": "dataset", "folder_path": tmp_path, "path_in_repo": "votes",
                      "every": 2.5, "allow_patterns": ["votes.csv", "mushra.csv"]}]
+    V.start_dataset_sync(votes)
+    assert made[1]["every"] == 5.0 and made[1]["allow_patterns"] == ["votes.csv"]
+
+
+def test_writes_cut_short_by_the_system_are_continued_until_the_row_is_whole(tmp_path, monkeypatch):
+    real = os.write
+    monkeypatch.setattr(V.os, "write", lambda fd, data: real(fd, bytes(data[:1])))  # one byte per call
+    log = V.VoteLog(tmp_path / "votes.csv")
+    rows = [make_vote(1).row(), make_vote(2).row()]
+    log.append_rows(rows)
+    assert log.read_all() == V.ReadResult(rows, [])
+    assert b"\r" not in log.path.read_bytes()  # rows end in a bare line feed
+
+
+@pytest.mark.parametrize("error, why", [
+    (errno.ENOSPC, "the server's disk is full"), (errno.EDQUOT, "the server's disk quota is used up"),
+    (errno.EROFS, "the vote log is on a read-only disk"), (errno.EACCES, "the vote log is read-only"),
+    (errno.EPERM, "the vote log is read-only"), (errno.EIO, "the server could not write the vote log"),
+])
+def test_each_write_error_gets_its_own_reason_and_a_log_line_naming_the_file(tmp_path, monkeypatch, caplog, error, why):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    monkeypatch.setattr(V.os, "write", FailingWrite(good=0, error=error))
+    with pytest.raises(V.VoteLogError) as caught:
+        log.append(make_vote(1))
+    assert str(caught.value) == (f"Your vote could not be saved: {why}. Nothing was recorded for this pair; "
+                                 "please tell the organiser of this test.")
+    assert f"could not write the log {log.path}: [Errno {error}] {os.strerror(error)}" in caplog.text
+
+
+def test_a_write_of_zero_bytes_counts_as_a_full_disk(tmp_path, monkeypatch):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    monkeypatch.setattr(V.os, "write", FailingWrite(good=0, error=None))
+    with pytest.raises(V.VoteLogError, match="the server's disk is full"):
+        log.append(make_vote(1))
+
+
+def test_a_half_row_that_cannot_be_removed_is_logged(tmp_path, monkeypatch, caplog):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(1))
+    monkeypatch.setattr(V.os, "write", FailingWrite(good=40))
+
+    def no_truncate(fd, size):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(V.os, "ftruncate", no_truncate)
+    with pytest.raises(V.VoteLogError, match="disk is full"):
+        log.append(make_vote(2))
+    assert (f"{log.path}: could not remove a partly written row after [Errno {errno.ENOSPC}] "
+            f"{os.strerror(errno.ENOSPC)}") in caplog.text
+    monkeypatch.undo()
+    log.append(make_vote(3))  # the half row stays on its own line, skipped
+    assert [r["trial_id"] for r in log.read()] == ["t1", "t3"]
+
+
+def test_an_upgrade_keeps_every_value_and_says_so_in_the_log(tmp_path, caplog):
+    path = tmp_path / "votes.csv"
+    path.write_text(v1_line(list(V.FIELDS_V1)) + v1_line(v1_row("o1", "two\nlines")) + v1_line(v1_row("o2")))
+    log = V.VoteLog(path)
+    before = log.read_all()
+    assert before.problems == []  # the two-line prompt is one row, and the next row starts after it
+    caplog.set_level("INFO")
+    log.append(make_vote(3))
+    assert f"{path}: upgraded to the current columns (2 rows kept)" in caplog.text
+    after = log.read_all()
+    assert after.problems == []
+    assert after.rows[1] == before.rows[1] and after.rows[0] == {**before.rows[0], "prompt": "two lines"}
+
+
+def test_an_upgrade_that_cannot_be_written_changes_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "votes.csv"
+    old = v1_line(list(V.FIELDS_V1)) + v1_line(v1_row("o1"))
+    path.write_text(old)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(V, "atomic_replace", full_disk)
+    with pytest.raises(V.VoteLogError, match="the server's disk is full"):
+        V.VoteLog(path).append(make_vote(1))
+    assert path.read_text() == old
+
+
+def test_a_row_split_by_a_stray_line_break_is_never_joined_in_a_current_file(tmp_path):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(1))
+    line = V._csv_line([make_vote(2).row()[field] for field in V.FIELDS])
+    cut = line.index('"[{') + 3  # inside the quoted settings: each half has an odd number of quotes
+    with open(log.path, "a") as handle:
+        handle.write(line[:cut] + "\n" + line[cut:])
+    log.append(make_vote(3))
+    read = log.read_all()
+    assert [r["trial_id"] for r in read.rows] == ["t1", "t3"]
+    assert read.problems == ["line 3: not a complete vote row, skipped", "line 4: not a complete vote row, skipped"]
+
+
+def test_an_old_row_may_span_fifty_lines_and_no_more(tmp_path):
+    path = tmp_path / "votes.csv"
+    fifty = "\n".join(["line"] * 50)  # 50 physical lines
+    path.write_text(v1_line(list(V.FIELDS_V1)) + v1_line(v1_row("o1", fifty)) + v1_line(v1_row("o2", fifty + "\nmore"))
+                    + v1_line(v1_row("o3")))
+    read = V.VoteLog(path).read_all()
+    assert [r["trial_id"] for r in read.rows] == ["o1", "o3"]
+    assert len(read.problems) == 51  # every line of the 51-line row, each tried as a row start
+    path.write_text(v1_line(list(V.FIELDS_V1)) + v1_line(v1_row("o1")) + '2026,old,"open to the end\nof the file\n')
+    read = V.VoteLog(path).read_all()
+    assert [r["trial_id"] for r in read.rows] == ["o1"] and len(read.problems) == 2
+
+
+def test_a_row_of_up_to_a_mebibyte_is_read_and_a_longer_one_skipped(tmp_path):
+    path = tmp_path / "votes.csv"
+    header = v1_line(list(V.FIELDS_V1))
+    row = v1_line(v1_row("big", ""))
+    fill = V._MAX_ROW_CHARS - len(row)
+    path.write_text(header + v1_line(v1_row("big", "p" * fill)) + v1_line(v1_row("bigger", "p" * (fill + 1))))
+    read = V.VoteLog(path).read_all()
+    assert [r["trial_id"] for r in read.rows] == ["big"] and len(read.problems) == 1
+
+
+def test_stray_characters_after_a_closing_quote_mark_a_damaged_row(tmp_path):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(1))
+    line = V._csv_line([make_vote(2).row()[field] for field in V.FIELDS])
+    with open(log.path, "a") as handle:
+        handle.write(line.replace(",t2,", ',"t"2,', 1))  # a quote closed mid-field: a damaged line
+    assert [r["trial_id"] for r in log.read()] == ["t1"]
+
+
+def test_bytes_that_are_not_utf8_are_read_as_damage_not_an_exception(tmp_path):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    log.append(make_vote(1))
+    with open(log.path, "ab") as handle:
+        handle.write(b"\xff\xfe garbage\n")
+    log.append(make_vote(2))
+    read = log.read_all()
+    assert [r["trial_id"] for r in read.rows] == ["t1", "t2"] and len(read.problems) == 1
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_bytes(b"\xff\xd8\xff\xe0 a picture, not a log\n")
+    with pytest.raises(V.VoteLogError, match="not a vote file of this app; nothing was written to it"):
+        V.VoteLog(foreign).append(make_vote(1))
+    assert foreign.read_bytes() == b"\xff\xd8\xff\xe0 a picture, not a log\n"
+
+
+def test_a_long_header_that_is_not_ours_is_foreign(tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text(",".join(f"column{i}" for i in range(40)) + "\n")
+    with pytest.raises(V.VoteLogError, match="not a vote file"):
+        V.VoteLog(path).read()
+
+
+def test_a_file_replaced_between_open_and_lock_is_opened_again(tmp_path, monkeypatch):
+    log = V.VoteLog(tmp_path / "votes.csv")
+    replies = iter([False, True])
+    monkeypatch.setattr(V, "_same_file", lambda fd, path: next(replies))
+    log.append(make_vote(1))
+    assert [r["trial_id"] for r in log.read()] == ["t1"]
+    monkeypatch.setattr(V, "_same_file", lambda fd, path: False)
+    with pytest.raises(V.VoteLogError, match="The log kept changing while your vote was written; please try again."):
+        log.append(make_vote(2))
+    assert [r["trial_id"] for r in log.read()] == ["t1"]
+
+
+def test_same_file_tells_a_removed_or_replaced_path(tmp_path):
+    path = tmp_path / "votes.csv"
+    path.write_text("x")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert V._same_file(fd, path)
+        path.unlink()
+        assert not V._same_file(fd, path)
+        path.write_text("y")
+        assert not V._same_file(fd, path)
+    finally:
+        os.close(fd)
+
+
+def test_export_neutralises_text_in_a_numeric_column():
+    exported = list(csv.DictReader(io.StringIO(V.export_csv([{"decision_s": "=HYPERLINK(1)", "choice": "tie"}]))))
+    assert exported[0]["decision_s"] == "'=HYPERLINK(1)"
+
+
+def test_trial_ids_are_sixteen_hex_characters():
+    ids = {V.new_trial_id() for _ in range(50)}
+    assert len(ids) == 50 and all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+

@@ -60,6 +60,8 @@ NUMERIC = ("listened_left_s", "listened_right_s", "decision_s", "loudness_target
            "excerpt_duration_s", "listener_index")
 #: Environment variable naming the vote file; otherwise /data (a Space's persistent disk) or ./votes.
 VOTES_PATH_ENV = "RESTORELAB_VOTES_PATH"
+#: A Hugging Face Space's persistent disk, where it has one.
+PERSISTENT_DATA = Path("/data")
 #: Environment variable naming a Hugging Face dataset repository to sync the votes folder to.
 VOTES_DATASET_ENV = "RESTORELAB_VOTES_DATASET"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -204,7 +206,7 @@ class Schema:
     def known_header(self, line: str) -> tuple[str, ...] | None:
         """The columns of a header line of this log (this version or an older one), else ``None``."""
         try:
-            columns = tuple(next(csv.reader([line.rstrip("\n")])))
+            columns = tuple(next(csv.reader([line])))
         except (csv.Error, StopIteration):
             return None
         known = len(columns) >= len(self.first_fields) and self.fields[: len(columns)] == columns
@@ -348,19 +350,19 @@ class VoteLog:
         # Rows of this version are single lines; older versions kept line breaks in quoted prompts.
         max_lines = 1 if columns == schema.fields else _MAX_LEGACY_LINES
         while index < len(lines):
-            row, used = _parse_row(lines, index, columns, max_lines, schema)
-            if row is None:
+            parsed = _parse_row(lines, index, columns, max_lines, schema)
+            if parsed is None:
                 problems.append(f"line {index + 1}: not a complete {schema.name} row, skipped")
                 index += 1
             else:
-                rows.append(row)
-                index += used
+                rows.append(parsed[0])
+                index += parsed[1]
         return ReadResult(rows, problems)
 
 
 def _parse_row(lines: list[str], start: int, columns: tuple[str, ...], max_lines: int,
-               schema: Schema = VOTES) -> tuple[dict[str, str] | None, int]:
-    """The row beginning at ``lines[start]`` and how many lines it spans, or ``(None, 0)``.
+               schema: Schema) -> tuple[dict[str, str], int] | None:
+    """The row beginning at ``lines[start]`` and how many lines it spans, or None if it is damaged.
 
     A line with an open quote continues on the next ones, up to ``max_lines`` in all.
     """
@@ -376,13 +378,13 @@ def _parse_row(lines: list[str], start: int, columns: tuple[str, ...], max_lines
         try:
             values = next(csv.reader([text], strict=True))
         except (csv.Error, StopIteration):
-            return None, 0
+            return None
         if len(values) != len(columns) or values[columns.index(schema.key)] not in schema.key_values:
-            return None, 0
+            return None
         row = dict.fromkeys(schema.fields, "")
         row.update(zip(columns, values))
         return row, used
-    return None, 0
+    return None
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -431,8 +433,9 @@ def export_csv(rows: list[dict[str, str]], schema: Schema = VOTES) -> str:
     writer.writerow(schema.fields)
     numeric = schema.numeric
     for row in rows:
-        writer.writerow([row.get(f, "") if f in numeric and _is_number(row.get(f, "")) else neutralise(row.get(f, ""))
-                         for f in schema.fields])
+        values = [(field, row.get(field, "")) for field in schema.fields]
+        writer.writerow([value if field in numeric and _is_number(value) else neutralise(value)
+                         for field, value in values])
     return buffer.getvalue()
 
 
@@ -456,7 +459,7 @@ def flagged_sessions(rows: list[dict[str, str]]) -> set[str]:
     fast: dict[str, int] = {}
     flagged = set()
     for row in rows:
-        flags = row.get("flags", "").split()
+        flags = row["flags"].split()
         session = row["session_id"]
         votes[session] = votes.get(session, 0) + 1
         fast[session] = fast.get(session, 0) + ("fast" in flags)
@@ -471,9 +474,8 @@ def default_votes_path() -> Path:
     configured = os.environ.get(VOTES_PATH_ENV)
     if configured:
         return Path(configured)
-    data = Path("/data")
-    if data.is_dir() and os.access(data, os.W_OK):
-        return data / "votes.csv"
+    if PERSISTENT_DATA.is_dir() and os.access(PERSISTENT_DATA, os.W_OK):
+        return PERSISTENT_DATA / "votes.csv"
     return Path("votes") / "votes.csv"
 
 
