@@ -131,8 +131,8 @@ def mel_spectrogram_db(audio: np.ndarray, sample_rate: int):
 
 def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096):
     """Channel-averaged Welch PSD in dB re full scale per Hz: ``(freqs_hz, psd_db)``."""
-    freqs, psd = scipy.signal.welch(_as_2d(audio).astype(np.float64), fs=sample_rate,
-                                    nperseg=n_fft, noverlap=n_fft // 2, axis=-1)
+    # Half-overlapping Hann segments (scipy's default), on the last axis.
+    freqs, psd = scipy.signal.welch(_as_2d(audio).astype(np.float64), fs=sample_rate, nperseg=n_fft)
     return freqs, db(psd.mean(axis=0))
 
 
@@ -187,18 +187,18 @@ def log_mel_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: i
 def spectral_shape(power: np.ndarray, sample_rate: int) -> dict[str, float]:
     """Centroid, 85 % and 99 % rolloff, flatness and bandwidth of a power spectrogram."""
     freqs = FEATURE_STFT.bin_frequencies_hz(sample_rate)
-    mono = power.mean(axis=0)
-    frame_energy = mono.sum(axis=-1)
+    mono = power.mean(axis=0)  # [frames, bins]
+    frame_energy = mono.sum(axis=1)
     active = frame_energy > frame_energy.max() * 1e-6 if frame_energy.max() > 0 else None
     if active is None or not active.any():
         return {"spectral_centroid_hz": 0.0, "rolloff85_hz": 0.0, "rolloff99_hz": 0.0,
                 "spectral_flatness": 0.0, "effective_bandwidth_hz": 0.0}
     frames = mono[active]
-    centroid = float(np.mean((frames @ freqs) / frames.sum(axis=-1)))
+    centroid = float(np.mean((frames @ freqs) / frames.sum(axis=1)))
     long_term = frames.mean(axis=0)
     cumulative = np.cumsum(long_term) / long_term.sum()
     floor = 1e-20
-    flatness = np.exp(np.mean(np.log(frames + floor), axis=-1)) / (frames.mean(axis=-1) + floor)
+    flatness = np.exp(np.mean(np.log(frames + floor), axis=1)) / (frames.mean(axis=1) + floor)
     return {
         "spectral_centroid_hz": centroid,
         "rolloff85_hz": float(freqs[np.searchsorted(cumulative, 0.85)]),
@@ -212,7 +212,7 @@ def spectral_shape(power: np.ndarray, sample_rate: int) -> dict[str, float]:
 def noise_floor_db(audio: np.ndarray, sample_rate: int, quantile: float = 0.1) -> float:
     """Mean power of the quietest ``quantile`` of 50 ms frames, in dB re full scale."""
     mono = _as_2d(audio).mean(axis=0)
-    frame = max(1, int(0.05 * sample_rate))
+    frame = int(0.05 * sample_rate)
     rms = frame_rms(mono, frame, frame // 2)
     count = max(1, int(round(quantile * rms.size)))
     return float(db(np.mean(np.sort(rms)[:count] ** 2)))
@@ -369,20 +369,20 @@ def lsd(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
 
 
 def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Scale-invariant SDR (Le Roux et al. 2019), zero-mean, averaged over channels."""
+    """Scale-invariant SDR (Le Roux et al. 2019), zero-mean, averaged over the channels whose reference
+    is not silent (NaN if every one is)."""
     reference, estimate = _matched(reference, estimate)
     values = []
     for r, e in zip(reference.astype(np.float64), estimate.astype(np.float64)):
         r = r - r.mean()
         e = e - e.mean()
         energy = np.dot(r, r)
-        if energy == 0:
-            values.append(float("nan"))
+        if energy == 0:  # a silent reference channel has no SI-SDR
             continue
         target = np.dot(e, r) / energy * r
         residual = e - target
         values.append(float(db(np.dot(target, target)) - db(np.dot(residual, residual))))
-    return float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")
+    return float(np.mean(values)) if values else float("nan")
 
 
 def multi_resolution_stft_distance(reference: np.ndarray, estimate: np.ndarray) -> float:
