@@ -9,13 +9,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from tqdm import tqdm
-
-from restorelab import __version__, analysis
-from restorelab.audio import AudioError, find_audio_files, load_audio, write_wav
+from restorelab import __version__
 from restorelab.degrade import PRESETS
-from restorelab.report import columns_of, to_markdown, write_table
 from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
+
+# The commands import what they use when they run (the metrics, audio I/O, progress bars), so that
+# `restorelab --help` and `restorelab restorers` answer at once.
 
 
 def _fail(message: str) -> int:
@@ -45,6 +44,10 @@ def parse_settings(assignments: list[str]) -> dict[str, dict]:
 def _load_each(files: list[Path], args, desc: str):
     """``(clips, failures)``: a generator of ``(index, path, clip)`` for each loadable file,
     and the list it fills with the paths it reported and skipped."""
+    from tqdm import tqdm
+
+    from restorelab.audio import AudioError, load_audio
+
     failures: list[Path] = []
 
     def generate():
@@ -89,6 +92,10 @@ def cmd_restorers(args) -> int:
 
 
 def cmd_restore(args) -> int:
+    from tqdm import tqdm
+
+    from restorelab.audio import find_audio_files, write_wav
+
     settings = parse_settings(args.set)
     restorers, skipped = build_available(_restorer_names(args.restorer), settings)
     for name, reason in skipped.items():
@@ -113,7 +120,12 @@ def cmd_restore(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from tqdm import tqdm
+
+    from restorelab import analysis
+    from restorelab.audio import AudioError, load_audio
     from restorelab.compare import run_comparison, write_comparison
+    from restorelab.report import columns_of, to_markdown
 
     settings = parse_settings(args.set)
     names = _restorer_names(args.restorer)
@@ -153,6 +165,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_degrade(args) -> int:
+    from restorelab.audio import find_audio_files, write_wav
     from restorelab.degrade import degrade
 
     if args.preset not in PRESETS:
@@ -168,7 +181,11 @@ def cmd_degrade(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from tqdm import tqdm
+
+    from restorelab import analysis
     from restorelab import evaluate as ev
+    from restorelab.audio import AudioError, find_audio_files
 
     names = _restorer_names(args.restorer)
     settings = parse_settings(args.set)
@@ -208,6 +225,8 @@ def cmd_evaluate(args) -> int:
 
 def _report_evaluation(result, out: Path, note: str, shown) -> int:
     """Write per_clip.csv and summary.csv/.md, print mean ± std of the ``shown`` metrics and the note."""
+    from restorelab.report import columns_of, to_markdown, write_table
+
     write_table(result.per_clip, columns_of(result.per_clip), out / "per_clip.csv")
     write_table(result.summary, columns_of(result.summary), out / "summary.csv", out / "summary.md", note=note)
     compact = [{"restorer": row["restorer"],
@@ -222,6 +241,11 @@ def _report_evaluation(result, out: Path, note: str, shown) -> int:
 
 
 def _evaluate_no_reference(args, ev, names, files, out: Path, settings: dict) -> int:
+    from tqdm import tqdm
+
+    from restorelab import analysis
+    from restorelab.audio import AudioError
+
     bar = tqdm(total=len(files), desc="evaluating", unit="clip", disable=args.quiet)
     try:
         result = ev.evaluate_no_reference(files, names, on_clip=lambda clip_id: bar.update(1), params=settings)
@@ -237,7 +261,10 @@ def _evaluate_no_reference(args, ev, names, files, out: Path, settings: dict) ->
 
 
 def cmd_bench(args) -> int:
+    from tqdm import tqdm
+
     from restorelab import bench
+    from restorelab.report import columns_of, to_markdown, write_table
 
     names = ["stft_roundtrip"]
     for name in output_names(_restorer_names(args.restorer)):
@@ -317,6 +344,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_study_build(args) -> int:
+    from tqdm import tqdm
+
+    from restorelab.audio import find_audio_files
     from restorelab.listening.study import Design, StudyError, build_study, check_references
 
     try:

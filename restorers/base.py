@@ -20,6 +20,7 @@ a crossfade (so memory stays bounded), and the dry/wet ``mix``.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -51,6 +52,18 @@ def check_fft_size(n_fft: int, minimum: int = 256) -> None:
     """Raise ``ValueError`` unless ``n_fft`` is a power of two of at least ``minimum``."""
     if n_fft < minimum or n_fft & (n_fft - 1):
         raise ValueError(f"n_fft must be a power of two >= {minimum}, got {n_fft}")
+
+
+def missing_module(*names: str) -> str | None:
+    """The first of ``names`` that is not installed, else None; found without importing it
+    (importing torch takes seconds, and listing the restorers must not)."""
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+            return name
+    return None
 
 
 @dataclass(frozen=True)

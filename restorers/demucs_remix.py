@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from restorelab.audio import resample
-from restorers.base import Availability, Restorer, RestorerParams
+from restorers.base import Availability, Restorer, RestorerParams, missing_module
 from restorers.spectral_gate import SpectralGateParams, quietest_window, spectral_gate
 
 #: Signature of each named model's single checkpoint in torch.hub's cache (demucs' legacy repo).
@@ -67,18 +68,27 @@ def _cached_weights(name: str, model_dir: str) -> str:
         return ""
     try:
         from huggingface_hub import snapshot_download
-        from demucs.hf import hf_repo_name
 
-        return snapshot_download(f"{_HF_NAMESPACE}/{hf_repo_name(name)}", local_files_only=True)
+        return snapshot_download(f"{_HF_NAMESPACE}/{_hf_repository(name)}", local_files_only=True)
     except Exception:  # not in the Hugging Face cache
         pass
-    try:
-        import torch
+    checkpoint = _torch_hub_dir() / "checkpoints" / _TORCH_HUB_FILES.get(name, "")
+    return str(checkpoint) if name in _TORCH_HUB_FILES and checkpoint.is_file() else ""
 
-        checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / _TORCH_HUB_FILES.get(name, "")
-        return str(checkpoint) if name in _TORCH_HUB_FILES and checkpoint.is_file() else ""
-    except ImportError:
-        return ""
+
+def _hf_repository(name: str) -> str:
+    """The repository demucs loads ``name`` from (``htdemucs_ft`` -> ``HTDemucs-ft``, ``mdx_q`` -> ``Demucs-mdx_q``),
+    named here so that checking the cache does not import demucs, which imports torch."""
+    if name == "htdemucs" or name.startswith("htdemucs_"):
+        return "HTDemucs" + name[len("htdemucs"):].replace("_", "-", 1)
+    return f"Demucs-{name}"
+
+
+def _torch_hub_dir() -> Path:
+    """torch.hub's folder as torch documents it ($TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub, else
+    ~/.cache/torch/hub), found without importing torch."""
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.environ.get("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
 
 
 class DemucsRemix(Restorer):
@@ -112,11 +122,9 @@ class DemucsRemix(Restorer):
 
     @classmethod
     def availability_for(cls, params: DemucsRemixParams) -> Availability:
-        try:
-            import demucs  # noqa: F401
-            import torch  # noqa: F401
-        except ImportError as exc:
-            return Availability(False, f"needs the demucs and torch packages ({exc}); "
+        missing = missing_module("demucs", "torch")
+        if missing:
+            return Availability(False, f"needs the demucs and torch packages ({missing} is not installed); "
                                        "pip install -r requirements.txt")
         if _cached_weights(params.model_name, params.model_dir):
             return Availability(True)

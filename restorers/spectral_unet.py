@@ -12,7 +12,7 @@ import numpy as np
 from restorelab.audio import resample
 from restorelab.dsp import Stft
 from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, guard_above_cutoff, replication_plan
-from restorers.base import Availability, Restorer, RestorerParams
+from restorers.base import Availability, Restorer, RestorerParams, missing_module
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 _MODELS: dict[str, Any] = {}
@@ -110,10 +110,8 @@ class _SpectralUNet(Restorer):
 
     @classmethod
     def availability_for(cls, params: SpectralUNetParams) -> Availability:
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            return Availability(False, f"needs torch ({exc}); pip install -r requirements.txt")
+        if missing_module("torch"):
+            return Availability(False, "needs torch (not installed); pip install -r requirements.txt")
         path = cls.checkpoint_path(params)
         if not path.is_file():
             return Availability(False, f"no checkpoint at {path}; train one with `restorelab train --task "

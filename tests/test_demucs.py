@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,18 @@ def test_missing_weights_are_reported(tmp_path, stereo, monkeypatch):
         get_restorer("demucs_remix")(stereo, SR)
     restorers, skipped = build_available(["demucs_remix"], {"demucs_remix": {"model_dir": str(tmp_path)}})
     assert restorers == {} and str(tmp_path) in skipped["demucs_remix"]
+
+
+def test_the_weight_cache_is_found_where_demucs_and_torch_look_without_importing_them(monkeypatch, tmp_path):
+    import torch
+    from demucs.hf import hf_repo_name
+
+    from restorers import demucs_remix
+
+    for name in ("htdemucs", "htdemucs_ft", "htdemucs_6s", "hdemucs_mmi", "mdx_extra_q"):
+        assert demucs_remix._hf_repository(name) == hf_repo_name(name)
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert demucs_remix._torch_hub_dir() == Path(torch.hub.get_dir())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    assert demucs_remix._torch_hub_dir() == Path(torch.hub.get_dir()) == tmp_path / "th" / "hub"
