@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import scipy.signal
 
 from restorelab.audio import resample
 from restorelab.dsp import lowpass_fir, zero_phase_filter
@@ -64,6 +63,8 @@ def additive_noise(audio: np.ndarray, sample_rate: int, rng: np.random.Generator
         color: ``white`` (flat) or ``pink`` (-3 dB/octave).
         highpass_hz: if positive, the noise is high-passed first (hiss).
     """
+    import scipy.signal
+
     noise = rng.standard_normal(audio.shape)
     if color == "pink":
         spectrum = np.fft.rfft(noise, axis=-1)
@@ -95,6 +96,8 @@ def reverb(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, rt60_s
 
     ``wet`` is the reverberant share of the output energy's amplitude mix.
     """
+    import scipy.signal
+
     length = int(rt60_s * sample_rate)
     t = np.arange(length) / sample_rate
     tail = rng.standard_normal((audio.shape[0], length)) * np.exp(-6.9 * t / rt60_s)
@@ -106,6 +109,8 @@ def reverb(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, rt60_s
 def lowpass(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, cutoff_hz: float = 8000.0,
             order: int = 4) -> np.ndarray:
     """Zero-phase Butterworth low-pass (a dull, band-limited source)."""
+    import scipy.signal
+
     sos = scipy.signal.butter(order, cutoff_hz, "lowpass", fs=sample_rate, output="sos")
     return scipy.signal.sosfiltfilt(sos, audio.astype(np.float64), axis=-1).astype(np.float32)
 

@@ -14,12 +14,16 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-import scipy.signal
+
+# scipy.signal is imported in the functions that use it: importing it takes about half a second,
+# and listing the restorers or printing --help must not wait for it.
 
 
 @lru_cache(maxsize=16)
 def hann(n_fft: int) -> np.ndarray:
     """Periodic Hann window (the one that overlap-adds to a constant)."""
+    import scipy.signal
+
     return scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
 
 
@@ -130,6 +134,8 @@ def lowpass_fir(cutoff_hz: float, sample_rate: float, transition_hz: float = 500
         sample_rate: in Hz.
         transition_hz: width of the transition band; narrower costs more taps.
     """
+    import scipy.signal
+
     nyquist = sample_rate / 2
     if not 0 < cutoff_hz < nyquist:
         raise ValueError(f"cutoff_hz must be in (0, {nyquist:g}), got {cutoff_hz:g}")
@@ -140,6 +146,8 @@ def lowpass_fir(cutoff_hz: float, sample_rate: float, transition_hz: float = 500
 
 def zero_phase_filter(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Apply a symmetric odd-length FIR with its delay removed (output aligned)."""
+    import scipy.signal
+
     delay = (len(taps) - 1) // 2
     y = scipy.signal.oaconvolve(x.astype(np.float64, copy=False), taps[(None,) * (x.ndim - 1)], axes=-1)
     return y[..., delay : delay + x.shape[-1]]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.ndimage
-import scipy.signal
 
 from restorelab.dsp import Stft
 from restorers.base import Restorer, RestorerParams, check_fft_size
@@ -76,6 +74,9 @@ def mcra_noise_presence(power: np.ndarray, hop_s: float,
     is processed offline, so the window may look ahead) and ``min_search_bins``
     neighbouring bins.
     """
+    import scipy.ndimage
+    import scipy.signal
+
     local = scipy.ndimage.uniform_filter1d(power, size=3, axis=-1, mode="nearest")
     a = p.power_smoothing
     smoothed = scipy.signal.lfilter([1 - a], [1, -a], local, axis=-2, zi=a * local[..., :1, :])[0]

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
-import scipy.ndimage
-import scipy.signal
 
 from restorelab.dsp import Stft, hann
 from restorers.base import Restorer, RestorerParams, check_fft_size
@@ -119,6 +117,8 @@ def _triangle(half_width: int) -> np.ndarray:
 def _smooth_mask(mask: np.ndarray, n_grad_freq: int, n_grad_time: int) -> np.ndarray:
     """Separable form of noisereduce's 2-D triangle smoothing (zero beyond the edges, like its
     ``fftconvolve(..., mode="same")``)."""
+    import scipy.ndimage
+
     if n_grad_freq == 1 and n_grad_time == 1:
         return mask
     freq = _triangle(n_grad_freq)
@@ -139,6 +139,8 @@ def spectral_gate(audio: np.ndarray, sample_rate: int, params: SpectralGateParam
     would meet the clip's ends the clip is reflected first, so the start and
     end are gated like the rest.
     """
+    import scipy.signal
+
     p = params
     if p.prop_decrease == 0.0:
         return audio

@@ -234,3 +234,19 @@ def test_help_is_plain_text_and_bench_lists_only_what_it_uses(capsys):
         main(["bench", "-h"])
     text = capsys.readouterr().out
     assert "lengths of synthetic stereo music" in text and "--downmix" not in text and "--max-duration-s" not in text
+
+
+def test_listing_and_help_import_no_heavy_package():
+    """`restorelab restorers` and `--help` answer at once: neither torch, gradio, transformers nor
+    scipy.signal is imported for them (each takes from half a second to several)."""
+    code = ("import contextlib, io, sys\n"
+            "from restorelab.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['restorers'])\n"
+            "    try:\n"
+            "        main(['--help'])\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('torch', 'gradio', 'transformers', 'demucs', 'scipy.signal') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
