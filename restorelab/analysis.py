@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import scipy.ndimage
 import scipy.signal
 
 from restorelab.audio import loudness_lufs, resample
-from restorelab.dsp import Stft, db, estimate_cutoff_hz, frame_rms, hann
+from restorelab.dsp import Stft, db, estimate_cutoff_hz, frame_rms, hann, median_filter
 
 #: STFT for the no-reference spectral features and spectrograms.
 FEATURE_STFT = Stft(2048, 512)
@@ -160,9 +159,9 @@ def hpss_ratio_db(power: np.ndarray, kernel: int = 17) -> float:
     ``kernel`` taps, on the channel-averaged magnitude spectrogram; energies are
     split with soft Wiener masks.
     """
-    magnitude = np.sqrt(power.mean(axis=0)).astype(np.float32)
-    harmonic = scipy.ndimage.median_filter(magnitude, size=(kernel, 1), mode="reflect")
-    percussive = scipy.ndimage.median_filter(magnitude, size=(1, kernel), mode="reflect")
+    magnitude = np.sqrt(power.mean(axis=0)).astype(np.float32)  # [frames, bins]
+    harmonic = median_filter(magnitude, kernel, axis=0)
+    percussive = median_filter(magnitude, kernel, axis=1)
     h2, p2 = np.square(harmonic, dtype=np.float64), np.square(percussive, dtype=np.float64)
     total = h2 + p2
     with np.errstate(invalid="ignore", divide="ignore"):

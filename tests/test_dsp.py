@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SR, band_level_db, band_limited_noise
+from restorelab import dsp as D
 from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power, split_bands
 
 
@@ -105,3 +106,23 @@ def test_cliff_depth_tells_a_codec_cutoff_from_a_gentle_roll_off(rng):
     sos = scipy.signal.butter(2, 8000.0, fs=SR, output="sos")
     gentle = scipy.signal.sosfilt(sos, rng.standard_normal((1, 3 * SR))).astype(np.float32)
     assert cliff_depth_db(long_term_power(Stft().forward(gentle)), 12000.0, SR) < 5
+
+
+@pytest.mark.parametrize("shape", [(200, 70), (70, 200), (1, 5), (3, 3), (130, 1)])
+@pytest.mark.parametrize("size", [1, 3, 17])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_median_filter_equals_scipy_with_mirrored_edges(shape, size, axis, rng):
+    import scipy.ndimage
+
+    x = rng.standard_normal(shape).astype(np.float32)
+    footprint = (size, 1) if axis == 0 else (1, size)
+    expected = scipy.ndimage.median_filter(x, size=footprint, mode="reflect")
+    assert np.array_equal(D.median_filter(x, size, axis), expected)
+
+
+def test_median_filter_known_answer_and_bad_sizes():
+    x = np.array([[5.0, 1.0, 4.0, 2.0, 3.0]])
+    # Windows of three, the edges mirrored (5 | 5 1 4 2 3 | 3): medians 5, 4, 2, 3, 3.
+    assert D.median_filter(x, 3, axis=1).tolist() == [[5.0, 4.0, 2.0, 3.0, 3.0]]
+    with pytest.raises(ValueError, match="size must be odd and x 2-D, got size 4"):
+        D.median_filter(x, 4, axis=1)
