@@ -133,22 +133,50 @@ def on_model_check(model):
 
 # -- Compare --------------------------------------------------------------------
 
-def on_compare(clip, names, matched, *knob_values, request: gr.Request = None, progress=gr.Progress()):
+#: Restorer outputs kept for repeating a comparison with the same clip and settings.
+OUTPUT_CACHE = lab.OutputCache(int(LIMITS.max_output_cache_mb * 1e6))
+
+
+def on_compare(clip, names, matched, *knob_values, request: gr.Request = None):
+    """Show each result as it is ready: the input's player, each restorer's as it finishes, then
+    the metrics, the PSD overlay and the spectrograms (a generator: one update per stage, and only
+    the components that stage changes)."""
     knobs = dict(zip(lab.MAIN_KNOBS, knob_values))
+    skip = gr.skip()
+    shown: set[str] = set()
     try:
         with JOBS.hold(_visitor(request), "a comparison"):
-            view = lab.compare(clip, list(names or []), knobs, limits=LIMITS,
-                               progress=lambda name, i, total: progress((i, total), desc=f"running {name}"))
+            for stage, view in lab.compare_steps(clip, list(names or []), knobs, limits=LIMITS, cache=OUTPUT_CACHE):
+                if stage in ("input", "output"):
+                    players = _player_updates(view, False) if stage == "input" else [
+                        gr.update(value=str(view.players[name]), visible=True, label=name)
+                        if name in view.players and name not in shown else skip for name in PLAYER_NAMES]
+                    shown.update(view.players)
+                    running = len(view.settings) - 1 - len(view.skipped)
+                    earlier = (None, None, None, None, None) if stage == "input" else (skip,) * 5  # clear the last run's
+                    yield (view, *players, *earlier, f"Restored {len(view.players) - 1} of {running}…")
+                elif stage == "metrics":
+                    players = _player_updates(view, True) if matched else [
+                        gr.update(label=f"{name} ({view.notes[name]})") if name in view.notes else skip
+                        for name in PLAYER_NAMES]
+                    columns, rows = lab.metrics_table(view.rows, view.notes)
+                    yield (view, *players, skip, skip, skip, gr.update(value=rows, headers=columns), None,
+                           "Measured; drawing the figures…")
+                elif stage == "psd":
+                    yield (view, *[skip] * len(PLAYER_NAMES), skip, skip, view.psd_figure, skip, skip, skip)
+                else:
+                    yield (view, *[skip] * len(PLAYER_NAMES), str(view.mel_png), skip, skip, skip, skip,
+                           _compare_summary(view))
     except ValueError as exc:
         raise _error(exc) from None
     finally:
         lab.release_memory()
-    columns, rows = lab.metrics_table(view.rows, view.notes)
+
+
+def _compare_summary(view) -> str:
     skipped = "".join(f"\n- **{name}** skipped: {reason}" for name, reason in view.skipped.items())
     same = "".join(f"\n- **{name}** {note}" for name, note in view.notes.items())
-    return (view, *_player_updates(view, matched), str(view.mel_png), str(view.linear_png), view.psd_figure,
-            gr.update(value=rows, headers=columns), None,
-            f"Compared {len(view.players) - 1} restorer(s) on **{view.clip_name}** ({view.duration_s:.1f} s): "
+    return (f"Compared {len(view.players) - 1} restorer(s) on **{view.clip_name}** ({view.duration_s:.1f} s): "
             f"{len(view.candidates)} different sound(s) to listen to.{same}{skipped}")
 
 
@@ -189,6 +217,14 @@ def on_study_build(views, trials, reveal, request: gr.Request = None):
     sounds = sum(len(clip.candidates) for clip in study.clips)
     return str(archive), (f"Study **{study.id}**: {len(study.clips)} clip(s), {sounds} different sound(s). Unzip "
                           f"it and serve it with `python app.py --study {study.id}`.")
+
+
+def on_linear(view):
+    """The linear spectrograms, drawn when someone opens them (a finished comparison), else nothing."""
+    try:
+        return None if view is None or not view.finished else str(lab.linear_spectrograms(view))
+    except ValueError as exc:
+        raise _error(exc) from None
 
 
 def on_zip(view):
@@ -521,7 +557,8 @@ def build_compare_tab(clip, view):
             matched = gr.Checkbox(label="Hear every output loudness-matched to the input", value=False)
         status = gr.Markdown(elem_id="compare-status")
         with gr.Row():
-            players = [gr.Audio(label=name, type="filepath", interactive=False, visible=False,
+            # Wide enough for the longest restorer name (and its note) to show in full.
+            players = [gr.Audio(label=name, type="filepath", interactive=False, visible=False, min_width=300,
                                 elem_classes=["compare-player"]) for name in PLAYER_NAMES]
         thresholds = VerdictThresholds()
         metrics = gr.Dataframe(label="Metrics (input first; verdicts: less energy above 6 kHz for a denoiser, "
@@ -530,8 +567,10 @@ def build_compare_tab(clip, view):
                                      f"log-mel distance < {thresholds.max_log_mel_distance:.2f})",
                                elem_id="metrics", interactive=False)
         psd = gr.Plot(label="PSD overlay", elem_id="psd")
-        with gr.Row():
-            mel = gr.Image(label="Mel spectrograms (one colour scale)", type="filepath", elem_id="mel")
+        mel = gr.Image(label="Mel spectrograms (one colour scale; the corner button opens them full size)",
+                       type="filepath", elem_id="mel")
+        with gr.Accordion("Linear spectrograms", open=False) as linear_box:
+            show_linear = gr.Button("Draw the linear spectrograms of this comparison", elem_id="show-linear")
             linear = gr.Image(label="Linear spectrograms (one colour scale)", type="filepath", elem_id="linear")
         zip_button = gr.Button("Zip all outputs, metrics and figures", elem_id="make-zip")
         download = gr.File(label="All outputs, metrics and figures (zip)", elem_id="compare-zip")
@@ -554,6 +593,8 @@ def build_compare_tab(clip, view):
     run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=1)
     matched.change(on_matched_toggle, [view, matched], players)
     zip_button.click(on_zip, view, download)
+    linear_box.expand(on_linear, view, linear)
+    show_linear.click(on_linear, view, linear)
     return outputs
 
 

@@ -9,6 +9,7 @@ turns it into ``gr.Error``.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 import json
 import os
@@ -17,17 +18,19 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections import Counter
+from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from restorelab import plots
-from restorelab.analysis import INPUT_ROW
+from restorelab.analysis import (INPUT_ROW, NO_REFERENCE_COLUMNS, SETTINGS_NOTE, VERDICT_CHECKS,
+                                 no_reference_metrics, normalised_power, verdict)
 from restorelab.audio import AudioError, Clip, load_audio, match_loudness, write_wav
-from restorelab.compare import run_comparison, write_comparison
 from restorelab.limits import Limits
 from restorelab.listening.candidates import Candidate, audio_sha256, merge_identical
 from restorelab.listening.ratings import Leaderboard, leaderboard
@@ -37,7 +40,8 @@ from restorelab.listening.study_results import study_ids, summarise
 from restorelab.listening.transport import ListeningReport, ListenRules, StimulusStore
 from restorelab.listening.trials import Session, Trial, commit, judge, start_trial
 from restorelab.listening.votes import Vote, VoteLog, flagged_sessions, new_session_id
-from restorers import REGISTRY, output_names, restorer_class, restorer_info
+from restorelab.report import write_table
+from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
 #: Bundled examples: label -> (file, description). Made by scripts/make_examples.py.
@@ -239,11 +243,74 @@ class CompareView:
     linear_png: Path | None = None
     psd_figure: object | None = None
     zip_path: Path | None = None
+    finished: bool = False  # every stage of compare_steps is done
 
 
-def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None,
-            limits: Limits = Limits()) -> CompareView:
-    """Run the chosen restorers, write every artefact into a fresh folder, and build the view.
+class OutputCache:
+    """Restorer outputs kept for a repeat of the same comparison, with their metric rows.
+
+    Keyed by the input's hash, the restorer and every setting it ran with, so a changed knob or
+    another clip is never served from here. Bounded by the bytes of audio held; the least
+    recently used entry goes first. Safe to share between the app's request threads.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, tuple[np.ndarray, dict]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> tuple[np.ndarray, dict] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple, audio: np.ndarray, row: dict) -> None:
+        if audio.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            self._bytes -= 0 if old is None else old[0].nbytes
+            self._entries[key] = (audio, row)
+            self._bytes += audio.nbytes
+            while self._bytes > self.max_bytes:
+                _, (dropped, _) = self._entries.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+
+#: Restorers that run at once in a comparison (numpy and torch both work outside the GIL).
+COMPARE_WORKERS = max(1, min(2, os.cpu_count() or 1))
+
+
+def _checked_params(names: list[str], knobs: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The restorers' parameters from the Compare tab's knobs, each checked against its range."""
+    params = {}
+    for name, value in knobs.items():
+        if name in names and name in MAIN_KNOBS and value is not None:
+            parameter, label, low, high, _ = MAIN_KNOBS[name]
+            if not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ValueError(f"{label} must be a number from {low:g} to {high:g}")
+            params[name] = {parameter: float(value)}
+    return params
+
+
+def _measured(restorer, clip: Clip, original_power: np.ndarray) -> tuple[np.ndarray, dict]:
+    audio = restorer(clip.audio, clip.sample_rate)
+    return audio, no_reference_metrics(audio, clip.sample_rate, clip.audio, original_power)
+
+
+def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
+                  cache: OutputCache | None = None) -> Iterator[tuple[str, CompareView]]:
+    """Run the chosen restorers and fill one view as results come, yielding ``(stage, view)``.
+
+    Stages, in order: ``input`` (the input's player), ``output`` once per restorer as it finishes
+    (its player), ``metrics`` (the table, verdicts and which outputs sound the same), ``psd`` (the
+    overlay) and ``spectrograms`` (the Mel spectrograms). Outputs computed before for the same
+    input and settings come from ``cache``. What the page shows only on request is drawn then: the
+    linear spectrograms (:func:`linear_spectrograms`), and the PSD and metric bars as PNG (when the
+    comparison is zipped).
 
     ``knobs`` maps restorer names to the value of their :data:`MAIN_KNOBS` parameter.
     """
@@ -256,34 +323,99 @@ def compare(clip: Clip, names: list[str], knobs: dict[str, float], progress=None
     if unknown:
         raise ValueError(f"unknown restorer(s) {', '.join(n[:40] for n in unknown[:5])}; "
                          f"known: {', '.join(restorer_choices())}")
-    params = {}
-    for name, value in knobs.items():
-        if name in names and name in MAIN_KNOBS and value is not None:
-            parameter, label, low, high, _ = MAIN_KNOBS[name]
-            if not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"{label} must be a number from {low:g} to {high:g}")
-            params[name] = {parameter: float(value)}
+    restorers, skipped = build_available(output_names(names), _checked_params(names, knobs))
     folder = work_folder("compare-", limits)
-    result = run_comparison(clip, names, params, progress=progress)
-    files = write_comparison(result, folder)
-    clips = {INPUT_ROW: clip.audio, **result.outputs}
+    sr = clip.sample_rate
     view = CompareView(clip_id=clip_id(clip), clip_name=Path(clip.source).name, clip_source=clip.origin,
-                       prompt=clip.prompt, sample_rate=clip.sample_rate, duration_s=clip.duration_s, folder=folder,
-                       players=files.wavs, rows=result.rows, skipped=result.skipped,
-                       mel_png=files.figures["mel"], linear_png=files.figures["linear"])
-    settings = view.settings = {INPUT_ROW: {"restorer": INPUT_ROW},
-                                **{name: {"restorer": name, "params": values}
-                                   for name, values in result.settings.items()}}
-    for group in merge_identical(clips, clip.sample_rate):
+                       prompt=clip.prompt, sample_rate=sr, duration_s=clip.duration_s, folder=folder,
+                       skipped=skipped)
+    view.settings = {INPUT_ROW: {"restorer": INPUT_ROW},
+                     **{name: {"restorer": name, "params": dataclasses.asdict(restorer.params)}
+                        for name, restorer in restorers.items()}}
+    view.players[INPUT_ROW] = write_wav(folder / f"{INPUT_ROW}.wav", clip.audio, sr)
+    yield "input", view
+
+    input_hash = audio_sha256(clip.audio)
+    keys = {name: (input_hash, name, json.dumps(view.settings[name], sort_keys=True)) for name in restorers}
+    outputs: dict[str, np.ndarray] = {}
+    measured: dict[str, dict] = {}
+    with ThreadPoolExecutor(max_workers=COMPARE_WORKERS) as pool:
+        baseline_job = pool.submit(no_reference_metrics, clip.audio, sr)
+        original_power = normalised_power(clip.audio)
+        jobs = {}
+        for name, restorer in restorers.items():
+            cached = cache.get(keys[name]) if cache is not None else None
+            if cached is not None:
+                outputs[name], measured[name] = cached
+                view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
+            else:
+                jobs[pool.submit(_measured, restorer, clip, original_power)] = name
+        if outputs:
+            yield "output", view
+        for job in as_completed(jobs):
+            name = jobs[job]
+            try:
+                outputs[name], measured[name] = job.result()
+            except Exception as exc:  # one restorer failing must not lose the others
+                view.skipped[name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+                continue
+            if cache is not None:
+                cache.put(keys[name], outputs[name], measured[name])
+            view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
+            yield "output", view
+        baseline = baseline_job.result()
+
+    order = [name for name in restorers if name in outputs]
+    view.players = {INPUT_ROW: view.players[INPUT_ROW], **{name: view.players[name] for name in order}}
+    view.settings = {name: view.settings[name] for name in view.players}
+    view.rows = [{"name": INPUT_ROW, **baseline}]
+    for name in order:
+        goal = restorers[name].goal
+        view.rows.append({"name": name, **measured[name], **verdict(measured[name], baseline, goal=goal)})
+    write_table(view.rows, ["name", *NO_REFERENCE_COLUMNS, *VERDICT_CHECKS], folder / "metrics.csv",
+                folder / "metrics.md", note=SETTINGS_NOTE)
+    clips = {INPUT_ROW: clip.audio, **{name: outputs[name] for name in order}}
+    for group in merge_identical(clips, sr):
         first = group[0]
-        view.candidates.append(Candidate(members=tuple(group), path=files.wavs[first],
+        view.candidates.append(Candidate(members=tuple(group), path=view.players[first],
                                          sha256=audio_sha256(clips[first]),
-                                         settings=json.dumps([settings[name] for name in group], sort_keys=True)))
+                                         settings=json.dumps([view.settings[name] for name in group],
+                                                             sort_keys=True)))
         for name in group[1:]:
             view.notes[name] = NO_AUDIBLE_CHANGE if first == INPUT_ROW else f"sounds the same as {first}"
-    view.psd_figure = plots.psd_overlay_plotly(clips, clip.sample_rate)
-    del result, clips
+    yield "metrics", view
+
+    view.psd_figure = plots.psd_overlay_plotly(clips, sr)
+    yield "psd", view
+
+    view.mel_png = plots.save(plots.spectrogram_grid(clips, sr, "mel"), folder / "mel_spectrograms.png")
+    view.finished = True
+    yield "spectrograms", view
+
+
+def linear_spectrograms(view: CompareView) -> Path:
+    """The linear spectrograms of a finished comparison, drawn the first time someone asks."""
+    _finished(view)
+    _still_there(view)
+    if view.linear_png is None:
+        clips = {name: load_audio(path).audio for name, path in view.players.items()}
+        view.linear_png = plots.save(plots.spectrogram_grid(clips, view.sample_rate, "linear"),
+                                     view.folder / "linear_spectrograms.png")
+    return view.linear_png
+
+
+def compare(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
+            cache: OutputCache | None = None) -> CompareView:
+    """Every step of :func:`compare_steps`; the finished view."""
+    view = None
+    for _, view in compare_steps(clip, names, knobs, limits, cache):
+        pass
     return view
+
+
+def _finished(view: CompareView) -> None:
+    if not view.finished:
+        raise ValueError("The comparison is still running: wait for it to finish.")
 
 
 def _still_there(view: CompareView) -> None:
@@ -304,6 +436,8 @@ def matched_players(view: CompareView) -> dict[str, Path]:
 
     The loudness of each clip is already in the metrics rows; it is not measured again.
     """
+    if len(view.rows) < len(view.players):
+        raise ValueError("The comparison is still measuring its outputs: wait a moment.")
     _still_there(view)
     if not view.matched_players:
         loudness = {row["name"]: row["loudness_lufs"] for row in view.rows}
@@ -318,8 +452,14 @@ def matched_players(view: CompareView) -> dict[str, Path]:
 
 def comparison_zip(view: CompareView) -> Path:
     """One zip of the comparison's folder, built the first time someone asks for it."""
+    _finished(view)
     _still_there(view)
     if view.zip_path is None:
+        linear_spectrograms(view)
+        clips = {name: load_audio(path).audio for name, path in view.players.items()}
+        plots.save(plots.psd_overlay(clips, view.sample_rate), view.folder / "psd_overlay.png")
+        plots.save(plots.metric_change_bars(view.rows), view.folder / "metric_changes.png")
+        del clips
         view.zip_path = _zip_folder(view.folder, view.folder / "restorelab-comparison.zip")
     return view.zip_path
 
@@ -353,6 +493,7 @@ def study_from_comparisons(views: list[CompareView], limits: Limits = Limits(), 
         raise ValueError("Every comparison in a study needs the same restorers; these differ: "
                          + "; ".join(f"{v.clip_name}: {', '.join(n)}" for v, n in zip(views, names)))
     for view in views:
+        _finished(view)
         _still_there(view)
 
     def items():
@@ -421,6 +562,7 @@ def start_listening(session: Session, view: CompareView | None) -> Session:
     """Point the session at the compared clip: its distinct sounds, the input's among them, are the candidates."""
     if view is None:
         raise ValueError("Run a comparison first: its outputs are what you listen to.")
+    _finished(view)
     _still_there(view)
     session.reset(view.clip_id, view.clip_source, view.prompt, view.candidates)
     return session

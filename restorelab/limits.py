@@ -55,6 +55,8 @@ class Limits(EnvSettings):
             players, exports) may use; the oldest go first.
         work_max_age_s: work files older than this are removed.
         max_stimulus_memory_mb: trial audio kept in memory waiting to be fetched.
+        max_output_cache_mb: restorer outputs kept in memory so that repeating a comparison with
+            the same clip and settings does not run the restorers again.
     """
 
     max_prompt_chars: int = 500
@@ -65,6 +67,7 @@ class Limits(EnvSettings):
     max_work_disk_mb: float = 2000.0
     work_max_age_s: float = 3600.0
     max_stimulus_memory_mb: float = 256.0
+    max_output_cache_mb: float = 256.0
 
     def __post_init__(self) -> None:
         for item in fields(self):

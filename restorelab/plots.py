@@ -37,35 +37,50 @@ def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str =
     n = len(spectra)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False,
-                             constrained_layout=True)
+    # A fixed layout (no constrained layout: solving it takes longer than drawing), the axis labels
+    # on the outer panels only, the names large enough to read at page size.
+    width, height = 4.2 * cols + 1.0, 2.9 * rows + 0.8  # inches: the panels and the margins around them
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, sharex=True, sharey=True)
+    fig.subplots_adjust(left=0.9 / width, right=1 - 1.2 / width, bottom=0.5 / height, top=1 - 0.7 / height,
+                        wspace=0.08, hspace=0.28)
     image = None
-    for ax, (name, (times, freqs, level)) in zip(axes.flat, spectra.items()):
+    for index, (ax, (name, (times, freqs, level))) in enumerate(zip(axes.flat, spectra.items())):
         extent = (times[0], times[-1] if len(times) > 1 else 1.0, 0, level.shape[0])
         image = ax.imshow(level, origin="lower", aspect="auto", extent=extent, vmin=vmin, vmax=vmax,
                           cmap="magma", interpolation="nearest")
         ticks = np.linspace(0, level.shape[0] - 1, 5).astype(int)
         ax.set_yticks(ticks, [f"{freqs[i] / 1000:.1f}" for i in ticks])
-        ax.set_ylabel("Mel band centre (kHz)" if kind == "mel" else "Frequency (kHz)")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel("Time (s)")
+        ax.set_title(name, fontsize=12)
+        if index % cols == 0:
+            ax.set_ylabel("Mel band centre (kHz)" if kind == "mel" else "Frequency (kHz)")
+        if index + cols >= n:
+            ax.set_xlabel("Time (s)")
+            ax.xaxis.set_tick_params(labelbottom=True)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.8, label="dB re full scale")
-    fig.suptitle(f"{'Mel' if kind == 'mel' else 'Linear'} spectrograms (shared colour scale)")
+        fig.colorbar(image, cax=fig.add_axes((1 - 1.0 / width, 0.15, 0.12 / width, 0.7)),
+                     label="dB re full scale")
+    fig.suptitle(f"{'Mel' if kind == 'mel' else 'Linear'} spectrograms (shared colour scale)", fontsize=13)
     return fig
 
 
-def _for_display(times: np.ndarray, freqs: np.ndarray, level: np.ndarray, max_columns: int = 1200):
-    """A spectrogram with at most ``max_columns`` frames (the loudest of each run of frames, so
-    transients stay visible), as float32: a figure has fewer pixels than a long clip has frames,
-    and ten full-resolution spectrograms of a 30 s clip would hold hundreds of MB."""
+def _for_display(times: np.ndarray, freqs: np.ndarray, level: np.ndarray, max_columns: int = 600,
+                 max_rows: int = 400):
+    """A spectrogram with at most ``max_columns`` frames and ``max_rows`` bins (the loudest of each
+    run, so transients and tones stay visible), as float32: a panel is a few hundred pixels each
+    way, fewer than a clip has frames or a linear spectrogram has bins, and drawing (or holding)
+    more costs time and memory for nothing."""
     step = -(-level.shape[1] // max_columns)
     if step > 1:
         pad = -level.shape[1] % step
         level = np.pad(level, ((0, 0), (0, pad)), mode="edge").reshape(level.shape[0], -1, step).max(axis=2)
         times = times[::step]
+    step = -(-level.shape[0] // max_rows)
+    if step > 1:
+        pad = -level.shape[0] % step
+        level = np.pad(level, ((0, pad), (0, 0)), mode="edge").reshape(-1, step, level.shape[1]).max(axis=1)
+        freqs = freqs[::step]
     return times, freqs, level.astype(np.float32)
 
 
@@ -117,7 +132,8 @@ def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        fig.savefig(tmp, dpi=dpi)
+        # Light PNG compression: a spectrogram hardly compresses, and the heavier levels cost time.
+        fig.savefig(tmp, dpi=dpi, **({"pil_kwargs": {"compress_level": 1}} if path.suffix == ".png" else {}))
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -128,22 +144,45 @@ def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 # -- interactive (plotly) ------------------------------------------------------
 
 def psd_overlay_plotly(clips: dict[str, np.ndarray], sample_rate: int, dynamic_range_db: float = 120.0):
-    """The PSD overlay as an interactive plotly figure (log-frequency axis)."""
+    """The PSD overlay as an interactive plotly figure (log-frequency axis).
+
+    Two views, switched by buttons in the figure without a round trip to the server: every
+    clip's PSD, and each output's difference from the input (where curves that lie on top of
+    each other in the first come apart). Clicking a name in the legend hides its curve.
+    """
+    import plotly.colors
     import plotly.graph_objects as go
 
+    spectra = {name: analysis.welch_psd_db(audio, sample_rate) for name, audio in clips.items()}
+    freqs = next(iter(spectra.values()))[0]
+    keep = freqs > 0
+    base = spectra.get(analysis.INPUT_ROW, next(iter(spectra.values())))[1]
+    top = max(float(level[keep].max()) for _, level in spectra.values())
+    palette = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.Dark24
     fig = go.Figure()
-    top = -np.inf
-    for name, audio in clips.items():
-        freqs, level = analysis.welch_psd_db(audio, sample_rate)
-        keep = freqs > 0
-        top = max(top, float(level[keep].max()))
-        fig.add_trace(go.Scatter(x=freqs[keep], y=level[keep], name=name, mode="lines",
-                                 line={"width": 2.5 if name == analysis.INPUT_ROW else 1.2}))
+    names = list(spectra)
+    for difference in (False, True):
+        for index, (name, (_, level)) in enumerate(spectra.items()):
+            fig.add_trace(go.Scatter(x=freqs[keep], y=(level - base if difference else level)[keep], name=name,
+                                     mode="lines", legendgroup=name, visible=not difference,
+                                     line={"width": 2.5 if name == analysis.INPUT_ROW else 1.2,
+                                           "color": palette[index % len(palette)]}))
+    absolute_range = [top - dynamic_range_db, top + 5] if np.isfinite(top) else None
+    shown = [True] * len(names) + [False] * len(names)
+    fig.update_layout(
+        title="Power spectral density (Welch, 4096-point). Click a name to hide its curve.", height=520,
+        margin={"l": 70, "r": 20, "t": 90, "b": 150},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},  # below: clear of the axes and title
+        updatemenus=[{"type": "buttons", "direction": "right", "x": 1, "xanchor": "right", "y": 1.18,
+                      "buttons": [
+                          {"label": "PSD", "method": "update",
+                           "args": [{"visible": shown}, {"yaxis.title.text": "PSD (dB re FS²/Hz)",
+                                                        "yaxis.range": absolute_range}]},
+                          {"label": "Difference from the input", "method": "update",
+                           "args": [{"visible": shown[::-1]}, {"yaxis.title.text": "dB relative to the input",
+                                                              "yaxis.range": [-40, 20]}]}]}])
     fig.update_xaxes(type="log", title="Frequency (Hz)", range=[np.log10(20), np.log10(sample_rate / 2)])
-    fig.update_yaxes(title="PSD (dB re FS²/Hz)",
-                     range=[top - dynamic_range_db, top + 5] if np.isfinite(top) else None)
-    fig.update_layout(title="Power spectral density (Welch, 4096-point)", height=420,
-                      margin={"l": 60, "r": 20, "t": 50, "b": 50}, legend={"orientation": "h"})
+    fig.update_yaxes(title="PSD (dB re FS²/Hz)", range=absolute_range)
     return fig
 
 

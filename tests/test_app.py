@@ -46,6 +46,21 @@ class Visitor:
         self.session_hash = session_hash
 
 
+def run_compare(app, *args, **kwargs):
+    """Every update Compare streams, folded into one per component as the page ends up showing it."""
+    final = None
+    for update in app.on_compare(*args, **kwargs):
+        if final is None:
+            final = list(update)
+            continue
+        for i, value in enumerate(update):
+            if isinstance(value, dict) and value.get("__type__") == "update" and isinstance(final[i], dict):
+                final[i] = {**final[i], **value}
+            elif not (isinstance(value, dict) and value == {"__type__": "update"}):
+                final[i] = value
+    return tuple(final)
+
+
 def knobs(app, **overrides):
     return [overrides.get(name, app.lab.knob_default(name)) for name in app.lab.MAIN_KNOBS]
 
@@ -123,14 +138,18 @@ def test_upload_compare_listen_vote_results(app, tmp_path):
     assert sf.info(player).samplerate == 44100
 
     names = ["spectral_gate_hf", "spectral_subtraction_hf", "bandwidth_extension_dsp"]
-    out = app.on_compare(clip, names, False, *knobs(app), progress=NoProgress())
+    out = run_compare(app, clip, names, False, *knobs(app))
     view, players = out[0], out[1 : 1 + len(app.PLAYER_NAMES)]
     visible = [name for name, update in zip(app.PLAYER_NAMES, players) if update["visible"]]
     assert visible == ["input", *names]
     mel, linear, psd, metrics, download, status = out[1 + len(app.PLAYER_NAMES):]
-    assert mel.endswith(".png") and linear.endswith(".png") and download is None  # the zip on demand
+    assert mel.endswith(".png") and linear is None and download is None  # the linear images and the zip on demand
+    assert app.on_linear(view).endswith("linear_spectrograms.png")
     assert metrics["value"][0][0] == "input" and len(metrics["value"]) == 4
-    assert len(psd.data) == 4 and "upload.wav" in status
+    # Each clip's PSD, then each one's difference from the input (hidden until its button is pressed).
+    assert [t.name for t in psd.data] == ["input", *names] * 2 and [t.visible for t in psd.data] == [True] * 4 + [False] * 4
+    assert np.allclose(psd.data[4].y, 0.0) and np.allclose(psd.data[5].y, psd.data[1].y - psd.data[0].y)
+    assert "upload.wav" in status
     assert app.on_zip(view).endswith(".zip")
 
     assert view.matched_players == {}  # written only when someone asks to hear them
@@ -181,8 +200,7 @@ def test_identical_outputs_are_one_candidate_and_marked(app, tmp_path):
     clip, *_ = app.on_upload(str(upload_file(tmp_path, hiss_snr_db=20.0)))
     names = ["spectral_gate_hf", "spectral_gate", "spectral_subtraction_hf"]
     # No reduction: both gates give back their input (to float rounding).
-    out = app.on_compare(clip, names, False, *knobs(app, spectral_gate_hf=0.0, spectral_gate=0.0),
-                         progress=NoProgress())
+    out = run_compare(app, clip, names, False, *knobs(app, spectral_gate_hf=0.0, spectral_gate=0.0))
     view, status = out[0], out[-1]
     assert [c.label for c in view.candidates] == ["input=spectral_gate_hf=spectral_gate", "spectral_subtraction_hf"]
     assert view.notes == {"spectral_gate_hf": "made no audible change", "spectral_gate": "made no audible change"}
@@ -197,7 +215,7 @@ def test_identical_outputs_are_one_candidate_and_marked(app, tmp_path):
 
 def test_votes_are_labelled_with_the_compared_clip_and_a_new_source_clears_everything(app, tmp_path):
     first, *_ = app.on_upload(str(upload_file(tmp_path, "first.wav", seed=1)))
-    view = app.on_compare(first, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())[0]
+    view = run_compare(app, first, ["spectral_gate_hf"], False, *knobs(app))[0]
     app.on_upload(str(upload_file(tmp_path, "second.wav", seed=2)))  # the source changes...
     session, ticket_html, *_ = app.on_start_listening(None, view)  # ...but the view owns its clip
     assert session.clip_id == "first"
@@ -214,11 +232,11 @@ def test_votes_are_labelled_with_the_compared_clip_and_a_new_source_clears_every
 def test_compare_validates_what_a_client_sends(app, tmp_path):
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     with pytest.raises(gr.Error, match="Source tab"):
-        app.on_compare(None, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())
+        run_compare(app, None, ["spectral_gate_hf"], False, *knobs(app))
     with pytest.raises(gr.Error, match="unknown restorer.*rm -rf.*known: spectral_gate_hf"):
-        app.on_compare(clip, ["rm -rf"], False, *knobs(app), progress=NoProgress())
+        run_compare(app, clip, ["rm -rf"], False, *knobs(app))
     with pytest.raises(gr.Error, match="HF gate: reduction must be a number from 0 to 1"):
-        app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app, spectral_gate_hf=7.0), progress=NoProgress())
+        run_compare(app, clip, ["spectral_gate_hf"], False, *knobs(app, spectral_gate_hf=7.0))
     with pytest.raises(gr.Error, match="Run a comparison"):
         app.on_start_listening(None, None)
     with pytest.raises(gr.Error, match="unknown scope"):
@@ -229,13 +247,10 @@ def test_one_heavy_job_per_visitor(app, tmp_path):
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     with app.JOBS.hold("visitor-a", "a comparison"):
         with pytest.raises(gr.Error, match="already have 1 job"):
-            app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-a"),
-                           progress=NoProgress())
-        out = app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-b"),
-                             progress=NoProgress())
+            run_compare(app, clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-a"))
+        out = run_compare(app, clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-b"))
         assert out[0] is not None
-    assert app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-a"),
-                          progress=NoProgress())[0] is not None
+    assert run_compare(app, clip, ["spectral_gate_hf"], False, *knobs(app), request=Visitor("visitor-a"))[0] is not None
 
 
 def test_results_on_an_empty_log(app):
@@ -292,7 +307,7 @@ def test_shipped_unet_checkpoints_compare_and_listen(app):
     """Our trained restorers run offline from the Compare tab into a blind pair in the Listen tab."""
     clip = app.lab.load_example(next(iter(app.lab.EXAMPLES)))
     names = ["unet_denoise", "unet_bwe"]
-    out = app.on_compare(clip, names, False, *knobs(app), progress=NoProgress())
+    out = run_compare(app, clip, names, False, *knobs(app))
     view, players = out[0], out[1 : 1 + len(app.PLAYER_NAMES)]
     assert [name for name, update in zip(app.PLAYER_NAMES, players) if update["visible"]] == ["input", *names]
     metrics = out[1 + len(app.PLAYER_NAMES) + 3]
@@ -327,7 +342,7 @@ def test_listening_keeps_its_files_and_says_so_when_they_are_gone(app, tmp_path)
     import shutil
 
     clip, *_ = app.on_upload(str(upload_file(tmp_path, hiss_snr_db=20.0)))
-    view = app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())[0]
+    view = run_compare(app, clip, ["spectral_gate_hf"], False, *knobs(app))[0]
     session, *_ = app.on_start_listening(None, view)
     shutil.rmtree(view.folder)
     with pytest.raises(ValueError, match="removed from the server.*press Compare"):
@@ -384,7 +399,7 @@ def test_comparisons_become_a_study(app, tmp_path):
     views = []
     for i in range(2):
         clip, *_ = app.on_upload(str(upload_file(tmp_path, f"song{i}.wav", hiss_snr_db=20.0, seed=i)))
-        view = app.on_compare(clip, ["spectral_gate_hf", "mcra_wiener"], False, *knobs(app), progress=NoProgress())[0]
+        view = run_compare(app, clip, ["spectral_gate_hf", "mcra_wiener"], False, *knobs(app))[0]
         views, status = app.on_study_add(views, view)
     views, status = app.on_study_add(views, view)  # the same clip again replaces it
     assert len(views) == 2 and "song0.wav, song1.wav" in status
@@ -402,6 +417,82 @@ def test_comparisons_become_a_study(app, tmp_path):
     assert mcra["params"]["gain_floor_db"] == app.lab.knob_default("mcra_wiener")
     assert sum(n.endswith(".flac") for n in names) == 2 * 4 and f"**{data['id']}**" in status
     third, *_ = app.on_upload(str(upload_file(tmp_path, "song2.wav", seed=2)))
-    other = app.on_compare(third, ["spectral_gate_hf"], False, *knobs(app), progress=NoProgress())[0]
+    other = run_compare(app, third, ["spectral_gate_hf"], False, *knobs(app))[0]
     with pytest.raises(gr.Error, match="needs the same restorers"):
         app.on_study_build([*views, other], 8, "end")
+
+
+def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    names = ["spectral_gate_hf", "mcra_wiener", "bandwidth_extension_dsp"]
+    steps = list(app.lab.compare_steps(clip, names, {}, cache=None))
+    stages = [stage for stage, _ in steps]
+    assert stages == ["input", "output", "output", "output", "metrics", "psd", "spectrograms"]
+    view = steps[0][1]  # one view, filled in place
+    assert all(v is view for _, v in steps) and view.finished
+    assert list(view.players) == ["input", *names]  # in the registry's order, whatever order they finished in
+    updates = list(app.on_compare(clip, names, False, *knobs(app)))
+    first_players = dict(zip(app.PLAYER_NAMES, updates[0][1: 1 + len(app.PLAYER_NAMES)]))
+    assert first_players["input"]["visible"] and not any(first_players[n]["visible"] for n in names)
+    assert "Restored 0 of 3" in updates[0][-1] and "Compared 3 restorer(s)" in updates[-1][-1]
+    later = [dict(zip(app.PLAYER_NAMES, u[1: 1 + len(app.PLAYER_NAMES)])) for u in updates[1:4]]
+    shown = [[n for n in names if p[n].get("visible")] for p in later]
+    assert all(len(new) == 1 for new in shown) and sorted(sum(shown, [])) == sorted(names)  # one new player each
+
+
+def test_a_repeated_comparison_reuses_the_outputs_and_a_changed_knob_does_not(app, tmp_path, monkeypatch):
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    cache = app.lab.OutputCache(10**9)
+    calls = []
+    cls = app.lab.restorer_class("spectral_gate_hf")
+    real = cls.__call__
+    monkeypatch.setattr(cls, "__call__", lambda self, audio, sr: calls.append(self.params) or real(self, audio, sr))
+    first = app.lab.compare(clip, ["spectral_gate_hf", "mcra_wiener"], {"spectral_gate_hf": 0.5}, cache=cache)
+    again = app.lab.compare(clip, ["spectral_gate_hf", "mcra_wiener"], {"spectral_gate_hf": 0.5}, cache=cache)
+    assert len(calls) == 1 and again.rows == first.rows
+    assert sf.read(again.players["spectral_gate_hf"])[0].tobytes() == sf.read(first.players["spectral_gate_hf"])[0].tobytes()
+    app.lab.compare(clip, ["spectral_gate_hf"], {"spectral_gate_hf": 0.25}, cache=cache)
+    assert [p.prop_decrease for p in calls] == [0.5, 0.25]
+    other, *_ = app.on_upload(str(upload_file(tmp_path, "other.wav", seed=3)))
+    app.lab.compare(other, ["spectral_gate_hf"], {"spectral_gate_hf": 0.5}, cache=cache)
+    assert len(calls) == 3  # another clip is never served from the cache
+
+
+def test_the_output_cache_drops_the_least_recently_used_beyond_its_bytes():
+    from restorelab.lab import OutputCache
+
+    cache = OutputCache(max_bytes=3 * 400)
+    for key in "abc":
+        cache.put((key,), np.zeros(100, np.float32), {"key": key})  # 400 bytes each
+    assert cache.get(("a",))[1] == {"key": "a"}  # a is now the most recently used
+    cache.put(("d",), np.zeros(100, np.float32), {})
+    assert cache.get(("b",)) is None and cache.get(("a",)) is not None and cache.get(("d",)) is not None
+    cache.put(("huge",), np.zeros(1000, np.float32), {})  # larger than the whole cache: not kept
+    assert cache.get(("huge",)) is None and cache.get(("c",)) is not None
+
+
+def test_a_failing_restorer_is_reported_and_the_others_are_kept(app, tmp_path, monkeypatch):
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+
+    def broken(self, audio, sr):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(app.lab.restorer_class("mcra_wiener"), "__call__", broken)
+    view = app.lab.compare(clip, ["spectral_gate_hf", "mcra_wiener"], {})
+    assert list(view.players) == ["input", "spectral_gate_hf"] and [r["name"] for r in view.rows] == ["input",
+                                                                                                     "spectral_gate_hf"]
+    assert view.skipped == {"mcra_wiener": "failed: RuntimeError: out of memory"}
+
+
+def test_an_unfinished_comparison_cannot_be_zipped_or_judged(app, tmp_path):
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    steps = app.lab.compare_steps(clip, ["spectral_gate_hf"], {})
+    _, view = next(steps)
+    for action in (lambda: app.lab.comparison_zip(view), lambda: app.lab.start_listening(app.lab.new_session(), view),
+                   lambda: app.lab.matched_players(view)):
+        with pytest.raises(ValueError, match="still"):
+            action()
+    for _ in steps:
+        pass
+    assert app.lab.comparison_zip(view).is_file()
+    assert {p.name for p in view.folder.iterdir()} >= {"psd_overlay.png", "metric_changes.png", "mel_spectrograms.png"}

@@ -171,7 +171,9 @@ def test_compare_listen_vote_export(server, browser):
     page.wait_for_function(  # every visible player decoded its clip
         "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
         ".every(p => (p.querySelector('#duration') || {}).innerText === '0:10')", timeout=60000)
-    assert page.locator("#linear img").count() == 1
+    assert page.locator("#linear img").count() == 0  # drawn when someone opens them
+    page.get_by_text("Linear spectrograms", exact=True).click()
+    page.wait_for_selector("#linear img", timeout=30000)
     table = page.locator("#metrics").inner_text()
     assert "input" in table and "spectral_gate_hf" in table and "unet_denoise" in table and "unet_bwe" in table
     page.screenshot(path=SHOTS / "2-compare.png", full_page=True)
