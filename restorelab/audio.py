@@ -128,12 +128,21 @@ def load_audio(path: str | os.PathLike, *, target_rate: int = WORKING_RATE,
     """
     path = Path(path)
     name = str(path)
+    if path.is_dir():
+        raise AudioError(name, "is a folder, not an audio file")
     if not path.is_file():
         raise AudioError(name, "no such file")
     if path.stat().st_size == 0:
         raise AudioError(name, "is an empty file (0 bytes)")
+    with open(path, "rb") as handle:  # through a handle: libsndfile cannot open names that are not UTF-8
+        return _load_open(handle, path, name, target_rate, max_duration_s, downmix)
+
+
+def _load_open(handle, path: Path, name: str, target_rate: int, max_duration_s: float, downmix: bool) -> Clip:
+    """:func:`load_audio` from an open file (``name`` for messages, ``path`` for the size checks)."""
     try:
-        info = sf.info(name)
+        info = sf.info(handle)
+        handle.seek(0)
     except Exception as exc:  # libsndfile's errors are plain RuntimeErrors
         raise AudioError(name, f"is not a readable audio file ({_first_line(exc)})") from None
     if not MIN_RATE_HZ <= info.samplerate <= MAX_RATE_HZ:
@@ -143,7 +152,7 @@ def load_audio(path: str | os.PathLike, *, target_rate: int = WORKING_RATE,
         raise AudioError(name, f"is too long: {info.frames / info.samplerate:.1f} s; the limit is "
                                f"{max_duration_s:.0f} s")
     try:
-        data, rate = sf.read(name, dtype="float32", always_2d=True)
+        data, rate = sf.read(handle, dtype="float32", always_2d=True)
     except Exception as exc:
         raise AudioError(name, f"could not be decoded, it may be truncated or corrupt "
                                f"({_first_line(exc)})") from None
@@ -323,8 +332,14 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     ``file_format`` is a libsndfile format (``WAV``, ``FLAC``).
     """
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
-    with atomic_replace(path, f".tmp.{file_format.lower()}") as tmp:
-        sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=file_format)
+    try:
+        with atomic_replace(path, f".tmp.{file_format.lower()}") as tmp, open(tmp, "wb") as handle:
+            # Through a handle: libsndfile cannot open names that are not UTF-8.
+            sf.write(handle, audio.T, sample_rate, subtype=subtype, format=file_format)
+    except OSError as exc:  # name the file being written, not its temporary
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     return Path(path)
 
 

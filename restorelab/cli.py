@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import shutil
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from restorelab import __version__
 from restorelab.degrade import PRESETS
 from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
+
+#: The source tracks of the evaluation excerpts (``../shared/data/music-reference``), never trained on.
+HELD_OUT_TRACKS = Path(__file__).resolve().parent.parent / "assets" / "held_out_tracks.tsv"
 
 # The commands import what they use when they run (the metrics, audio I/O, progress bars), so that
 # `restorelab --help` and `restorelab restorers` answer at once.
@@ -39,6 +45,48 @@ def parse_settings(assignments: list[str]) -> dict[str, dict]:
         except ValueError as exc:
             raise ValueError(f"--set {name}: {exc}") from None
     return settings
+
+
+def _audio_inputs(inputs: list[str]) -> list[Path]:
+    """The audio files named or found in the folders named; a ValueError naming the folders if there are none."""
+    from restorelab.audio import AUDIO_SUFFIXES, find_audio_files
+
+    files = find_audio_files(inputs)  # every input that is not a folder is kept, to get its own error
+    if not files:
+        raise ValueError(f"no audio files found in {', '.join(map(str, inputs))} "
+                         f"(folders are searched for {', '.join(AUDIO_SUFFIXES)} files)")
+    return files
+
+
+_WRITE_PROBLEMS = {errno.EROFS: "it is on a read-only file system", errno.EACCES: "permission denied",
+                   errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full",
+                   errno.EDQUOT: "the disk quota is used up"}
+
+
+def _write_problem(exc: OSError) -> str:
+    return _WRITE_PROBLEMS.get(exc.errno, exc.strerror or str(exc))
+
+
+def _output_folder(path: str | os.PathLike) -> Path:
+    """``path`` checked as an output folder before any work: not a file, not under one, and writable
+    (a file is created and removed in it, or in the nearest folder above it that exists; the folder
+    itself is made when the first output is written).
+
+    Raises:
+        ValueError: it is a file, lies under a file, or cannot be written (read-only, no permission,
+            full disk), with the path and the reason.
+    """
+    folder = Path(path)
+    existing = next(place for place in (folder, *folder.parents, Path.cwd()) if place.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"is under {existing}, which is a file"
+        raise ValueError(f"the output folder {folder} {where}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".restorelab-write-check-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot write to the output folder {folder}: {_write_problem(exc)}") from None
+    return folder
 
 
 def _load_each(files: list[Path], args, desc: str):
@@ -94,15 +142,14 @@ def cmd_restorers(args) -> int:
 def cmd_restore(args) -> int:
     from tqdm import tqdm
 
-    from restorelab.audio import find_audio_files, write_wav
+    from restorelab.audio import write_wav
 
     settings = parse_settings(args.set)
+    files = _audio_inputs(args.inputs)
+    _output_folder(args.output)
     restorers, skipped = build_available(_restorer_names(args.restorer), settings)
     for name, reason in skipped.items():
         print(f"skipping {name}: unavailable: {reason}", file=sys.stderr)
-    files = find_audio_files(args.inputs)
-    if not files:
-        return _fail("no audio files found in the inputs")
     clash = _stem_clashes(files)
     if clash:
         return _fail(f"these inputs would write the same output name: {clash}; restore them separately")
@@ -129,6 +176,7 @@ def cmd_compare(args) -> int:
 
     settings = parse_settings(args.set)
     names = _restorer_names(args.restorer)
+    _output_folder(args.output)
     try:
         clip = load_audio(args.input, max_duration_s=args.max_duration_s, downmix=args.downmix)
         reference = None
@@ -160,17 +208,19 @@ def cmd_compare(args) -> int:
     if result.reference_rows:
         print(to_markdown(result.reference_rows, columns_of(result.reference_rows,
                                                             ("name", *analysis.REFERENCE_COLUMNS))))
+    print(f"\n{analysis.SETTINGS_NOTE}\n")
     print(f"wrote {len(written)} file(s) to {args.output}")
     return 0
 
 
 def cmd_degrade(args) -> int:
-    from restorelab.audio import find_audio_files, write_wav
+    from restorelab.audio import write_wav
     from restorelab.degrade import degrade
 
     if args.preset not in PRESETS:
         return _fail(f"unknown preset {args.preset!r}; known presets: {', '.join(PRESETS)}")
-    files = find_audio_files(args.inputs)
+    files = _audio_inputs(args.inputs)
+    _output_folder(args.output)
     clips, failures = _load_each(files, args, "degrading")
     for index, path, clip in clips:
         out, _ = degrade(clip.audio, clip.sample_rate, args.preset, seed=args.seed + index)
@@ -185,14 +235,12 @@ def cmd_evaluate(args) -> int:
 
     from restorelab import analysis
     from restorelab import evaluate as ev
-    from restorelab.audio import AudioError, find_audio_files
+    from restorelab.audio import AudioError
 
     names = _restorer_names(args.restorer)
     settings = parse_settings(args.set)
-    files = find_audio_files(args.inputs)
-    if not files:
-        return _fail("no audio files found in the inputs")
-    out = Path(args.output)
+    files = _audio_inputs(args.inputs)
+    out = _output_folder(args.output)
     if args.no_reference:
         return _evaluate_no_reference(args, ev, names, files, out, settings)
     if args.reference_dir:
@@ -266,6 +314,7 @@ def cmd_bench(args) -> int:
     from restorelab import bench
     from restorelab.report import columns_of, to_markdown, write_table
 
+    _output_folder(Path(args.output).parent)
     names = ["stft_roundtrip"]
     for name in output_names(_restorer_names(args.restorer)):
         availability = restorer_class(name).availability()
@@ -311,8 +360,8 @@ def cmd_data_build(args) -> int:
         return _fail("the data build needs Debian packages: sudo apt-get install " + " ".join(data.APT_PACKAGES))
     held_out = Path(args.held_out)
     if not held_out.is_file():
-        print(f"warning: {held_out} not found, so no track is held out for evaluation", file=sys.stderr)
-    cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
+        return _fail(f"--held-out {held_out}: no such file (the tracks kept out of training must be known)")
+    cache = _output_folder(args.cache if args.cache else data.DEFAULT_CACHE)
     data.build(cache, seed=args.seed, clip_seconds=args.clip_seconds, held_out_manifest=held_out,
                mma_songs=args.mma_songs, log=lambda line: print(line, file=sys.stderr))
     return 0
@@ -336,6 +385,7 @@ def cmd_train(args) -> int:
                              domains=tuple(d for d in args.domains.split(",") if d), threads=args.threads,
                              **given)
     cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
+    _output_folder(Path(args.out).parent)
     try:
         train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
     except FileNotFoundError as exc:
@@ -364,6 +414,7 @@ def cmd_study_build(args) -> int:
         if skipped:
             return _fail("; ".join(f"{name} is unavailable: {reason}" for name, reason in skipped.items()))
     files = find_audio_files(args.inputs) if args.inputs else []
+    _output_folder(Path(args.output).parent)
     bar = tqdm(total=len(files) or None, desc="building the study", unit="clip", disable=args.quiet)
 
     def progress(name, index, total):
@@ -392,6 +443,8 @@ def cmd_study_results(args) -> int:
     from restorelab.listening.votes import VoteLog, default_votes_path
 
     study = load_study(args.study)
+    if args.output:
+        _output_folder(args.output)
     votes_path = Path(args.votes) if args.votes else default_votes_path()
     if study.test == "mushra":
         from restorelab.listening.mushra import RatingLog, ratings_path
@@ -531,8 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = data_sub.add_parser("build", help="render and collect clean full-band music into a cache (apt packages)")
     q.add_argument("--cache", default=None, help="where to write (default $RESTORELAB_DATA or "
                                                 "~/.cache/restorelab/train-data)")
-    q.add_argument("--held-out", default="../shared/data/music-reference/MANIFEST.tsv",
-                   help="MANIFEST.tsv of evaluation excerpts whose tracks are never used")
+    q.add_argument("--held-out", default=str(HELD_OUT_TRACKS),
+                   help="tab-separated list (a path_in_package column) of tracks never used for training: "
+                        "the evaluation excerpts' sources (default: the list shipped in assets/)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--clip-seconds", type=float, default=45.0, help="longest excerpt kept per track")
     q.add_argument("--mma-songs", type=int, default=40, help="songs written over MMA grooves")
@@ -584,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         return _fail(str(message))
+    except OSError as exc:  # a disk that fills up, or a folder that goes away, during the work
+        return _fail(f"{exc.filename}: {_write_problem(exc)}" if exc.filename else _write_problem(exc))
 
 
 if __name__ == "__main__":

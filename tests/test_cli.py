@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,7 +109,7 @@ def test_unknown_restorer_is_an_error(clips, tmp_path, capsys):
     assert "known restorers" in capsys.readouterr().err
 
 
-def test_compare_with_reference(clips, tmp_path):
+def test_compare_with_reference(clips, tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(["compare", str(clips / "mono.flac"), "--reference", str(clips / "mono.flac"), "-o", str(out),
                  "-r", "spectral_subtraction_hf", "-r", "bandwidth_extension_dsp", "-q"])
@@ -122,6 +125,8 @@ def test_compare_with_reference(clips, tmp_path):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "LSD: log10 power" in (out / "metrics.md").read_text()
     assert sf.info(out / "input.wav").samplerate == SR  # the input at the working rate, beside the outputs
+    printed = capsys.readouterr().out
+    assert printed.index("| spectral_subtraction_hf") < printed.index("LSD: log10 power") < printed.index("wrote ")
 
 
 def test_compare_bad_file_is_a_clear_error(clips, tmp_path, capsys):
@@ -250,3 +255,89 @@ def test_listing_and_help_import_no_heavy_package():
             "print(sorted(m for m in ('torch', 'gradio', 'transformers', 'demucs', 'scipy.signal') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["restore", "compare", "degrade", "evaluate"])
+def test_an_output_folder_that_is_a_file_or_under_one_is_refused_before_any_work(clips, tmp_path, capsys, command):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    source = str(clips / "song.wav") if command == "compare" else str(clips)
+    extra = {"restore": ["-r", "spectral_gate_hf"], "compare": ["-r", "spectral_gate_hf"],
+             "degrade": ["--preset", "hiss"], "evaluate": ["--preset", "hiss", "-r", "spectral_gate_hf"]}[command]
+    for output, message in ((a_file, f"the output folder {a_file} is a file"),
+                            (a_file / "sub", f"the output folder {a_file / 'sub'} is under {a_file}, which is a file")):
+        assert main([command, source, "-o", str(output), "-q", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1] == f"error: {message}" and "Traceback" not in err
+    assert a_file.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("error, reason", [(errno.EROFS, "it is on a read-only file system"),
+                                           (errno.EACCES, "permission denied"), (errno.ENOSPC, "the disk is full")])
+def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(clips, tmp_path, capsys, monkeypatch,
+                                                                         error, reason):
+    from restorelab import cli
+
+    def refused(*args, **kwargs):
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(cli.tempfile, "NamedTemporaryFile", refused)
+    assert main(["restore", str(clips), "-r", "spectral_gate_hf", "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: cannot write to the output folder {tmp_path / 'out'}: {reason}"
+    assert not (tmp_path / "out" / "spectral_gate_hf").exists()
+
+
+def test_a_disk_that_fills_up_during_the_work_is_a_clear_error_and_leaves_no_half_file(clips, tmp_path, capsys,
+                                                                                      monkeypatch):
+    from restorelab import audio
+
+    real = audio.sf.write
+    written = []
+
+    def fills_up(handle, *args, **kwargs):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device", handle.name)
+        written.append(handle.name)
+        return real(handle, *args, **kwargs)
+
+    monkeypatch.setattr(audio.sf, "write", fills_up)
+    out = tmp_path / "out"
+    assert main(["restore", str(clips), "-r", "spectral_gate_hf", "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"error: {out / 'spectral_gate_hf' / 'song.wav'}: the disk is full"
+    assert "Traceback" not in err
+    assert [p.name for p in (out / "spectral_gate_hf").iterdir()] == ["mono.wav"]  # the finished file; no partial one
+
+
+def test_a_folder_named_like_an_audio_file_is_named_as_a_folder(tmp_path, capsys):
+    folder = tmp_path / "x.wav"
+    folder.mkdir()
+    assert main(["compare", str(folder), "-o", str(tmp_path / "o"), "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {folder}: is a folder, not an audio file"
+    assert main(["restore", str(folder), "-o", str(tmp_path / "o"), "-q"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: no audio files found in {folder} (folders are searched for .wav, .flac, .ogg, .oga, .mp3, .aif, "
+        ".aiff files)")
+
+
+def test_file_names_that_are_not_utf8_are_read_and_written(clips, tmp_path, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    name = os.fsdecode(b"\xff\xfe song.wav")  # not UTF-8: Python keeps the bytes as surrogates
+    try:
+        (clips / "song.wav").rename(folder / name)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    out = tmp_path / "out"
+    assert main(["restore", str(folder), "-r", "spectral_gate_hf", "-o", str(out), "-q"]) == 0
+    assert os.listdir(os.fsencode(out / "spectral_gate_hf")) == [b"\xff\xfe song.wav"]
+    assert main(["compare", str(folder / name), "-r", "spectral_gate_hf", "-o", str(tmp_path / "c"), "-q"]) == 0
+
+
+def test_the_held_out_tracks_ship_with_the_repository():
+    from restorelab import cli
+
+    default = Path(cli.build_parser().parse_args(["data", "build"]).held_out)
+    assert default == cli.HELD_OUT_TRACKS and Path(cli.__file__).resolve().parents[1] in default.parents
+    tracks = list(csv.DictReader(open(cli.HELD_OUT_TRACKS, encoding="utf-8"), delimiter="\t"))
+    assert len(tracks) == 17 and all(t["path_in_package"].startswith("/usr/share/") for t in tracks)
