@@ -202,16 +202,24 @@ def strengths_with_intervals(rows: list[dict], title: str):
 
 
 def heatmap_plotly(matrix: np.ndarray, names: list[str], title: str, fmt: str = ".2f"):
-    """A labelled heatmap (row beats column), NaN cells left blank."""
+    """A labelled heatmap (row beats column). Cells with no value are grey and marked "–", never
+    coloured like a value (a win rate of 0.5 is white); a count's colour bar has whole-number ticks;
+    the figure grows with the number of names so every cell stays readable."""
     import plotly.graph_objects as go
 
-    text = [["" if not np.isfinite(v) else format(v, fmt) for v in row] for row in matrix]
+    text = [["–" if not np.isfinite(v) else format(v, fmt) for v in row] for row in matrix]
     rates = "win" in title.lower()
-    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, text=text, texttemplate="%{text}",
-                               colorscale="RdBu" if rates else "Blues", zmid=0.5 if rates else None))
-    fig.update_layout(title=title, height=360, margin={"l": 120, "r": 20, "t": 50, "b": 80},
-                      xaxis_title="opponent", yaxis_title="restorer")
-    fig.update_yaxes(autorange="reversed")  # read like a table: first row on top
+    finite = matrix[np.isfinite(matrix)]
+    colorbar = {} if rates else {"tickformat": "d", "dtick": max(1, int(np.ceil((finite.max() if finite.size else 1) / 5)))}
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, text=text, texttemplate="%{text}", textfont={"size": 13},
+                               colorscale="RdBu" if rates else "Blues", zmid=0.5 if rates else None,
+                               zmin=0.0, zmax=1.0 if rates else None, xgap=2, ygap=2,
+                               colorbar=colorbar, hovertemplate="%{y} vs %{x}: %{text}<extra></extra>"))
+    size = 160 + 48 * len(names)
+    fig.update_layout(title=title, height=size, margin={"l": 150, "r": 20, "t": 50, "b": 130},
+                      xaxis_title="opponent", yaxis_title="restorer", plot_bgcolor="#bdbdbd")
+    fig.update_xaxes(tickangle=-35, showgrid=False)
+    fig.update_yaxes(autorange="reversed", showgrid=False)  # read like a table: first row on top
     return fig
 
 

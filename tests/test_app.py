@@ -496,3 +496,15 @@ def test_an_unfinished_comparison_cannot_be_zipped_or_judged(app, tmp_path):
         pass
     assert app.lab.comparison_zip(view).is_file()
     assert {p.name for p in view.folder.iterdir()} >= {"psd_overlay.png", "metric_changes.png", "mel_spectrograms.png"}
+
+
+def test_heatmaps_mark_empty_cells_apart_from_a_draw_and_count_in_whole_numbers():
+    from restorelab.plots import heatmap_plotly
+
+    rates = np.array([[np.nan, 0.5], [0.5, np.nan]])
+    win = heatmap_plotly(rates, ["a", "b"], "Win rate (row beats column)")
+    assert [list(row) for row in win.data[0].text] == [["–", "0.50"], ["0.50", "–"]]
+    assert win.data[0].zmid == 0.5 and win.layout.plot_bgcolor == "#bdbdbd"  # grey gaps, white draws
+    counts = heatmap_plotly(np.array([[np.nan, 12.0], [12.0, np.nan]]), ["a", "b"], "Votes per pair", fmt=".0f")
+    assert counts.data[0].colorbar.tickformat == "d" and counts.data[0].colorbar.dtick == 3
+    assert heatmap_plotly(np.full((8, 8), 0.5), list("abcdefgh"), "Win rate").layout.height > win.layout.height
