@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -47,6 +48,18 @@ class BandwidthExtensionDspParams(RestorerParams):
     margin_db: float = 20.0
     min_cliff_db: float = 12.0
     n_fft: int = 2048
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        **RestorerParams.RANGES,
+        "cutoff_hz": (0, 24000),
+        "max_frequency_hz": (1000, 24000),
+        "gain_db": (-40, 12),
+        "min_slope_db_per_octave": (-96, 0),
+        "max_slope_db_per_octave": (-96, 0),
+        "margin_db": (1, 60),
+        "min_cliff_db": (0, 60),
+        "n_fft": (256, 16384),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -39,13 +39,23 @@ class RestorerParams:
 
     mix: float = 1.0
 
+    #: Each numeric parameter's allowed closed range ``(low, high)``; subclasses add theirs. Values
+    #: outside are refused with the parameter's name and range, before any audio is touched.
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {"mix": (0.0, 1.0)}
+
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{item.name} must be a finite number, got {value}")
-        if not 0.0 <= self.mix <= 1.0:
-            raise ValueError(f"mix must be in [0, 1], got {self.mix}")
+        for name, (low, high) in self.RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be in [{_shown(low)}, {_shown(high)}], got {_shown(value)}")
+
+
+def _shown(number: float) -> str:
+    return str(number) if isinstance(number, int) else f"{number:g}"
 
 
 def check_fft_size(n_fft: int, minimum: int = 256) -> None:

@@ -7,7 +7,7 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ClassVar, Any
 
 import numpy as np
 
@@ -48,6 +48,18 @@ class DemucsRemixParams(RestorerParams):
     shifts: int = 1
     overlap: float = 0.25
     seed: int = 0
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        **RestorerParams.RANGES,
+        "vocals_gain_db": (-60, 12),
+        "drums_gain_db": (-60, 12),
+        "bass_gain_db": (-60, 12),
+        "other_gain_db": (-60, 12),
+        "gate_accompaniment": (0, 1),
+        "shifts": (0, 10),
+        "overlap": (0, 0.9),
+        "seed": (0, 4294967295),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,6 +46,19 @@ class McraWienerParams(RestorerParams):
     noise_smoothing: float = 0.95
     presence_smoothing: float = 0.2
     n_fft: int = 2048
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        **RestorerParams.RANGES,
+        "gain_floor_db": (-80, 0),
+        "dd_alpha": (0, 0.999),
+        "min_window_s": (0.1, 30),
+        "min_search_bins": (1, 101),
+        "presence_ratio": (1, 100),
+        "power_smoothing": (0, 0.999),
+        "noise_smoothing": (0, 0.999),
+        "presence_smoothing": (0, 0.999),
+        "n_fft": (256, 16384),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

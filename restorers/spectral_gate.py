@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import ClassVar, Callable, Iterable
 
 import numpy as np
 
@@ -51,6 +51,19 @@ class SpectralGateParams(RestorerParams):
     time_mask_smooth_ms: float = 50.0
     noise_window_s: float = 0.25
     n_fft: int = 2048
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        **RestorerParams.RANGES,
+        "prop_decrease": (0, 1),
+        "n_std_thresh": (-5, 10),
+        "time_constant_s": (0.01, 60),
+        "thresh_n_mult": (0, 20),
+        "sigmoid_slope": (0.1, 100),
+        "freq_mask_smooth_hz": (0, 5000),
+        "time_mask_smooth_ms": (0, 1000),
+        "noise_window_s": (0.01, 10),
+        "n_fft": (256, 16384),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -24,6 +25,12 @@ class SpectralGateHFParams(SpectralGateParams):
 
     crossover_hz: float = 6000.0
     transition_hz: float = 1000.0
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        **SpectralGateParams.RANGES,
+        "crossover_hz": (500, 20000),
+        "transition_hz": (10, 10000),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

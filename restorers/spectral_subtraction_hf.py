@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -30,6 +31,15 @@ class SpectralSubtractionHFParams(RestorerParams):
     cutoff_hz: float = 6000.0
     noise_quantile: float = 0.1
     n_fft: int = 2048
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        **RestorerParams.RANGES,
+        "alpha": (0, 10),
+        "beta": (0, 1),
+        "cutoff_hz": (500, 20000),
+        "noise_quantile": (0.01, 0.5),
+        "n_fft": (256, 16384),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

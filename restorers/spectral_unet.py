@@ -76,6 +76,14 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
     margin_db: float = 20.0
     min_cliff_db: float = 12.0
 
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        **SpectralUNetParams.RANGES,
+        "cutoff_hz": (0, 24000),
+        "max_frequency_hz": (0, 24000),
+        "margin_db": (1, 60),
+        "min_cliff_db": (0, 60),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.replication(TRAINED_STOP_HZ)  # validates the shared fields

@@ -95,6 +95,17 @@ def test_a_value_that_is_not_a_finite_number_is_refused_before_any_work(clips, t
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("bandwidth_extension_dsp.gain_db=638", "gain_db must be in [-40, 12], got 638"),
+    ("spectral_gate_hf.crossover_hz=100000", "crossover_hz must be in [500, 20000], got 100000"),
+    ("mcra_wiener.min_search_bins=0", "min_search_bins must be in [1, 101], got 0"),
+])
+def test_a_value_out_of_its_range_is_refused_before_any_work(clips, tmp_path, capsys, setting, message):
+    assert main(["restore", str(clips / "mono.flac"), "-o", str(tmp_path / "o"), "--set", setting, "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --set {setting.split('.')[0]}: {message}"
+    assert not (tmp_path / "o").exists()
+
+
 def test_every_float_parameter_of_every_restorer_refuses_nan():
     for name in REGISTRY:
         cls = restorer_class(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -100,8 +101,29 @@ def test_params_are_frozen_dataclasses_with_validated_mix(name):
     assert dataclasses.is_dataclass(params)
     with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'mix'"):
         params.mix = 0.5  # type: ignore[misc]
-    with pytest.raises(ValueError, match="mix"):
+    with pytest.raises(ValueError, match=r"^mix must be in \[0, 1\], got 1.5$"):
         cls.Params(mix=1.5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_numeric_parameter_has_a_range_that_refuses_values_outside_it(name):
+    """Each number a user can set is bounded: the default lies inside its range, and a value just
+    outside either end is refused by the dataclass, naming the parameter and the range."""
+    cls = restorer_class(name)
+    defaults = cls.Params()
+    for item in dataclasses.fields(cls.Params):
+        value = getattr(defaults, item.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        assert item.name in cls.Params.RANGES, f"{name}.{item.name} has no range"
+        low, high = cls.Params.RANGES[item.name]
+        assert low <= value <= high
+        step = 1 if isinstance(value, int) else max(1e-6, 1e-6 * (high - low))
+        for outside in (low - step, high + step):
+            outside = type(value)(outside)
+            shown = [str(x) if isinstance(x, int) else f"{x:g}" for x in (low, high)]
+            with pytest.raises(ValueError, match="^" + re.escape(f"{item.name} must be in [{shown[0]}, {shown[1]}], got ")):
+                cls.Params(**{item.name: outside})
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -147,3 +169,49 @@ def test_every_member_documents_method_tradeoff_and_reference():
         doc = cls.__doc__ or ""
         if cls.name != "passthrough":
             assert "Method:" in doc and "Trade-off:" in doc and "Reference:" in doc, cls.name
+
+
+def test_command_line_values_take_each_fields_type():
+    from restorers.base import coerce_value
+
+    declared = dataclasses.make_dataclass("Declared", [("flag", bool, False), ("count", int, 1), ("level", float, 1.0),
+                                                       ("label", str, "")])
+    postponed = dataclasses.make_dataclass("Postponed", [("flag", "bool", False), ("count", "int", 1)])
+    for cls in (declared, postponed):  # real types, and types as text (``from __future__ import annotations``)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for word in ("1", "true", "Yes", " ON "):
+            assert coerce_value(fields["flag"], word) is True
+        for word in ("0", "False", "no", "off"):
+            assert coerce_value(fields["flag"], word) is False
+        with pytest.raises(ValueError, match="^flag expects true or false, got 'maybe'$"):
+            coerce_value(fields["flag"], "maybe")
+        assert coerce_value(fields["count"], "7") == 7 and type(coerce_value(fields["count"], "7")) is int
+    fields = {f.name: f for f in dataclasses.fields(declared)}
+    assert coerce_value(fields["level"], "2.5") == 2.5 and coerce_value(fields["label"], "x=1") == "x=1"
+
+
+def test_fft_sizes_must_be_powers_of_two_from_the_minimum():
+    from restorers.base import check_fft_size
+
+    for good in (256, 512, 4096):
+        check_fft_size(good)
+    for bad in (128, 255, 257, 384):
+        with pytest.raises(ValueError, match=f"^n_fft must be a power of two >= 256, got {bad}$"):
+            check_fft_size(bad)
+    with pytest.raises(ValueError, match="^n_fft must be a power of two >= 512, got 256$"):
+        check_fft_size(256, minimum=512)
+
+
+def test_an_unknown_parameter_lists_every_known_one():
+    cls = restorer_class("spectral_gate_hf")
+    known = ", ".join(sorted(f.name for f in dataclasses.fields(cls.Params)))
+    with pytest.raises(ValueError, match="^" + re.escape(f"spectral_gate_hf has no parameter 'nope'; known: {known}") + "$"):
+        cls.parse_overrides({"nope": "1"})
+
+
+def test_chunks_start_at_zero_follow_each_other_and_keep_to_their_multiple():
+    restorer = get_restorer("spectral_gate_hf")
+    restorer.chunk_s = 5.0
+    assert list(restorer.blocks(12, 1)) == [(0, 5), (5, 10), (10, 12)]
+    assert list(restorer.blocks(12, 1, multiple=2)) == [(0, 4), (4, 8), (8, 12)]
+    assert list(restorer.blocks(12, 1, multiple=8)) == [(0, 8), (8, 12)]  # never below one multiple
