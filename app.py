@@ -219,6 +219,15 @@ def on_study_build(views, trials, reveal, request: gr.Request = None):
                           f"it and serve it with `python app.py --study {study.id}`.")
 
 
+def on_metric_columns(view, columns):
+    """The metrics table with the columns the visitor picked (unknown names are left out)."""
+    if view is None or not view.rows:
+        return gr.skip()
+    chosen = [str(c) for c in (columns or [])][:50]
+    names, rows = lab.metrics_table(view.rows, view.notes, chosen)
+    return gr.update(value=rows, headers=names)
+
+
 def on_linear(view):
     """The linear spectrograms, drawn when someone opens them (a finished comparison), else nothing."""
     try:
@@ -566,6 +575,8 @@ def build_compare_tab(clip, view):
                                      "bandwidth extender, HPSS kept, "
                                      f"log-mel distance < {thresholds.max_log_mel_distance:.2f})",
                                elem_id="metrics", interactive=False)
+        columns = gr.CheckboxGroup([*lab.TABLE_COLUMNS, *lab.MORE_TABLE_COLUMNS], value=list(lab.TABLE_COLUMNS),
+                                   label="Columns of the metrics table", elem_id="metric-columns")
         psd = gr.Plot(label="PSD overlay", elem_id="psd")
         mel = gr.Image(label="Mel spectrograms (one colour scale; the corner button opens them full size)",
                        type="filepath", elem_id="mel")
@@ -590,7 +601,9 @@ def build_compare_tab(clip, view):
     build.click(on_study_build, [study_views, trials, reveal], [study_zip, study_status], concurrency_limit=1)
     # One comparison at a time: on a small machine two at once take as long as two in a row,
     # and would need twice the memory.
-    run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=1)
+    run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=1).then(
+        on_metric_columns, [view, columns], metrics)
+    columns.change(on_metric_columns, [view, columns], metrics)
     matched.change(on_matched_toggle, [view, matched], players)
     zip_button.click(on_zip, view, download)
     linear_box.expand(on_linear, view, linear)

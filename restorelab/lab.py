@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from restorelab import plots
-from restorelab.analysis import (INPUT_ROW, NO_REFERENCE_COLUMNS, SETTINGS_NOTE, VERDICT_CHECKS,
+from restorelab.analysis import (INPUT_ROW, NO_REFERENCE_COLUMNS, SETTINGS_NOTE, VERDICT_CHECKS, VerdictThresholds,
                                  no_reference_metrics, normalised_power, verdict)
 from restorelab.audio import AudioError, Clip, load_audio, match_loudness, write_wav
 from restorelab.limits import Limits
@@ -509,20 +509,52 @@ def study_from_comparisons(views: list[CompareView], limits: Limits = Limits(), 
     return study, _zip_folder(study.folder, folder / f"{study.id}.zip", inside=study.id)
 
 
-def metrics_table(rows: list[dict], notes: dict[str, str] | None = None) -> tuple[list[str], list[list]]:
-    """Columns and rows for display: the input first, verdicts as pass/fail words, and a note
-    for outputs that sound like the input or like another output."""
-    columns = ["name", "hf_energy_db", "hf_energy_gain_db", "hpss_ratio_db", "log_mel_distance",
-               "noise_floor_db", "effective_bandwidth_hz", "loudness_lufs", "peak_db", "clipped_samples",
-               "faithful", "pass", "note"]
+#: The metrics table's columns: those shown unless the visitor picks others, then the rest.
+TABLE_COLUMNS = ("verdict", "hf_energy_gain_db", "log_mel_distance", "hpss_ratio_db", "effective_bandwidth_hz",
+                 "loudness_lufs", "peak_db")
+MORE_TABLE_COLUMNS = ("hf_energy_db", "hf_quiet_energy_db", "noise_floor_db", "spectral_centroid_hz", "rolloff85_hz",
+                      "rolloff99_hz", "spectral_flatness", "rms_db", "clipped_samples")
+
+
+def verdict_reason(row: dict, baseline: dict, thresholds: VerdictThresholds = VerdictThresholds()) -> str:
+    """``pass``, or ``fail:`` and each check that failed with the numbers that failed it."""
+    if "pass" not in row:
+        return ""
+    if row["pass"]:
+        return "pass"
+    reasons = []
+    if row.get("hf_energy_down") is False:
+        reasons.append(f"energy above 6 kHz not lower ({row['hf_energy_gain_db']:+.2f} dB)")
+    if row.get("band_extended") is False:
+        gain = row["effective_bandwidth_hz"] - baseline["effective_bandwidth_hz"]
+        reasons.append(f"band {gain:+.0f} Hz, needs +{thresholds.min_bandwidth_gain_hz:.0f}")
+    if not row["hpss_kept"]:
+        drop = baseline["hpss_ratio_db"] - row["hpss_ratio_db"]
+        reasons.append(f"harmonic/percussive ratio down {drop:.2f} dB (at most {thresholds.hpss_drop_tolerance_db:g})")
+    if not row["faithful"]:
+        reasons.append(f"log-mel distance {row['log_mel_distance']:.3f} >= {thresholds.max_log_mel_distance:g}")
+    return "fail: " + "; ".join(reasons)
+
+
+def metrics_table(rows: list[dict], notes: dict[str, str] | None = None,
+                  columns: tuple[str, ...] | list[str] = TABLE_COLUMNS) -> tuple[list[str], list[list]]:
+    """Columns and rows for display: the input first, the chosen columns (unknown ones left out),
+    each output's verdict with its reason, and a note for outputs that sound like the input or like
+    another output."""
+    known = (*TABLE_COLUMNS, *MORE_TABLE_COLUMNS)
+    columns = ["name", *[c for c in known if c in columns], "note"]
+    baseline = rows[0] if rows else {}
     body = []
     for row in rows:
         cells = []
         for column in columns:
-            value = (notes or {}).get(row["name"], "") if column == "note" else row.get(column, "")
-            if isinstance(value, bool):
-                value = "pass" if value else "fail"
-            elif isinstance(value, float):
+            if column == "note":
+                value = (notes or {}).get(row["name"], "")
+            elif column == "verdict":
+                value = verdict_reason(row, baseline)
+            else:
+                value = row.get(column, "")
+            if isinstance(value, float):
                 value = round(value, 3)
             cells.append(value)
         body.append(cells)

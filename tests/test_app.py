@@ -508,3 +508,25 @@ def test_heatmaps_mark_empty_cells_apart_from_a_draw_and_count_in_whole_numbers(
     counts = heatmap_plotly(np.array([[np.nan, 12.0], [12.0, np.nan]]), ["a", "b"], "Votes per pair", fmt=".0f")
     assert counts.data[0].colorbar.tickformat == "d" and counts.data[0].colorbar.dtick == 3
     assert heatmap_plotly(np.full((8, 8), 0.5), list("abcdefgh"), "Win rate").layout.height > win.layout.height
+
+
+def test_the_metrics_table_gives_each_verdicts_reason_and_the_columns_picked(app):
+    base = {"name": "input", "hf_energy_db": -40.0, "hf_energy_gain_db": 0.0, "hpss_ratio_db": 5.0,
+            "log_mel_distance": 0.0, "effective_bandwidth_hz": 16000.0, "loudness_lufs": -20.0, "peak_db": -1.0}
+    good = {**base, "name": "gentle", "hf_energy_db": -42.0, "hf_energy_gain_db": -2.0, "log_mel_distance": 0.05,
+            "hf_energy_down": True, "hpss_kept": True, "faithful": True, "pass": True}
+    bad = {**base, "name": "harsh", "hf_energy_db": -39.0, "hf_energy_gain_db": 1.0, "hpss_ratio_db": 4.5,
+           "log_mel_distance": 0.25, "hf_energy_down": False, "hpss_kept": False, "faithful": False, "pass": False}
+    narrow = {**base, "name": "bwe", "effective_bandwidth_hz": 16200.0, "band_extended": False, "hpss_kept": True,
+              "faithful": True, "pass": False}
+    columns, rows = app.lab.metrics_table([base, good, bad, narrow], {"gentle": "sounds the same as x"})
+    assert columns == ["name", *app.lab.TABLE_COLUMNS, "note"]
+    verdicts = [row[columns.index("verdict")] for row in rows]
+    assert verdicts == ["", "pass",
+                        "fail: energy above 6 kHz not lower (+1.00 dB); harmonic/percussive ratio down 0.50 dB "
+                        "(at most 0.05); log-mel distance 0.250 >= 0.2",
+                        "fail: band +200 Hz, needs +500"]
+    assert rows[1][-1] == "sounds the same as x"
+    columns, rows = app.lab.metrics_table([base, good], None, ["peak_db", "not-a-column", "hf_energy_db"])
+    assert columns == ["name", "peak_db", "hf_energy_db", "note"]  # in the table's order; unknown names left out
+    assert app.on_metric_columns(None, ["peak_db"]) == gr.skip()
