@@ -106,6 +106,38 @@ def test_a_short_last_chunk_keeps_chunked_close_to_whole(name, long_stereo):
     assert np.all(np.isfinite(chunked[:, -SR // 100:]))
 
 
+class _FirstSample(Restorer):
+    """Answers each block with its first sample everywhere, to show where each chunk's output lands."""
+
+    name = "first_sample"
+    context_s = 0.5
+
+    def _process(self, audio, sample_rate, fitted):
+        return np.full_like(audio, audio[0, 0])
+
+
+def test_chunks_meet_in_a_linear_crossfade_of_the_documented_length():
+    """The input counts samples, so a block's answer is where its context begins: ``lo = start -
+    context``. Chunk i owns ``[start, start + L)`` and reaches ``F = crossfade_s * sr`` samples into
+    the next, where the two answers mix with complementary linear ramps that leave out both ends:
+    sample j of the fade is ``lo_prev + (j + 1) / (F + 1) * (lo - lo_prev)``. A 1 kHz rate keeps the
+    numbers exact."""
+    sr, chunk_s = 1000, 4.0
+    restorer = _FirstSample(chunk_s=chunk_s)
+    length, context, fade = int(chunk_s * sr), int(restorer.context_s * sr), int(restorer.crossfade_s * sr)
+    x = np.arange(3 * length)[None].astype(np.float32)
+    out = restorer(x, sr)[0].astype(np.float64)
+    firsts = [0, length - context, 2 * length - context]  # each chunk's block begins at its context
+    assert np.all(out[:length] == firsts[0])
+    for previous, start, first in ((firsts[0], length, firsts[1]), (firsts[1], 2 * length, firsts[2])):
+        expected = previous + (np.arange(fade) + 1) / (fade + 1) * (first - previous)
+        np.testing.assert_allclose(out[start: start + fade], expected, rtol=1e-6)
+        assert np.all(out[start + fade: start + length] == first)
+    # An input that fits in one chunk and its crossfade is one block: nothing to blend.
+    assert np.all(restorer(x[:, : length + fade], sr) == 0.0)
+    assert not np.all(restorer(x[:, : length + fade + 1], sr) == 0.0)
+
+
 def test_short_input_is_one_block():
     recorder = _Recorder(chunk_s=30.0)
     x = np.ones((1, 25 * SR), np.float32)

@@ -136,8 +136,8 @@ def test_listing_row(name):
     assert row["description"]
 
 
-@pytest.mark.parametrize("bad, message", [(np.array([[np.nan] * 100], np.float32), "NaN or Inf"),
-                                          (np.zeros((1, 0), np.float32), "no samples"),
+@pytest.mark.parametrize("bad, message", [(np.array([[np.nan] * 100], np.float32), "^audio contains NaN or Inf samples$"),
+                                          (np.zeros((1, 0), np.float32), "^audio has no samples$"),
                                           (np.zeros((2, 3, 4), np.float32), r"\[channels, samples\].*\(2, 3, 4\)"),
                                           (np.zeros((1, 100), np.int16), "floating point, got int16")])
 def test_bad_arrays_rejected(bad, message):
@@ -215,3 +215,49 @@ def test_chunks_start_at_zero_follow_each_other_and_keep_to_their_multiple():
     assert list(restorer.blocks(12, 1)) == [(0, 5), (5, 10), (10, 12)]
     assert list(restorer.blocks(12, 1, multiple=2)) == [(0, 4), (4, 8), (8, 12)]
     assert list(restorer.blocks(12, 1, multiple=8)) == [(0, 8), (8, 12)]  # never below one multiple
+
+
+@pytest.mark.parametrize("rate", [0, -44100, None])
+def test_a_sample_rate_that_is_not_positive_is_refused(rate):
+    with pytest.raises(ValueError, match=f"^sample_rate must be positive, got {rate}$"):
+        get_restorer("passthrough")(np.zeros((1, 100), np.float32), rate)
+    assert get_restorer("passthrough")(np.ones((1, 100), np.float32), 1).shape == (1, 100)  # any positive rate
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_float_parameter_refuses_a_value_that_is_not_finite(name):
+    cls = restorer_class(name)
+    for item in dataclasses.fields(cls.Params):
+        if isinstance(getattr(cls.Params(), item.name), float):
+            with pytest.raises(ValueError, match=f"^{item.name} must be a finite number, got nan$"):
+                cls.Params(**{item.name: float("nan")})
+
+
+def test_settings_and_overrides_combine_and_the_wrong_settings_are_named():
+    cls = restorer_class("spectral_gate_hf")
+    restorer = cls(cls.Params(mix=0.5, crossover_hz=5000.0), mix=0.25)
+    assert restorer.params == cls.Params(mix=0.25, crossover_hz=5000.0)  # the override wins, the rest is kept
+    with pytest.raises(TypeError, match="^spectral_gate_hf takes SpectralGateHFParams, got McraWienerParams$"):
+        cls(restorer_class("mcra_wiener").Params())
+    with pytest.raises(ValueError, match="^chunk_s must be positive, got 0.0$"):
+        cls(chunk_s=0)
+    assert cls(chunk_s=0.5).chunk_s == 0.5
+
+
+class _Broken(Restorer):
+    name = "broken"
+
+    def __init__(self, answer, **kwargs):
+        super().__init__(**kwargs)
+        self.answer = answer
+
+    def _process(self, audio, sample_rate, fitted):
+        return self.answer(audio)
+
+
+def test_a_restorer_that_breaks_the_contract_is_caught_and_named():
+    x = np.zeros((1, 100), np.float32)
+    with pytest.raises(RuntimeError, match=r"^broken returned shape \(1, 99\) for input \(1, 100\)$"):
+        _Broken(lambda a: a[:, :-1])(x, SR)
+    with pytest.raises(RuntimeError, match="^broken produced non-finite samples$"):
+        _Broken(lambda a: np.full_like(a, np.nan))(x, SR)
