@@ -261,3 +261,14 @@ def test_a_restorer_that_breaks_the_contract_is_caught_and_named():
         _Broken(lambda a: a[:, :-1])(x, SR)
     with pytest.raises(RuntimeError, match="^broken produced non-finite samples$"):
         _Broken(lambda a: np.full_like(a, np.nan))(x, SR)
+
+
+def test_missing_module_names_the_first_package_not_installed(monkeypatch):
+    import sys
+
+    from restorers.base import missing_module
+
+    assert missing_module("numpy", "scipy") is None
+    assert missing_module("numpy", "no_such_package_here", "scipy") == "no_such_package_here"
+    monkeypatch.setitem(sys.modules, "scipy", None)  # how a test or a shim hides an installed package
+    assert missing_module("scipy") == "scipy"
