@@ -270,6 +270,8 @@ class OutputCache:
     def put(self, key: tuple, audio: np.ndarray, row: dict) -> None:
         if audio.nbytes > self.max_bytes:
             return
+        audio = audio.view()
+        audio.flags.writeable = False  # shared by every comparison that reuses it
         with self._lock:
             old = self._entries.pop(key, None)
             self._bytes -= 0 if old is None else old[0].nbytes
