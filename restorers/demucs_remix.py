@@ -30,7 +30,8 @@ class DemucsRemixParams(RestorerParams):
         model_name: a demucs model name (``htdemucs``, ``htdemucs_ft``, ``mdx_extra``...).
         model_dir: a local folder in demucs' repository layout (``<name>.yaml`` and
             ``<signature>.th``) to load from instead of the caches.
-        vocals_gain_db, drums_gain_db, bass_gain_db, other_gain_db: per-stem gains in the remix.
+        vocals_gain_db, drums_gain_db, bass_gain_db, other_gain_db: per-stem gains in the remix,
+            from -400 dB (the stem muted, far below any sample's resolution) to +24 dB.
         gate_accompaniment: spectral-gate reduction (0 = off) applied to the drums, bass and other
             stems, where codec hiss tends to collect; vocals are left alone.
         shifts: random time shifts averaged by demucs (more: cleaner stems, proportionally slower).
@@ -51,10 +52,10 @@ class DemucsRemixParams(RestorerParams):
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         **RestorerParams.RANGES,
-        "vocals_gain_db": (-60, 12),
-        "drums_gain_db": (-60, 12),
-        "bass_gain_db": (-60, 12),
-        "other_gain_db": (-60, 12),
+        "vocals_gain_db": (-400, 24),
+        "drums_gain_db": (-400, 24),
+        "bass_gain_db": (-400, 24),
+        "other_gain_db": (-400, 24),
         "gate_accompaniment": (0, 1),
         "shifts": (0, 10),
         "overlap": (0, 0.9),
