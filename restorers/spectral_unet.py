@@ -350,4 +350,8 @@ class UNetRestore(Restorer):
 
     def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
         denoise, extend = self._stages
-        return denoise(audio, sample_rate) + (extend(audio, sample_rate) - audio)
+        out = denoise(audio, sample_rate)
+        added = extend(audio, sample_rate)  # in place from here: a long input's arrays are large
+        added -= audio
+        out += added
+        return out
