@@ -351,7 +351,8 @@ class UNetRestore(Restorer):
     def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
         denoise, extend = self._stages
         out = denoise(audio, sample_rate)
-        added = extend(audio, sample_rate)  # in place from here: a long input's arrays are large
-        added -= audio
-        out += added
+        if np.shares_memory(out, audio):  # a stage may hand back its input: never write into the caller's
+            out = out.copy()
+        out += extend(audio, sample_rate)  # in place: a long input's arrays are large
+        out -= audio
         return out

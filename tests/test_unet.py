@@ -212,3 +212,21 @@ def test_restore_chain_adds_the_extended_band_to_the_denoised_input():
     assert band_level_db(out - denoised, denoised, 0, 15700) < -80  # the denoiser's band, untouched
     assert not np.allclose(denoised, music)  # both stages act
     assert band_level_db(out, music, 16500, SR / 2) > 20  # and the empty band is filled
+
+
+def test_unet_restore_never_writes_into_its_input_when_a_stage_hands_it_back():
+    """Both stages returning their input as is (an extension that finds no cliff does) must give the
+    input back, and leave the caller's array as it was: the stages' outputs are combined in place."""
+    from restorers.base import Restorer
+    from restorers.spectral_unet import UNetRestore
+
+    class Unchanged(Restorer):
+        name = "unchanged"
+
+        def _process(self, audio, sample_rate, fitted):
+            return audio
+
+    x = (0.1 * np.random.default_rng(0).standard_normal((2, 44100))).astype(np.float32)
+    kept = x.copy()
+    y = UNetRestore(stages=(Unchanged(), Unchanged()))(x, 44100)
+    assert np.array_equal(x, kept) and np.allclose(y, kept, atol=1e-7)
