@@ -7,7 +7,8 @@ of degradations with their parameters; :func:`degrade` applies one with a seed.
 Group A (additive and quantisation damage): ``quantize``, ``tonal_stripes``,
 ``additive_noise``. Group B (non-linear and filtering damage): ``clipping``,
 ``reverb``, ``lowpass``, ``harmonic_distortion``. Plus ``band_limit`` (the
-plain 16 kHz limit of a 32 kHz codec) and ``musicgen_like``.
+plain 16 kHz limit of a 32 kHz codec), ``musicgen_like``, and ``lossy_codec``: a round
+trip through a real lossy codec (Opus, Vorbis, MP3) at a target bitrate.
 """
 
 from __future__ import annotations
@@ -152,6 +153,74 @@ def musicgen_like(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
     return _fit_length(y, audio.shape[-1])
 
 
+#: Lossy codecs libsndfile encodes in memory: name -> (container, subtype, the rates it takes).
+CODECS: dict[str, tuple[str, str, tuple[int, ...]]] = {
+    "opus": ("OGG", "OPUS", (48000,)),
+    "vorbis": ("OGG", "VORBIS", ()),  # any rate
+    "mp3": ("MP3", "MPEG_LAYER_III", (32000, 44100, 48000)),
+}
+
+
+def codec_round_trip(audio: np.ndarray, sample_rate: int, codec: str, level: float) -> tuple[np.ndarray, float]:
+    """Encode ``audio`` with ``codec`` at libsndfile's ``compression_level`` (0 = best quality,
+    near 1 = smallest) and decode it: ``(decoded [channels, samples], average kbps)``.
+
+    ``sample_rate`` must be one the codec takes (see :data:`CODECS`).
+    """
+    import io
+
+    import soundfile as sf
+
+    container, subtype, _ = CODECS[codec]
+    buffer = io.BytesIO()
+    sf.write(buffer, np.ascontiguousarray(audio.T), sample_rate, format=container, subtype=subtype,
+             compression_level=float(level))
+    kbps = len(buffer.getvalue()) * 8 / (audio.shape[-1] / sample_rate) / 1000
+    buffer.seek(0)
+    decoded, _ = sf.read(buffer, dtype="float32", always_2d=True)
+    return decoded.T, kbps
+
+
+def at_bitrate(audio: np.ndarray, sample_rate: int, codec: str, kbps: float,
+               tolerance: float = 0.1) -> tuple[np.ndarray, float]:
+    """A codec round trip at about ``kbps`` on average: ``(decoded, the average kbps reached)``.
+
+    The encoders are variable-rate and take a compression level, not a bitrate, and the rate a
+    level gives depends on the music: the level is found by bisection (at most 8 encodes) until
+    the clip's average rate is within ``tolerance`` of ``kbps``, else the nearest one tried is
+    used. ``sample_rate`` must be one the codec takes.
+    """
+    low, high = 0.0, 0.99  # compression levels: low gives the highest rate
+    best = None
+    for _ in range(8):
+        level = (low + high) / 2
+        decoded, achieved = codec_round_trip(audio, sample_rate, codec, level)
+        if best is None or abs(achieved - kbps) < abs(best[1] - kbps):
+            best = (decoded, achieved)
+        if abs(achieved - kbps) <= tolerance * kbps:
+            break
+        low, high = (level, high) if achieved > kbps else (low, level)
+    return best
+
+
+def lossy_codec(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, codec: str = "opus",
+                kbps: float = 48.0) -> np.ndarray:
+    """A round trip through a real lossy codec (Opus, Vorbis or MP3, encoded by libsndfile) at
+    about ``kbps`` on average (see :func:`at_bitrate`), through the codec's rate (48 kHz for Opus)
+    and back. Deterministic: ``rng`` is not used.
+    """
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
+    if kbps <= 0:
+        raise ValueError(f"kbps must be positive, got {kbps:g}")
+    rates = CODECS[codec][2]
+    rate = sample_rate if not rates or sample_rate in rates else 48000
+    x = resample(audio, sample_rate, rate) if rate != sample_rate else audio
+    decoded, _ = at_bitrate(x, rate, codec, kbps)
+    y = resample(decoded, rate, sample_rate) if rate != sample_rate else decoded
+    return _fit_length(np.ascontiguousarray(y, dtype=np.float32), audio.shape[-1])
+
+
 def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:
     if audio.shape[-1] >= n:
         return audio[..., :n]
@@ -168,6 +237,7 @@ DEGRADATIONS: dict[str, Degradation] = {
     "harmonic_distortion": harmonic_distortion,
     "band_limit": band_limit,
     "musicgen_like": musicgen_like,
+    "lossy_codec": lossy_codec,
 }
 GROUP_A = ("quantize", "tonal_stripes", "additive_noise")
 GROUP_B = ("clipping", "reverb", "lowpass", "harmonic_distortion")
@@ -213,6 +283,20 @@ PRESETS: dict[str, Preset] = {
                        "32 kHz codec's band, as MusicGen's output carries it).",
                        steps=(("additive_noise", {"snr_db": 30.0, "highpass_hz": 4000.0}),
                               ("band_limit", {"cutoff_hz": 16000.0})), cutoff_hz=16000.0),
+    "opus_32k": Preset("An Opus round trip at about 32 kbps (48 kHz).",
+                       steps=(("lossy_codec", {"codec": "opus", "kbps": 32.0}),)),
+    "opus_64k": Preset("An Opus round trip at about 64 kbps (48 kHz).",
+                       steps=(("lossy_codec", {"codec": "opus", "kbps": 64.0}),)),
+    "mp3_64k": Preset("An MP3 round trip at about 64 kbps.", steps=(("lossy_codec", {"codec": "mp3", "kbps": 64.0}),)),
+    "mp3_128k": Preset("An MP3 round trip at about 128 kbps.",
+                       steps=(("lossy_codec", {"codec": "mp3", "kbps": 128.0}),)),
+    "vorbis_64k": Preset("A Vorbis round trip at about 64 kbps.",
+                         steps=(("lossy_codec", {"codec": "vorbis", "kbps": 64.0}),)),
+    "musicgen_codec": Preset("A MusicGen-like chain through a real codec: hiss above 4 kHz at 35 dB SNR, the "
+                             "16 kHz band limit of a 32 kHz codec, then an Opus round trip at about 48 kbps.",
+                             steps=(("additive_noise", {"snr_db": 35.0, "highpass_hz": 4000.0}),
+                                    ("band_limit", {"cutoff_hz": 16000.0}),
+                                    ("lossy_codec", {"codec": "opus", "kbps": 48.0})), cutoff_hz=16000.0),
     "group_a": Preset("One of quantisation, tonal stripes or additive noise, drawn per clip.",
                       choose_one_of=GROUP_A),
     "group_b": Preset("One of clipping, reverb, low-pass or harmonic distortion, drawn per clip.",
