@@ -454,6 +454,29 @@ def test_results_are_written_with_every_condition(four_item_study, tmp_path):
     assert set(correlations) == {"lsd", "si_sdr_db"}
     assert float(correlations["lsd"]["pearson_r"]) < 0  # LSD falls as the simulated quality rises
 
+    def read(name):
+        with (tmp_path / name).open(newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def same(cell, value):  # numbers as rounded for the tables, no value as an empty cell
+        return cell == "" if value is None else (
+            float(cell) == pytest.approx(value, rel=5e-4, abs=5e-4) if isinstance(value, float) else cell == str(value))
+
+    means = read("mushra_means.csv")
+    expected = [("kept", row) for row in results.overall] + [("everyone", row) for row in results.everyone]
+    assert [row["listeners_kept"] for row in means] == [scope for scope, _ in expected]
+    assert [(got[column], row[column]) for got, (_, row) in zip(means, expected) for column in
+            ("condition", "mean", "ci_low", "ci_high", "ratings", "interval") if not same(got[column], row[column])] == []
+    items = read("mushra_items.csv")
+    expected = [(item, row) for item, board in results.per_item.items() for row in board]
+    assert [(row["item"], row["condition"]) for row in items] == [(item, row["condition"]) for item, row in expected]
+    assert all(same(got["mean"], row["mean"]) for got, (_, row) in zip(items, expected))
+    metrics = read("mushra_metrics.csv")
+    assert [row["condition"] for row in metrics] == [row["condition"] for row in results.metric_table]
+    assert all(same(got["mean_score"], row["mean_score"]) for got, row in zip(metrics, results.metric_table))
+    assert len(read("mushra_ratings.csv")) == len(results.ratings)
+    assert [row["listener_id"] for row in read("listeners.csv")] == [l.listener_id for l in results.listeners]
+
 
 def test_mushra_commands(tmp_path, capsys):
     files = clean_files(tmp_path)
