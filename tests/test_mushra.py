@@ -504,7 +504,7 @@ def test_mushra_commands(tmp_path, capsys):
     assert len(exported) == 3 * 2 * 5
 
 
-def page_report(trial="t" * 70, reference=3.0, heard=(3.0, 4.0), scores=(100, 0)):
+def report_json(trial="t" * 70, reference=3.0, heard=(3.0, 4.0), scores=(100, 0)):
     return json.dumps({"trial": trial, "heard": {"reference": reference, **{str(k + 1): s for k, s in enumerate(heard)}},
                        "scores": list(scores)})
 
@@ -512,28 +512,28 @@ def page_report(trial="t" * 70, reference=3.0, heard=(3.0, 4.0), scores=(100, 0)
 def test_a_page_report_is_read_whole_and_every_bad_one_gets_its_own_message():
     from restorelab.listening.mushra import PageReport
 
-    report = PageReport.parse(page_report(), 2)
+    report = PageReport.parse(report_json(), 2)
     assert report.page_id == "t" * 64 and report.reference_s == 3.0 and report.heard_s == (3.0, 4.0)
     assert report.scores == (100, 0)  # both ends of the scale
     unreadable = ("^The page did not report what was heard and rated; play every sound through the player, rate "
                   "each, and submit again.$")
-    padded = page_report()[:-1] + " " * (4000 - len(page_report())) + "}"
+    padded = report_json()[:-1] + " " * (4000 - len(report_json())) + "}"
     assert len(padded) == 4000 and PageReport.parse(padded, 2).scores == (100, 0)  # at the length limit
-    for bad in (None, "", padded[:-1] + " }", "[1, 2]", page_report(scores=(50, True)), page_report(scores=(50, "9")),
-                page_report(scores=(50, float("nan"))), '{"trial": "t", "heard": {"reference": 3}, "scores": [1, 2]}'):
+    for bad in (None, "", padded[:-1] + " }", "[1, 2]", report_json(scores=(50, True)), report_json(scores=(50, "9")),
+                report_json(scores=(50, float("nan"))), '{"trial": "t", "heard": {"reference": 3}, "scores": [1, 2]}'):
         with pytest.raises(ListeningError, match=unreadable):
             PageReport.parse(bad, 2)
     for score in (101, -1, 50.5):
         with pytest.raises(ListeningError, match=f"^Ratings are whole numbers from 0 to 100; {score!r} is not one.$"):
-            PageReport.parse(page_report(scores=(50, score)), 2)
+            PageReport.parse(report_json(scores=(50, score)), 2)
     with pytest.raises(ListeningError, match="^Rate every sound: the page has 3 sliders, the ratings sent have 2.$"):
-        PageReport.parse(page_report(heard=(3.0, 4.0, 5.0)), 3)
-    assert PageReport.parse(page_report(heard=(0.0, 999999.0)), 2).heard_s == (0.0, 999999.0)
+        PageReport.parse(report_json(heard=(3.0, 4.0, 5.0)), 3)
+    assert PageReport.parse(report_json(heard=(0.0, 999999.0)), 2).heard_s == (0.0, 999999.0)
     for times in ((-0.5, 4.0), (3.0, 1e6)):
         with pytest.raises(ListeningError, match="^The player reported an impossible listening time.$"):
-            PageReport.parse(page_report(heard=times), 2)
+            PageReport.parse(report_json(heard=times), 2)
     with pytest.raises(ListeningError, match="^The player reported an impossible listening time.$"):
-        PageReport.parse(page_report(reference=1e6), 2)
+        PageReport.parse(report_json(reference=1e6), 2)
 
 
 def test_rating_rows_are_bounded_before_they_are_written():
