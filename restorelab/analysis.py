@@ -324,11 +324,18 @@ def compare_no_reference(original: np.ndarray, outputs: dict[str, np.ndarray], s
         jobs = {name: pool.submit(no_reference_metrics, audio, sample_rate, original, original_power)
                 for name, audio in outputs.items()}
         baseline = base_job.result()
-        rows = [{"name": INPUT_ROW, **baseline}]
-        for name, job in jobs.items():
-            row = job.result()
-            goal = (goals or {}).get(name, "denoise")
-            rows.append({"name": name, **row, **verdict(row, baseline, thresholds, goal)})
+        return rows_with_verdicts(baseline, {name: job.result() for name, job in jobs.items()}, thresholds, goals)
+
+
+def rows_with_verdicts(baseline: dict[str, float], measured: dict[str, dict[str, float]],
+                       thresholds: VerdictThresholds = VerdictThresholds(),
+                       goals: dict[str, str] | None = None) -> list[dict]:
+    """The table's rows from :func:`no_reference_metrics` of the input (``baseline``) and of each
+    output: the input first, then each output with its verdict. ``goals`` as in :func:`compare_no_reference`."""
+    rows = [{"name": INPUT_ROW, **baseline}]
+    for name, row in measured.items():
+        goal = (goals or {}).get(name, "denoise")
+        rows.append({"name": name, **row, **verdict(row, baseline, thresholds, goal)})
     return rows
 
 

@@ -86,16 +86,20 @@ class ComparisonFiles:
         return [*self.wavs.values(), *self.tables, *self.figures.values()]
 
 
+def write_metric_tables(rows: list[dict], outdir: Path) -> list[Path]:
+    """``metrics.csv`` and ``metrics.md`` (with the settings note) of no-reference rows."""
+    columns = ["name", *analysis.NO_REFERENCE_COLUMNS, *analysis.VERDICT_CHECKS]
+    write_table(rows, columns, outdir / "metrics.csv", outdir / "metrics.md", note=analysis.SETTINGS_NOTE)
+    return [outdir / "metrics.csv", outdir / "metrics.md"]
+
+
 def write_comparison(result: Comparison, outdir: str | Path, figures: bool = True) -> ComparisonFiles:
     """Write the input and every output as WAV, ``metrics.csv``/``metrics.md`` and the figures."""
     outdir = Path(outdir)
     sr = result.clip.sample_rate
     clips = {analysis.INPUT_ROW: result.clip.audio, **result.outputs}
     files = ComparisonFiles(wavs={name: write_wav(outdir / f"{name}.wav", audio, sr) for name, audio in clips.items()})
-    columns = ["name", *analysis.NO_REFERENCE_COLUMNS, *analysis.VERDICT_CHECKS]
-    write_table(result.rows, columns, outdir / "metrics.csv", outdir / "metrics.md",
-                note=analysis.SETTINGS_NOTE)
-    files.tables += [outdir / "metrics.csv", outdir / "metrics.md"]
+    files.tables += write_metric_tables(result.rows, outdir)
     if result.reference_rows:
         ref_columns = columns_of(result.reference_rows, ("name", *analysis.REFERENCE_COLUMNS))
         write_table(result.reference_rows, ref_columns, outdir / "reference_metrics.csv",

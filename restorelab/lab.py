@@ -28,9 +28,10 @@ from typing import Iterator
 import numpy as np
 
 from restorelab import plots
-from restorelab.analysis import (INPUT_ROW, NO_REFERENCE_COLUMNS, SETTINGS_NOTE, VERDICT_CHECKS, VerdictThresholds,
-                                 no_reference_metrics, normalised_power, verdict)
+from restorelab.analysis import (INPUT_ROW, VerdictThresholds, no_reference_metrics, normalised_power,
+                                 rows_with_verdicts)
 from restorelab.audio import AudioError, Clip, load_audio, match_loudness, write_wav
+from restorelab.compare import write_metric_tables
 from restorelab.limits import Limits
 from restorelab.listening.candidates import Candidate, audio_sha256, merge_identical
 from restorelab.listening.ratings import Leaderboard, leaderboard
@@ -40,7 +41,6 @@ from restorelab.listening.study_results import study_ids, summarise
 from restorelab.listening.transport import ListeningReport, ListenRules, StimulusStore
 from restorelab.listening.trials import Session, Trial, commit, judge, start_trial
 from restorelab.listening.votes import Vote, VoteLog, flagged_sessions, new_session_id
-from restorelab.report import write_table
 from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -370,12 +370,9 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
     order = [name for name in restorers if name in outputs]
     view.players = {INPUT_ROW: view.players[INPUT_ROW], **{name: view.players[name] for name in order}}
     view.settings = {name: view.settings[name] for name in view.players}
-    view.rows = [{"name": INPUT_ROW, **baseline}]
-    for name in order:
-        goal = restorers[name].goal
-        view.rows.append({"name": name, **measured[name], **verdict(measured[name], baseline, goal=goal)})
-    write_table(view.rows, ["name", *NO_REFERENCE_COLUMNS, *VERDICT_CHECKS], folder / "metrics.csv",
-                folder / "metrics.md", note=SETTINGS_NOTE)
+    view.rows = rows_with_verdicts(baseline, {name: measured[name] for name in order},
+                                   goals={name: restorers[name].goal for name in order})
+    write_metric_tables(view.rows, folder)
     clips = {INPUT_ROW: clip.audio, **{name: outputs[name] for name in order}}
     for group in merge_identical(clips, sr):
         first = group[0]
@@ -400,10 +397,17 @@ def linear_spectrograms(view: CompareView) -> Path:
     _finished(view)
     _still_there(view)
     if view.linear_png is None:
-        clips = {name: load_audio(path).audio for name, path in view.players.items()}
-        view.linear_png = plots.save(plots.spectrogram_grid(clips, view.sample_rate, "linear"),
-                                     view.folder / "linear_spectrograms.png")
+        _draw_linear(view, _player_audio(view))
     return view.linear_png
+
+
+def _player_audio(view: CompareView) -> dict[str, np.ndarray]:
+    return {name: load_audio(path).audio for name, path in view.players.items()}
+
+
+def _draw_linear(view: CompareView, clips: dict[str, np.ndarray]) -> None:
+    view.linear_png = plots.save(plots.spectrogram_grid(clips, view.sample_rate, "linear"),
+                                 view.folder / "linear_spectrograms.png")
 
 
 def compare(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
@@ -438,7 +442,7 @@ def matched_players(view: CompareView) -> dict[str, Path]:
 
     The loudness of each clip is already in the metrics rows; it is not measured again.
     """
-    if len(view.rows) < len(view.players):
+    if not view.rows:
         raise ValueError("The comparison is still measuring its outputs: wait a moment.")
     _still_there(view)
     if not view.matched_players:
@@ -457,8 +461,9 @@ def comparison_zip(view: CompareView) -> Path:
     _finished(view)
     _still_there(view)
     if view.zip_path is None:
-        linear_spectrograms(view)
-        clips = {name: load_audio(path).audio for name, path in view.players.items()}
+        clips = _player_audio(view)  # read once for the three figures the page does not draw
+        if view.linear_png is None:
+            _draw_linear(view, clips)
         plots.save(plots.psd_overlay(clips, view.sample_rate), view.folder / "psd_overlay.png")
         plots.save(plots.metric_change_bars(view.rows), view.folder / "metric_changes.png")
         del clips
