@@ -152,7 +152,7 @@ def on_compare(clip, names, matched, *knob_values, request: gr.Request = None):
                         gr.update(value=str(view.players[name]), visible=True, label=name)
                         if name in view.players and name not in shown else skip for name in PLAYER_NAMES]
                     shown.update(view.players)
-                    running = len(view.settings) - 1 - len(view.skipped)
+                    running = sum(name != lab.INPUT_ROW and name not in view.skipped for name in view.settings)
                     earlier = (None, None, None, None, None) if stage == "input" else (skip,) * 5  # clear the last run's
                     yield (view, *players, *earlier, f"Restored {len(view.players) - 1} of {running}…")
                 elif stage == "metrics":

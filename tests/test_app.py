@@ -530,3 +530,13 @@ def test_the_metrics_table_gives_each_verdicts_reason_and_the_columns_picked(app
     columns, rows = app.lab.metrics_table([base, good], None, ["peak_db", "not-a-column", "hf_energy_db"])
     assert columns == ["name", "peak_db", "hf_energy_db", "note"]  # in the table's order; unknown names left out
     assert app.on_metric_columns(None, ["peak_db"]) == gr.skip()
+
+
+def test_the_progress_line_counts_only_the_restorers_that_run(app, tmp_path, monkeypatch):
+    from restorers import Availability
+
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    cls = app.lab.restorer_class("mcra_wiener")
+    monkeypatch.setattr(cls, "availability_for", classmethod(lambda c, p: Availability(False, "not here")))
+    first = next(iter(app.on_compare(clip, ["spectral_gate_hf", "mcra_wiener"], False, *knobs(app))))
+    assert first[-1] == "Restored 0 of 1…"
