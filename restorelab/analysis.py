@@ -22,7 +22,7 @@ import numpy as np
 import scipy.signal
 
 from restorelab.audio import loudness_lufs, resample
-from restorelab.dsp import Stft, db, estimate_cutoff_hz, frame_rms, hann, median_filter
+from restorelab.dsp import Stft, db, estimate_cutoff_hz, frame_rms, hann, median_filter, mel_filterbank
 
 #: STFT for the no-reference spectral features and spectrograms.
 FEATURE_STFT = Stft(2048, 512)
@@ -83,37 +83,10 @@ def linear_spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft = FEAT
     return times, stft.bin_frequencies_hz(sample_rate), level.T
 
 
-@lru_cache(maxsize=8)
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = N_MELS,
-                   fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """Slaney-style mel filterbank with area normalisation, ``[n_mels, bins]``."""
-    fmax = sample_rate / 2 if fmax is None else fmax
-
-    def hz_to_mel(f):
-        f = np.asarray(f, dtype=np.float64)
-        linear = f / (200.0 / 3)
-        log_part = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
-        return np.where(f >= 1000.0, log_part, linear)
-
-    def mel_to_hz(m):
-        m = np.asarray(m, dtype=np.float64)
-        linear = m * (200.0 / 3)
-        log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
-        return np.where(m >= 15.0, log_part, linear)
-
-    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
-    freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
-    lower = (freqs[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
-    upper = (edges[2:, None] - freqs[None, :]) / (edges[2:] - edges[1:-1])[:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return weights
-
-
 def mel_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Channel-averaged mel power spectrogram, ``[n_mels, frames]``."""
     power = normalised_power(audio).mean(axis=0)
-    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft)
+    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
     # Area-normalised filters: rescale so a flat spectrum keeps its level.
     fb = fb / fb.sum(axis=1, keepdims=True)
     return fb @ power.T
@@ -122,7 +95,7 @@ def mel_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 def mel_spectrogram_db(audio: np.ndarray, sample_rate: int):
     """Returns ``(times_s, mel_centre_hz, level_db [n_mels, frames])``."""
     mel = mel_power(audio, sample_rate)
-    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft)
+    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
     centres = (fb * FEATURE_STFT.bin_frequencies_hz(sample_rate)).sum(axis=1) / fb.sum(axis=1)
     times = np.arange(mel.shape[1]) * FEATURE_STFT.hop / sample_rate
     return times, centres, np.maximum(db(mel), SPECTROGRAM_FLOOR_DB)

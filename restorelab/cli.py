@@ -353,38 +353,58 @@ def cmd_bench(args) -> int:
 
 
 def cmd_data_build(args) -> int:
-    from restorelab import data
+    from restorelab.unet import corpus
 
     missing = [tool for tool in ("fluidsynth", "mma") if shutil.which(tool) is None]
-    if missing or not data.SOUND_FONT.is_file():
-        return _fail("the data build needs Debian packages: sudo apt-get install " + " ".join(data.APT_PACKAGES))
+    if missing or not corpus.SOUND_FONT.is_file():
+        return _fail("the data build needs Debian packages: sudo apt-get install " + " ".join(corpus.APT_PACKAGES))
     held_out = Path(args.held_out)
     if not held_out.is_file():
         return _fail(f"--held-out {held_out}: no such file (the tracks kept out of training must be known)")
-    cache = _output_folder(args.cache if args.cache else data.DEFAULT_CACHE)
-    data.build(cache, seed=args.seed, clip_seconds=args.clip_seconds, held_out_manifest=held_out,
+    cache = _output_folder(args.cache if args.cache else corpus.DEFAULT_CACHE)
+    corpus.build(cache, seed=args.seed, clip_seconds=args.clip_seconds, held_out_manifest=held_out,
                mma_songs=args.mma_songs, log=lambda line: print(line, file=sys.stderr))
     return 0
 
 
+def cmd_data_subset(args) -> int:
+    from restorelab.unet import corpus
+
+    source = Path(args.cache) if args.cache else corpus.DEFAULT_CACHE
+    try:
+        corpus.read_manifest(source)
+    except FileNotFoundError as exc:
+        return _fail(str(exc))
+    out = _output_folder(args.out)
+    corpus.subset(source, out, seconds=args.seconds, max_mb=args.max_mb, split=args.split, seed=args.seed,
+                log=lambda line: print(line, file=sys.stderr))
+    return 0
+
+
 def cmd_train(args) -> int:
-    from restorelab import data
-    from restorelab.train import TrainSettings, train
+    from restorelab.unet import corpus
+    from restorelab.unet.train import TrainSettings, train
 
     # Options left out take TrainSettings' defaults (the shipped checkpoints' recipe).
     given = {name: getattr(args, name) for name in ("steps", "batch", "seed", "recording_share", "musicgen_share",
                                                     "max_frequency_hz", "sisdr_weight", "max_hiss_snr_db",
-                                                    "hiss_band_limit_share")
+                                                    "hiss_band_limit_share", "learning_rate", "codec_band_limit_share",
+                                                    "pool", "workers", "device", "split")
              if getattr(args, name) is not None}
+    if args.codecs is not None:
+        given["codecs"] = tuple(c for c in args.codecs.split(",") if c)
     if args.hiss_colours is not None:
         given["hiss_colours"] = tuple(c for c in args.hiss_colours.split(",") if c)
     if args.terms is not None:
         given["terms"] = tuple(t for t in args.terms.split(",") if t and t != "none")
-    settings = TrainSettings(task=args.task, representation=args.representation,
-                             channels=tuple(int(c) for c in args.channels.split(",")),
-                             domains=tuple(d for d in args.domains.split(",") if d), threads=args.threads,
-                             **given)
-    cache = Path(args.cache) if args.cache else data.DEFAULT_CACHE
+    try:
+        settings = TrainSettings(task=args.task, representation=args.representation,
+                                 channels=tuple(int(c) for c in args.channels.split(",")),
+                                 domains=tuple(d for d in args.domains.split(",") if d), threads=args.threads,
+                                 **given)
+    except ValueError as exc:
+        return _fail(str(exc))
+    cache = Path(args.cache) if args.cache else corpus.DEFAULT_CACHE
     _output_folder(Path(args.out).parent)
     try:
         train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
@@ -592,14 +612,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--mma-songs", type=int, default=40, help="songs written over MMA grooves")
     q.set_defaults(func=cmd_data_build)
 
+    q = data_sub.add_parser("subset", help="a smaller cache for training elsewhere: one mono excerpt per clip")
+    q.add_argument("out", help="folder for the excerpts and their manifest")
+    q.add_argument("--cache", default=None, help="the built cache (default $RESTORELAB_DATA or "
+                                                "~/.cache/restorelab/train-data)")
+    q.add_argument("--seconds", type=float, default=3.0, help="excerpt length (default 3)")
+    q.add_argument("--max-mb", type=float, default=50.0, help="stop after this many megabytes (default 50)")
+    q.add_argument("--split", choices=("train", "validation"), default="train")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_data_subset)
+
     p = sub.add_parser("train", help="train a spectral U-Net checkpoint on the built data")
-    p.add_argument("--task", choices=("denoise", "bwe"), required=True)
+    p.add_argument("--task", choices=("denoise", "bwe", "codec"), required=True)
     p.add_argument("--representation", choices=("linear", "mel"), default="linear")
     p.add_argument("--domains", default="a,b,hiss,musicgen",
                    help="denoising degradations, comma-separated: a, b, hiss, musicgen")
     p.add_argument("--terms", default=None,
                    help="extra loss terms, comma-separated: hf, dnh, lsd, sisdr, or none "
-                        "(default: hf,dnh,sisdr for denoise, hf,lsd for bwe)")
+                        "(default: hf,dnh,sisdr for denoise, hf,lsd for bwe, dnh,lsd,sisdr for codec)")
     p.add_argument("--sisdr-weight", type=float, default=None,
                    help="loss per dB of SI-SDR for the sisdr term (default: the shipped checkpoints')")
     p.add_argument("--max-hiss-snr-db", type=float, default=None,
@@ -623,6 +653,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frequency-hz", type=float, default=None,
                    help="extension: where the generated band ends, stored so unet_bwe ends it there too "
                         "(default: bandwidth_extension_dsp's)")
+    p.add_argument("--codecs", default=None,
+                   help="codec: the codecs drawn from, comma-separated: opus, mp3, vorbis (default: all)")
+    p.add_argument("--codec-band-limit-share", type=float, default=None,
+                   help="codec: share of items band-limited (11-16 kHz) before the codec (default 0.3)")
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default 2e-3)")
+    p.add_argument("--pool", type=int, default=None,
+                   help="pairs made before training by --workers processes, each step drawing from them "
+                        "(default 0: each step makes its own)")
+    p.add_argument("--workers", type=int, default=None, help="processes making the pool (default: one per CPU)")
+    p.add_argument("--device", default=None, help="where to train: cpu (default) or cuda")
+    p.add_argument("--split", choices=("train", "validation"), default=None,
+                   help="corpus split to train on (default train; validation is for choosing checkpoints)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--cache", default=None, help="training data built by `restorelab data build`")

@@ -289,3 +289,34 @@ def estimate_cutoff_hz(power: np.ndarray, sample_rate: float, margin_db: float =
         return nyquist
     above = np.flatnonzero(level > floor + margin_db)
     return float(min((above[-1] + 1) * bin_hz, nyquist))
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
+                   fmax: float | None = None) -> np.ndarray:
+    """Slaney-style mel filterbank with area normalisation, ``[n_mels, bins]``.
+
+    Shared by the metrics' Mel spectrograms and the U-Net's Mel front end; a shipped checkpoint's
+    front end depends on it, so a change here changes what those checkpoints see.
+    """
+    fmax = sample_rate / 2 if fmax is None else fmax
+
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        linear = f / (200.0 / 3)
+        log_part = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+        return np.where(f >= 1000.0, log_part, linear)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        linear = m * (200.0 / 3)
+        log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0))
+        return np.where(m >= 15.0, log_part, linear)
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    freqs = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
+    lower = (freqs[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
+    upper = (edges[2:, None] - freqs[None, :]) / (edges[2:] - edges[1:-1])[:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights

@@ -15,7 +15,7 @@ from restorers.passthrough import Passthrough
 from restorers.spectral_gate import SpectralGate
 from restorers.spectral_gate_hf import SpectralGateHF
 from restorers.spectral_subtraction_hf import SpectralSubtractionHF
-from restorers.spectral_unet import UNetBandwidthExtension, UNetDenoise, UNetRestore
+from restorers.spectral_unet import UNetBandwidthExtension, UNetCodec, UNetDenoise, UNetRestore
 
 REGISTRY: dict[str, type[Restorer]] = {
     "passthrough": Passthrough,
@@ -26,6 +26,7 @@ REGISTRY: dict[str, type[Restorer]] = {
     "bandwidth_extension_dsp": BandwidthExtensionDsp,
     "demucs_remix": DemucsRemix,
     "unet_denoise": UNetDenoise,
+    "unet_codec": UNetCodec,
     "unet_bwe": UNetBandwidthExtension,
     "unet_restore": UNetRestore,
 }

@@ -7,13 +7,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from restorelab.dsp import (Stft, cliff_depth_db, cliff_onset_hz, db, estimate_cutoff_hz, long_term_power, lowpass_fir,
-                            zero_phase_filter)
+from restorelab.dsp import Stft, long_term_power
+from restorelab.replication import Replication, guard_above_cutoff, replication_plan
 from restorers.base import Restorer, RestorerParams, check_fft_size
-
-_MAX_GAIN_DB = 30.0
-_GUARD_TRANSITION_HZ = 200.0
-_FADE_OCTAVES = 1 / 6
 
 
 @dataclass(frozen=True)
@@ -40,14 +36,14 @@ class BandwidthExtensionDspParams(RestorerParams):
             phase-coherent from frame to frame.
     """
 
-    cutoff_hz: float = 0.0
-    max_frequency_hz: float = 19000.0
-    gain_db: float = -3.0
-    min_slope_db_per_octave: float = -24.0
-    max_slope_db_per_octave: float = -3.0
-    margin_db: float = 20.0
-    min_cliff_db: float = 12.0
-    n_fft: int = 2048
+    cutoff_hz: float = Replication.cutoff_hz
+    max_frequency_hz: float = Replication.max_frequency_hz
+    gain_db: float = Replication.gain_db
+    min_slope_db_per_octave: float = Replication.min_slope_db_per_octave
+    max_slope_db_per_octave: float = Replication.max_slope_db_per_octave
+    margin_db: float = Replication.margin_db
+    min_cliff_db: float = Replication.min_cliff_db
+    n_fft: int = Replication.n_fft
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         **RestorerParams.RANGES,
@@ -73,31 +69,19 @@ class BandwidthExtensionDspParams(RestorerParams):
             raise ValueError(f"margin_db must be positive, got {self.margin_db}")
         check_fft_size(self.n_fft)
 
-
-def fit_slope_db_per_octave(level_db: np.ndarray, freqs_hz: np.ndarray) -> tuple[float, float, float]:
-    """Least-squares line of level (dB) over ``log2(f)``.
-
-    Returns:
-        ``(slope, centre_octave, centre_level_db)``: the line passes through its
-        centroid, which stays the pivot when the slope is later clamped.
-    """
-    octaves = np.log2(freqs_hz)
-    slope = np.polyfit(octaves, level_db, 1)[0]
-    return float(slope), float(octaves.mean()), float(level_db.mean())
+    def replication(self) -> Replication:
+        """The band replication these knobs describe."""
+        return Replication(**{name: getattr(self, name) for name in Replication.__dataclass_fields__})
 
 
 class BandwidthExtensionDsp(Restorer):
     """Fill the empty band above the cutoff by spectral band replication.
 
-    Method: with cutoff bin ``kc`` and shift ``D`` (the octave below the cutoff,
-    rounded to a multiple of ``n_fft / hop`` bins so the copied partials keep
-    coherent phase across frames), each target bin ``k >= kc`` takes
-    ``X(t, k - m D)`` for the smallest ``m`` that lands in ``[kc - D, kc)``,
-    scaled to the long-term power ``max(E(k) - P_x(k), 0)``: ``E`` is the
-    envelope fitted as a line in dB per octave over ``[fc/2, fc)`` and continued
-    upwards, ``P_x`` what the input already has there. The copy keeps the
-    source's timing (transients) but takes the continued slope, and a band that
-    hiss already fills is left alone.
+    Method: the band replication of :mod:`restorelab.replication`: each bin above the
+    cutoff copies one an octave or so below it, by a shift that keeps the copied partials'
+    phase coherent, scaled to the envelope fitted below the cutoff and continued upwards,
+    less what the input already has there. The copy keeps the source's timing (transients)
+    but takes the continued slope, and a band that hiss already fills is left alone.
     ``y = x + hp(istft(H))``: ``H`` is zero below ``kc`` and ``hp`` is a
     linear-phase high-pass with a 100 dB stop band ending 200 Hz below the
     cutoff, so the band below the cutoff is untouched.
@@ -133,83 +117,10 @@ class BandwidthExtensionDsp(Restorer):
     def _process(self, audio: np.ndarray, sample_rate: int, fitted: np.ndarray) -> np.ndarray:
         p = self.params
         stft = Stft(p.n_fft, p.n_fft // 4)
-        plan = replication_plan(fitted, sample_rate, stft, p)
+        plan = replication_plan(fitted, sample_rate, stft, p.replication())
         if plan is None:
             return audio
         spec = stft.forward(audio)
         high = spec[..., plan.origin] * plan.gain.astype(np.float32)
         generated = stft.inverse(high, audio.shape[-1])
         return (audio + guard_above_cutoff(generated, plan.cutoff_bin, stft, sample_rate)).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class ReplicationPlan:
-    """Where the copied band comes from and how loud it is made, per STFT bin.
-
-    Attributes:
-        cutoff_bin: the first generated bin.
-        origin: for each bin, the bin it copies (itself below the cutoff).
-        gain: amplitude gain per bin applied to the copy (zero below the cutoff and above the stop).
-    """
-
-    cutoff_bin: int
-    origin: np.ndarray
-    gain: np.ndarray
-
-
-def replication_plan(power: np.ndarray, sample_rate: int, stft: Stft, p: BandwidthExtensionDspParams
-                     ) -> ReplicationPlan | None:
-    """The band replication for a long-term spectrum ``power`` (per bin), or None where it should not act.
-
-    None when ``p.cutoff_hz`` is 0 and the measured cutoff has no codec-like cliff,
-    or when the band below the cutoff is too narrow or silent to copy from.
-    """
-    cutoff = p.cutoff_hz
-    if not cutoff:
-        cutoff = estimate_cutoff_hz(power, sample_rate, p.margin_db)
-        if cliff_depth_db(power, cutoff, sample_rate) < p.min_cliff_db:
-            return None
-        cutoff = cliff_onset_hz(power, cutoff, sample_rate)  # the transition band is filled, not left as a notch
-    nyquist = sample_rate / 2
-    stop_hz = min(p.max_frequency_hz, nyquist)
-    kc = stft.bin_index(cutoff, sample_rate)
-    k_stop = stft.bin_index(stop_hz, sample_rate)
-    phase_step = p.n_fft // stft.hop
-    shift = (kc // 2) // phase_step * phase_step
-    if shift < phase_step or k_stop <= kc or not np.any(power[:kc] > 0):
-        return None
-
-    freqs = stft.bin_frequencies_hz(sample_rate)
-    # The fit skips the last half-kilohertz, where codecs roll off.
-    guard = min(stft.bin_index(500.0, sample_rate), shift // 2)
-    fit_bins = np.arange(kc - shift, kc - guard)
-    slope, centre_octave, centre_db = fit_slope_db_per_octave(db(power[fit_bins]), freqs[fit_bins])
-    slope = float(np.clip(slope, p.min_slope_db_per_octave, p.max_slope_db_per_octave))
-    level_at_cutoff = centre_db + slope * (np.log2(freqs[kc]) - centre_octave)
-
-    target_bins = np.arange(kc, k_stop)
-    origin = np.arange(len(power))
-    origin[kc:k_stop] = target_bins - np.ceil((target_bins - kc + 1) / shift).astype(int) * shift
-    octaves_above = np.log2(freqs[target_bins] / freqs[kc])
-    target_db = level_at_cutoff + slope * octaves_above + p.gain_db
-    # Only the shortfall is filled: an empty band gets the whole envelope,
-    # a band that hiss (or real content) already fills gets nothing.
-    shortfall = np.maximum(10.0 ** (target_db / 10.0) - power[target_bins], 0.0)
-    fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / _FADE_OCTAVES, 0.0, 1.0)
-    # Capped so a near-empty source bin cannot turn its noise into a whistle.
-    gain_db = np.minimum(db(shortfall) - db(power[origin[kc:k_stop]]), _MAX_GAIN_DB)
-    gain = np.zeros(len(power))
-    gain[kc:k_stop] = np.where(shortfall > 0, 10.0 ** (gain_db / 20.0), 0.0) * fade
-    return ReplicationPlan(kc, origin, gain)
-
-
-def guard_above_cutoff(generated: np.ndarray, cutoff_bin: int, stft: Stft, sample_rate: int) -> np.ndarray:
-    """What ``generated`` has above the cutoff: a 100 dB linear-phase high-pass ending just below it.
-
-    The synthesis window spreads each bin over its neighbours; this keeps the band
-    below the cutoff exactly the input's.
-    """
-    cutoff_hz = stft.bin_frequencies_hz(sample_rate)[cutoff_bin]
-    guard_hz = min(_GUARD_TRANSITION_HZ, cutoff_hz / 4)
-    taps = lowpass_fir(cutoff_hz - guard_hz / 2, sample_rate, guard_hz)
-    return generated - zero_phase_filter(generated, taps)

@@ -1,4 +1,5 @@
-"""Our trained spectral U-Net, for denoising and for bandwidth extension (linear or Mel front end)."""
+"""Our trained spectral U-Net, for denoising, lossy-codec artifacts and bandwidth extension
+(linear or Mel front end)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import numpy as np
 
 from restorelab.audio import resample
 from restorelab.dsp import Stft
-from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, guard_above_cutoff, replication_plan
+from restorelab.replication import Replication, guard_above_cutoff, replication_plan
 from restorers.base import Availability, Restorer, RestorerParams, missing_module
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
 _MODELS: dict[str, Any] = {}
 #: Where an extension checkpoint's band ends when its metadata does not say: the DSP extension's.
-TRAINED_STOP_HZ = BandwidthExtensionDspParams.max_frequency_hz
+TRAINED_STOP_HZ = Replication.max_frequency_hz
 _LOAD_LOCK = threading.Lock()
 
 
@@ -55,6 +56,14 @@ class UNetDenoiseParams(SpectralUNetParams):
 
 
 @dataclass(frozen=True)
+class UNetCodecParams(SpectralUNetParams):
+    """The linear front end (the only one trained for this task): the cells a lossy coder
+    empties are single bins, finer than a Mel band."""
+
+    representation: str = "linear"
+
+
+@dataclass(frozen=True)
 class UNetBandwidthExtensionParams(SpectralUNetParams):
     """Adds where the band is generated (as ``bandwidth_extension_dsp`` decides it).
 
@@ -88,10 +97,10 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
         super().__post_init__()
         self.replication(TRAINED_STOP_HZ)  # validates the shared fields
 
-    def replication(self, trained_stop_hz: float) -> BandwidthExtensionDspParams:
+    def replication(self, trained_stop_hz: float) -> Replication:
         """The DSP extension's parameters that place the band and its starting envelope
         (``trained_stop_hz``: where the checkpoint's band ends, used when ``max_frequency_hz`` is 0)."""
-        return BandwidthExtensionDspParams(cutoff_hz=self.cutoff_hz,
+        return Replication(cutoff_hz=self.cutoff_hz,
                                            max_frequency_hz=self.max_frequency_hz or trained_stop_hz,
                                            margin_db=self.margin_db, min_cliff_db=self.min_cliff_db)
 
@@ -131,7 +140,7 @@ class _SpectralUNet(Restorer):
         """The real code path on a random-weight U-Net (channels 4 and 8)."""
         import torch
 
-        from restorelab.unet import SpectralUNet, UNetConfig
+        from restorelab.unet.model import SpectralUNet, UNetConfig
 
         restorer = cls(**overrides)
         torch.manual_seed(0)
@@ -148,7 +157,7 @@ class _SpectralUNet(Restorer):
         availability = self.availability_for(self.params)
         if not availability.available:
             raise RuntimeError(f"{self.name} is unavailable: {availability.reason}")
-        from restorelab.unet import load_checkpoint
+        from restorelab.unet.model import load_checkpoint
 
         key = str(self.checkpoint_path(self.params).resolve())
         with _LOAD_LOCK:
@@ -168,7 +177,7 @@ class _SpectralUNet(Restorer):
     def _front(self):
         """The model's STFT and feature front end, built once per restorer (not per chunk)."""
         if self._frontend is None:
-            from restorelab.unet import Frontend
+            from restorelab.unet.model import Frontend
 
             self._frontend = Frontend(self._load().config)
         return self._frontend
@@ -179,7 +188,7 @@ class _SpectralUNet(Restorer):
         The power is measured exactly as ``bandwidth_extension_dsp`` measures it, so both
         find the same cutoff.
         """
-        from restorelab.unet import LOG_EPS
+        from restorelab.unet.model import LOG_EPS
 
         config = self._load().config
         stft = Stft(config.n_fft, config.hop)
@@ -203,7 +212,7 @@ class _SpectralUNet(Restorer):
     def _process(self, audio: np.ndarray, sample_rate: int, fitted: dict[str, Any]) -> np.ndarray:
         import torch
 
-        from restorelab.unet import BandPlan, enhance
+        from restorelab.unet.model import BandPlan, enhance
 
         model = self._load()
         config = model.config
@@ -251,6 +260,33 @@ class UNetDenoise(_SpectralUNet):
     task = "denoise"
     description = "Our spectral U-Net (trained, shipped): a learned gain mask that removes hiss and noise."
     Params = UNetDenoiseParams
+
+
+class UNetCodec(_SpectralUNet):
+    """Spectral U-Net that undoes lossy-codec damage: noise spread around notes and transients,
+    and the cells a coder emptied.
+
+    Method: ``Y = G X + F A X / |X|``: the gain ``G`` in ``[0, 2]`` (as ``unet_denoise``'s)
+    and the fill ``F`` of ``A``, the input's mean magnitude over the 3 frames and 9 bins around
+    each cell, added along the cell's own phase (the residue a coder leaves in an emptied cell
+    still has one); both predicted per bin from the log power normalised by the whole input's
+    mean. Trained on music through Opus, MP3 and Vorbis at compression levels from clearly
+    audible to near transparent, some of it band-limited first as a 32 kHz codec leaves it, with
+    clean music in each batch that it must leave alone (see ``assets/models/MODEL_CARD.md``).
+
+    Trade-off: the fill follows the neighbourhood's level, not the lost notes: it makes a hole
+    as loud as its surroundings, with the residue's phase, which does not restore what was there.
+    A band the coder cut off entirely has no neighbourhood and stays empty.
+
+    Reference: codec artifact removal as in J. Deng et al., "Exploiting Time-Frequency
+    Patterns with LSTM-RNNs for Low-Bitrate Audio Restoration", Neural Computing and
+    Applications, 2020; the masking U-Net of ``unet_denoise``.
+    """
+
+    name = "unet_codec"
+    task = "codec"
+    description = "Our spectral U-Net (trained, shipped): removes lossy-codec noise and fills the holes a coder leaves."
+    Params = UNetCodecParams
 
 
 class UNetBandwidthExtension(_SpectralUNet):

@@ -100,7 +100,7 @@ def mel_phase(references: list[Path], iterations: int = 32) -> str:
     """Mask on the input STFT vs Griffin-Lim phase, for the shipped Mel denoiser, on the hiss preset."""
     import torch
 
-    from restorelab.unet import Frontend, denoise_gain, log_power_offset, mel_analysis
+    from restorelab.unet.model import Frontend, denoise_gain, log_power_offset, mel_analysis
 
     restorer = get_restorer("unet_denoise", representation="mel")
     model = restorer._load()

@@ -10,7 +10,7 @@ import mido
 import numpy as np
 import pytest
 
-from restorelab import data
+from restorelab.unet import corpus as data
 
 SR = 44100
 
@@ -103,3 +103,65 @@ def test_held_out_paths_come_from_the_reference_manifest(tmp_path):
 def test_reading_an_unbuilt_cache_says_how_to_build_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="restorelab data build"):
         data.read_manifest(tmp_path)
+
+
+def test_recordings_split_by_a_hash_of_package_and_path():
+    splits = [data.split_of("wesnoth-1.16-music", f"recordings/wesnoth-1.16-music/track{i}.flac") for i in range(4000)]
+    share = splits.count("validation") / len(splits)
+    assert set(splits) == {"train", "validation"}
+    assert abs(share - data.VALIDATION_SHARE) < 0.02  # binomial sd 0.006 at 4,000 names
+    # The same track keeps its split, and the package is part of the key.
+    assert data.split_of("a", "x.flac") == data.split_of("a", "x.flac")
+    assert len({data.split_of(f"package{i}", "x.flac") for i in range(50)}) == 2
+
+
+def _cache(folder, rows):
+    import soundfile as sf
+
+    lines = ["\t".join(data.MANIFEST_COLUMNS)]
+    for i, (split, seconds) in enumerate(rows):
+        relative = f"recordings/p/clip{i}.flac"
+        (folder / "recordings" / "p").mkdir(parents=True, exist_ok=True)
+        audio = np.stack([np.full(int(seconds * SR), 0.25), np.full(int(seconds * SR), -0.5)]).astype(np.float32)
+        audio[:, :: 2] *= -1
+        sf.write(folder / relative, audio.T, SR, subtype="PCM_24")
+        lines.append("\t".join([relative, "recording", "wesnoth-1.16-music", "GPL", f"{seconds:.2f}", "20000", split]))
+    (folder / "manifest.tsv").write_text("\n".join(lines) + "\n")
+
+
+def test_manifest_keeps_the_split_and_reads_an_older_one_as_train(tmp_path):
+    _cache(tmp_path, [("train", 1.0), ("validation", 1.0)])
+    assert [item.split for item in data.read_manifest(tmp_path)] == ["train", "validation"]
+    older = tmp_path / "older"
+    older.mkdir()
+    (older / "manifest.tsv").write_text("file\tsource\tpackage\tlicence\tseconds\tbandwidth_hz\n"
+                                        "a.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n")
+    assert [item.split for item in data.read_manifest(older)] == ["train"]
+
+
+def test_subset_takes_one_mono_excerpt_per_clip_of_its_split(tmp_path):
+    import soundfile as sf
+
+    source = tmp_path / "cache"
+    _cache(source, [("train", 2.0), ("validation", 2.0), ("train", 0.5), ("train", 3.0)])
+    out = tmp_path / "subset"
+    items = data.subset(source, out, seconds=1.0, max_mb=10.0, split="train", log=lambda _: None)
+    # The 0.5 s clip is too short; the validation clip is not of the split.
+    assert len(items) == 2 and all(item.split == "train" for item in items)
+    assert {item.file.split("-")[0] for item in items} == {"recordings/p/clip0", "recordings/p/clip3"}
+    for item in data.read_manifest(out):
+        audio, rate = sf.read(out / item.file, always_2d=True)
+        assert rate == SR and audio.shape == (SR, 1) and item.seconds == 1.0
+        # One channel (+-0.25 or +-0.5) or their mid (+-0.125), at 16 bits.
+        assert np.abs(audio).max() in (pytest.approx(0.25, abs=1e-4), pytest.approx(0.5, abs=1e-4),
+                                       pytest.approx(0.125, abs=1e-4))
+        assert sf.info(str(out / item.file)).subtype == "PCM_16"
+    held = data.subset(source, tmp_path / "held", seconds=1.0, split="validation", log=lambda _: None)
+    assert [item.split for item in data.read_manifest(tmp_path / "held")] == ["validation"] == [i.split for i in held]
+
+
+def test_subset_stops_at_its_size_budget(tmp_path):
+    source = tmp_path / "cache"
+    _cache(source, [("train", 2.0)] * 4)
+    items = data.subset(source, tmp_path / "subset", seconds=1.0, max_mb=1e-6, log=lambda _: None)
+    assert len(items) == 1  # the first excerpt is over the budget: it is kept, and nothing after it

@@ -9,11 +9,13 @@ import torch
 from conftest import band_level_db, snr_db
 
 from restorelab import cli
-from restorelab.data import MANIFEST_COLUMNS
+from restorelab.unet.corpus import MANIFEST_COLUMNS
 from restorelab import degrade as dg
-from restorelab.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, TrainSettings, band_loss, degrade_for_denoising,
-                              draw_excerpt, load_corpus, make_batch, mrstft_loss, musicgen_chain, sisdr_loss)
-from restorelab.unet import load_checkpoint
+from restorelab.unet.losses import band_loss, mrstft_loss, sisdr_loss
+from restorelab.unet.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, TrainSettings, codec_pair,
+                                   degrade_for_denoising, draw_excerpt, load_corpus, make_batch, make_pool,
+                                   musicgen_chain)
+from restorelab.unet.model import load_checkpoint
 
 SR = 44100
 
@@ -248,3 +250,75 @@ def test_an_extension_checkpoint_ends_its_band_where_it_was_trained_to(tmp_path,
                                                          max_frequency_hz=19500.0)(limited, SR)
     assert _band_power(default, 13500, 17000) > 1e3 * _band_power(limited, 13500, 17000)
     assert _band_power(default, 17700, SR / 2) < 1e-3 * _band_power(wider, 17700, SR / 2)
+
+
+@pytest.mark.parametrize("codec", ["opus", "mp3", "vorbis"])
+def test_codec_pairs_go_through_the_real_codec_and_keep_their_length(corpus, codec):
+    clean = corpus[0][:1, : 2 * SR]
+    settings = TrainSettings(task="codec", codecs=(codec,), codec_band_limit_share=0.0)
+    degraded, target = codec_pair(clean, np.random.default_rng(0), settings)
+    assert target is clean and degraded.shape == clean.shape and degraded.dtype == np.float32
+    # A lossy coder changes the waveform, but keeps it recognisable (aligned, same level).
+    assert 3.0 < snr_db(clean, degraded) < 40.0
+
+
+def test_codec_pairs_band_limited_first_have_a_target_limited_alike(corpus):
+    clean = corpus[0][:1, : 2 * SR]
+    settings = TrainSettings(task="codec", codecs=("vorbis",), codec_band_limit_share=1.0)
+    degraded, target = codec_pair(clean, np.random.default_rng(3), settings)
+    # The 18 kHz tone is above every drawn limit (11-16 kHz): gone from both; the 3 kHz one is kept.
+    assert band_level_db(target, clean, 17000, 19000) < -60
+    assert band_level_db(degraded, clean, 17000, 19000) < -60
+    assert band_level_db(target, clean, 2500, 3500) == pytest.approx(0.0, abs=0.1)
+
+
+def test_codec_batches_mix_clean_items_for_do_no_harm(corpus):
+    settings = TrainSettings(task="codec", batch=24, clean_share=0.5, codecs=("vorbis",))
+    degraded, target, is_clean, plans = make_batch(corpus, settings, np.random.default_rng(0))
+    assert plans == [] and 4 < int(is_clean.sum()) < 20
+    torch.testing.assert_close(degraded[is_clean], target[is_clean])
+    assert not torch.allclose(degraded[~is_clean], target[~is_clean])
+
+
+def test_a_pool_made_by_worker_processes_serves_batches_at_varied_levels(corpus):
+    settings = TrainSettings(task="codec", batch=4, pool=10, workers=2, codecs=("vorbis",), segment_s=0.5)
+    weights = np.ones(1)
+    pool = make_pool(corpus, weights, settings, log=lambda _: None)
+    assert pool.degraded.shape == (10, SR // 2) and pool.target.shape == (10, SR // 2)
+    assert len({hash(row.tobytes()) for row in pool.target}) == 10  # each worker drew its own excerpts
+    degraded, target, is_clean, plans = pool.draw(64, np.random.default_rng(0))
+    assert degraded.shape == (64, SR // 2) and plans == []
+    # Each pair keeps its own degraded/target relation at whatever level it is drawn.
+    ratio = np.linalg.norm(degraded.numpy(), axis=1) / np.linalg.norm(target.numpy(), axis=1)
+    levels = np.linalg.norm(target.numpy(), axis=1)
+    assert np.ptp(ratio) < 1.0 and np.ptp(20 * np.log10(levels)) > 6.0
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(codecs=("aac",)), "codecs must be some of"), (dict(codecs=()), "codecs must be some of"),
+    (dict(codec_band_limit_share=2.0), "codec_band_limit_share must be within"),
+    (dict(pool=-1), "must not be negative"), (dict(split="test"), "split must be one of")])
+def test_codec_settings_refuse_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSettings(task="codec", **bad)
+
+
+def test_train_command_makes_a_codec_checkpoint_from_a_pool(tmp_path, corpus, cache):
+    out = tmp_path / "codec.pt"
+    assert cli.main(["train", "--task", "codec", "--channels", "4,8", "--steps", "2", "--batch", "2",
+                     "--pool", "4", "--workers", "2", "--codecs", "mp3,vorbis", "--cache", str(cache),
+                     "-o", str(out)]) == 0
+    model, meta = load_checkpoint(out)
+    assert model.config.task == "codec" and meta["settings"]["codecs"] == ["mp3", "vorbis"]
+    assert meta["settings"]["pool"] == 4 and meta["settings"]["terms"] == ["dnh", "lsd", "sisdr"]
+    from restorers import get_restorer
+
+    audio = corpus[0][:, :SR]
+    restored = get_restorer("unet_codec", checkpoint=str(out))(audio, SR)
+    assert restored.shape == audio.shape and np.all(np.isfinite(restored))
+
+
+def test_train_command_refuses_bad_settings_in_one_line(tmp_path, cache, capsys):
+    assert cli.main(["train", "--task", "codec", "--codecs", "aac", "--cache", str(cache),
+                     "-o", str(tmp_path / "m.pt")]) == 2
+    assert "codecs must be some of opus, mp3, vorbis" in capsys.readouterr().err

@@ -9,10 +9,10 @@ from conftest import band_level_db, melody, snr_db
 
 from restorelab.degrade import band_limit, degrade
 from restorelab.dsp import Stft, long_term_power
-from restorelab.unet import (BandPlan, Frontend, SpectralUNet, UNetConfig, bwe_gain, enhance, load_checkpoint,
+from restorelab.unet.model import (BandPlan, Frontend, SpectralUNet, UNetConfig, bwe_gain, enhance, load_checkpoint,
                              log_power_offset, mel_to_bins, save_checkpoint)
 from restorers import get_restorer, restorer_class
-from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, replication_plan
+from restorelab.replication import Replication, replication_plan
 from restorers.spectral_unet import UNetBandwidthExtension, UNetDenoise, shipped_checkpoint
 
 SR = 44100
@@ -60,10 +60,66 @@ def test_untrained_denoiser_is_the_identity():
     torch.testing.assert_close(out, spec, rtol=1e-6, atol=1e-7)
 
 
+def test_untrained_codec_network_is_the_identity_within_its_fill_floor():
+    """Gain one, and a fill of sigmoid(-7) * 2 of the local envelope: 55 dB down."""
+    config = UNetConfig(task="codec", channels=(4, 8))
+    frontend = Frontend(config)
+    audio = np.random.default_rng(0).standard_normal((2, SR)).astype(np.float32) * 0.1
+    spec = _stft(frontend, audio)
+    with torch.inference_mode():
+        out = enhance(SpectralUNet(config).eval(), frontend, spec, log_power_offset(spec.abs().square()))
+    ratio = (out.abs() / spec.abs()).numpy()
+    floor = 2 / (1 + np.exp(7.0))
+    assert 1.0 <= ratio.min() and np.median(ratio) < 1 + 2 * floor
+    assert 20 * np.log10(floor) == pytest.approx(-54.8, abs=0.1)
+
+
+def _codec_model(gain_logit: float, fill_logit: float) -> SpectralUNet:
+    model = SpectralUNet(UNetConfig(task="codec", channels=(4, 8))).eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([gain_logit, fill_logit]))
+    return model
+
+
+def test_codec_fill_is_the_local_mean_magnitude_along_each_cells_own_phase():
+    """Gain 0 and a saturated fill: every cell becomes twice the mean magnitude of its 3 x 9
+    neighbourhood (the cells that exist), with its own phase; an exactly empty cell stays empty."""
+    from scipy.ndimage import uniform_filter
+
+    model = _codec_model(-40.0, 40.0)
+    config = model.config
+    frontend = Frontend(config)
+    torch.manual_seed(1)
+    spec = torch.complex(torch.randn(1, 6, config.n_bins), torch.randn(1, 6, config.n_bins))
+    spec[0, 2, 100] = 0  # an exactly empty cell: no phase to fill along
+    spec[0, 3, 300] = 1e-9 * torch.exp(torch.tensor(1j * 0.7))  # a coder's residue: tiny, with a phase
+    with torch.inference_mode():
+        out = enhance(model, frontend, spec, torch.zeros(1)).numpy()[0]
+    magnitude = np.abs(spec.numpy()[0])
+    # The mean over the cells that exist: box sums of the magnitude over box sums of ones.
+    count = uniform_filter(np.ones_like(magnitude), (3, 9), mode="constant")
+    envelope = uniform_filter(magnitude, (3, 9), mode="constant") / count
+    phase = spec.numpy()[0] / np.maximum(magnitude, 1e-30)
+    np.testing.assert_allclose(out, 2 * envelope * phase, rtol=1e-4, atol=1e-6)
+    assert out[2, 100] == 0
+    assert np.abs(out[3, 300]) == pytest.approx(2 * envelope[3, 300], rel=1e-4)
+    assert np.angle(out[3, 300]) == pytest.approx(0.7, abs=1e-4)
+
+
+def test_codec_gain_spans_zero_to_two_without_fill():
+    model = _codec_model(40.0, -40.0)
+    frontend = Frontend(model.config)
+    spec = torch.complex(torch.randn(1, 4, 1025), torch.randn(1, 4, 1025))
+    with torch.inference_mode():
+        out = enhance(model, frontend, spec, torch.zeros(1))
+    torch.testing.assert_close(out, 2 * spec, rtol=1e-5, atol=1e-6)
+
+
 def _plan(audio: np.ndarray, cutoff_hz: float):
     stft = Stft(2048, 512)
     return replication_plan(long_term_power(stft.forward(audio)), SR, stft,
-                            BandwidthExtensionDspParams(cutoff_hz=cutoff_hz))
+                            Replication(cutoff_hz=cutoff_hz))
 
 
 def test_replication_copies_from_the_octave_below_by_whole_phase_steps():

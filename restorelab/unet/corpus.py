@@ -7,9 +7,13 @@ Two kinds of source, all installed with ``apt-get`` (see :data:`APT_PACKAGES`):
   ``openttd-openmsx`` base set, and songs written over MMA's groove library.
   Each MIDI gets seeded variations (instruments within their General MIDI
   family, tempo, velocity) so the same notes sound different.
-* Real recordings from ``wesnoth-1.16-music``, ``hedgewars-data`` and
-  ``supertux-data`` (Vorbis), keeping only tracks whose spectrum reaches 19 kHz
+* Real recordings (Vorbis, and Opus for ``warzone2100-music``) from the packages
+  in :data:`RECORDING_DIRS`, keeping only tracks whose spectrum reaches 19 kHz
   and never a track that ``music-reference/MANIFEST.tsv`` holds out for evaluation.
+
+Each recording is assigned, by a hash of its package and path, to the ``train``
+or the ``validation`` split (:data:`VALIDATION_SHARE` of them): checkpoints and
+recipes are chosen on the validation split, never on the evaluation excerpts.
 
 Everything is written as 24-bit FLAC at the working rate with a ``manifest.tsv``
 (file, source, package, licence, seconds, measured bandwidth). Training pairs
@@ -19,6 +23,7 @@ are made from these clips on the fly by :mod:`restorelab.degrade`.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import shutil
@@ -36,17 +41,23 @@ from restorelab.audio import WORKING_RATE, AudioError, atomic_write_text, load_a
 from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power
 
 APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm", "freedoom", "openttd-openmsx", "mma",
-                "wesnoth-1.16-music", "hedgewars-data", "supertux-data")
+                "wesnoth-1.16-music", "hedgewars-data", "supertux-data", "singularity-music",
+                "planetblupi-music-ogg", "drascula-music", "warzone2100-music")
 SOUND_FONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 FREEDOOM_WADS = (Path("/usr/share/games/doom/freedoom1.wad"), Path("/usr/share/games/doom/freedoom2.wad"))
 OPENMSX_DIR = Path("/usr/share/games/openttd/baseset/openmsx")
 MMA_STDLIB = Path("/usr/share/mma/lib/stdlib")
-#: Package -> folder of its music (Vorbis files).
+#: Package -> folder of its music (Ogg Vorbis or Ogg Opus files).
 RECORDING_DIRS = {
     "wesnoth-1.16-music": Path("/usr/share/games/wesnoth/1.16/data/core/music"),
     "hedgewars-data": Path("/usr/share/games/hedgewars/Data/Music"),
     "supertux-data": Path("/usr/share/games/supertux2/music"),
+    "singularity-music": Path("/usr/share/games/singularity/music"),
+    "planetblupi-music-ogg": Path("/usr/share/planetblupi/music"),
+    "drascula-music": Path("/usr/share/scummvm/drascula/audio"),
+    "warzone2100-music": Path("/usr/share/games/warzone2100/music"),
 }
+RECORDING_SUFFIXES = (".ogg", ".opus")
 #: Licences as the packages' Debian copyright files state them (the sound font: MIT).
 LICENCES = {
     "freedoom": "BSD-3-Clause (Freedoom licence)",
@@ -55,10 +66,18 @@ LICENCES = {
     "wesnoth-1.16-music": "GPL-2.0+",
     "hedgewars-data": "GPL-2.0 / CC-BY-SA-3.0 (per file)",
     "supertux-data": "GPL-2.0+ / CC-BY-SA (per file)",
+    "singularity-music": "CC-BY-SA-3.0",
+    "planetblupi-music-ogg": "GPL-3.0+",
+    "drascula-music": "Drascula licence (free redistribution)",
+    "warzone2100-music": "CC-BY-SA-3.0 or GPL-2.0+ (per album)",
 }
 DEFAULT_CACHE = Path(os.environ.get("RESTORELAB_DATA", Path.home() / ".cache" / "restorelab" / "train-data"))
 MIN_BANDWIDTH_HZ = 19000.0
-MANIFEST_COLUMNS = ("file", "source", "package", "licence", "seconds", "bandwidth_hz")
+MANIFEST_COLUMNS = ("file", "source", "package", "licence", "seconds", "bandwidth_hz", "split")
+SPLITS = ("train", "validation")
+#: Share of the recordings kept for validation (chosen by a hash of package and path, so a
+#: rebuild, or a build with more packages, keeps every track's split).
+VALIDATION_SHARE = 0.15
 
 #: Chord loops for the MMA songs (Roman numerals on a random key).
 _PROGRESSIONS = (("I", "vi", "IV", "V"), ("I", "IV", "V", "IV"), ("ii", "V", "I", "I"),
@@ -76,6 +95,7 @@ class Item:
     package: str
     seconds: float
     bandwidth_hz: float
+    split: str = "train"
 
 
 # -- MIDI ----------------------------------------------------------------------
@@ -202,6 +222,13 @@ def held_out_paths(manifest: Path) -> set[str]:
         return {row["path_in_package"] for row in csv.DictReader(handle, delimiter="\t")}
 
 
+def split_of(package: str, relative: str) -> str:
+    """``validation`` for about :data:`VALIDATION_SHARE` of the recordings, else ``train``: a hash of
+    the package and the path, so a track's split never depends on what else is built."""
+    digest = hashlib.sha256(f"{package}/{relative}".encode()).digest()
+    return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < VALIDATION_SHARE else "train"
+
+
 def bandwidth_hz(audio: np.ndarray, sample_rate: int) -> float:
     """Where the clip's long-term spectrum ends (Nyquist when it has no empty band)."""
     stft = Stft(4096, 1024)
@@ -222,7 +249,8 @@ def read_manifest(cache: Path) -> list[Item]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training data here; run `restorelab data build` first")
     with open(path, newline="", encoding="utf-8") as handle:
-        return [Item(row["file"], row["source"], row["package"], float(row["seconds"]), float(row["bandwidth_hz"]))
+        return [Item(row["file"], row["source"], row["package"], float(row["seconds"]), float(row["bandwidth_hz"]),
+                     row.get("split") or "train")  # manifests from before the split: all train
                 for row in csv.DictReader(handle, delimiter="\t")]
 
 
@@ -230,7 +258,7 @@ def _write_manifest(cache: Path, items: list[Item]) -> None:
     lines = ["\t".join(MANIFEST_COLUMNS)]
     for item in items:
         lines.append("\t".join([item.file, item.source, item.package, LICENCES[item.package],
-                                f"{item.seconds:.2f}", f"{item.bandwidth_hz:.0f}"]))
+                                f"{item.seconds:.2f}", f"{item.bandwidth_hz:.0f}", item.split]))
     atomic_write_text(cache / "manifest.tsv", "\n".join(lines) + "\n")
 
 
@@ -246,7 +274,7 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
     rng = np.random.default_rng(seed)
     items: list[Item] = []
 
-    def keep(relative: str, source: str, package: str, make) -> None:
+    def keep(relative: str, source: str, package: str, make, split: str = "train") -> None:
         path = cache / relative
         if path.is_file():
             info = sf.info(str(path))
@@ -263,7 +291,8 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
             info = sf.info(str(path))
         if audio is None:
             audio = sf.read(str(path), dtype="float32", always_2d=True)[0].T
-        items.append(Item(relative, source, package, info.frames / info.samplerate, bandwidth_hz(audio, WORKING_RATE)))
+        items.append(Item(relative, source, package, info.frames / info.samplerate, bandwidth_hz(audio, WORKING_RATE),
+                          split))
 
     midis: list[tuple[str, str, bytes]] = []
     for wad in FREEDOOM_WADS:
@@ -288,7 +317,8 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
 
     held_out = held_out_paths(held_out_manifest) if held_out_manifest else set()
     for package, folder in RECORDING_DIRS.items():
-        for path in sorted(folder.rglob("*.ogg")) if folder.is_dir() else []:
+        paths = [p for p in folder.rglob("*") if p.suffix.lower() in RECORDING_SUFFIXES] if folder.is_dir() else []
+        for path in sorted(paths):
             if str(path) in held_out:
                 log(f"held out for evaluation: {path}")
                 continue
@@ -307,10 +337,43 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
                     return None
                 return audio
 
-            keep(relative, "recording", package, load)
+            keep(relative, "recording", package, load, split_of(package, relative))
     _write_manifest(cache, items)
     log(f"{len(items)} clips, {sum(i.seconds for i in items) / 60:.1f} min, in {cache}")
     return items
+
+
+def subset(cache: Path, out: Path, *, seconds: float = 3.0, max_mb: float = 50.0, split: str = "train",
+           seed: int = 0, log=print) -> list[Item]:
+    """A smaller cache for training elsewhere: one random excerpt of ``seconds`` from each clip of
+    ``split`` (a channel or the mid, at random), as 16-bit mono FLAC, clips in a seeded random
+    order until ``max_mb`` is reached. The manifest keeps each source clip's package and bandwidth."""
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    items = [item for item in read_manifest(cache) if item.split == split]
+    kept: list[Item] = []
+    size = 0
+    n = int(seconds * WORKING_RATE)
+    for index in rng.permutation(len(items)):
+        item = items[int(index)]
+        audio = sf.read(str(Path(cache) / item.file), dtype="float32", always_2d=True)[0].T
+        if audio.shape[-1] < n:
+            continue
+        start = int(rng.integers(audio.shape[-1] - n + 1))
+        channel = int(rng.integers(audio.shape[0] + 1))
+        piece = audio[:, start:start + n]
+        mono = piece.mean(axis=0, keepdims=True) if channel == audio.shape[0] else piece[channel:channel + 1]
+        relative = str(Path(item.file).with_suffix("")) + f"-{start}.flac"
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(path, mono, WORKING_RATE, subtype="PCM_16", file_format="FLAC")
+        size += path.stat().st_size
+        kept.append(Item(relative, item.source, item.package, seconds, item.bandwidth_hz, item.split))
+        if size > max_mb * 1e6:
+            break
+    _write_manifest(out, kept)
+    log(f"{len(kept)} excerpts of {seconds:g} s, {size / 1e6:.1f} MB, in {out}")
+    return kept
 
 
 def _mma_midi(song: str) -> bytes:

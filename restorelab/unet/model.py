@@ -11,6 +11,11 @@ phase:
   the gain corrects that copy's envelope and tonality cell by cell, starting
   from 0 dB, so the untrained network is exactly the DSP method. Below the
   cutoff nothing is changed.
+* ``codec``: a gain as for ``denoise``, plus a fill for the cells a lossy coder
+  emptied: a second output scales the local envelope of the input's magnitude
+  (its mean over :data:`FILL_NEIGHBOURHOOD`) and adds it along each cell's own
+  phase. The codec's residue in an emptied cell still has a phase, so the fill
+  needs no random numbers and a chunk gives what the whole input gives.
 
 Two front ends share one U-Net core of ``n_bands`` frequency rows:
 
@@ -38,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restorelab.analysis import mel_filterbank
+from restorelab.dsp import mel_filterbank
 
-TASKS = ("denoise", "bwe")
+TASKS = ("denoise", "bwe", "codec")
 REPRESENTATIONS = ("linear", "mel")
 LOG_EPS = 1e-10
 
@@ -79,6 +84,11 @@ class UNetConfig:
     @property
     def in_channels(self) -> int:
         return 2 if self.task == "bwe" else 1
+
+    @property
+    def out_channels(self) -> int:
+        """Gain (all tasks), and the fill for ``codec``."""
+        return 2 if self.task == "codec" else 1
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "channels": list(self.channels)}
@@ -132,10 +142,11 @@ class SpectralUNet(nn.Module):
             fold = (config.n_fft // 2) // config.n_bands
             self.embed = nn.Conv2d(config.in_channels, c[0], (3, 2 * fold), stride=(1, fold),
                                    padding=(1, fold // 2))
-            self.head = nn.ConvTranspose2d(c[0], 1, (1, 2 * fold), stride=(1, fold), padding=(0, fold // 2))
+            self.head = nn.ConvTranspose2d(c[0], config.out_channels, (1, 2 * fold), stride=(1, fold),
+                                           padding=(0, fold // 2))
         else:
             self.embed = nn.Conv2d(config.in_channels, c[0], 3, padding=1)
-            self.head = nn.Conv2d(c[0], 1, 1)
+            self.head = nn.Conv2d(c[0], config.out_channels, 1)
         nn.init.zeros_(self.head.weight)  # starts as the identity (denoise) or the DSP envelope (bwe)
         nn.init.zeros_(self.head.bias)
         self.encoders = nn.ModuleList(MultiScaleBlock(ch) for ch in c[:-1])
@@ -146,7 +157,8 @@ class SpectralUNet(nn.Module):
         self.decoders = nn.ModuleList(MultiScaleBlock(ch) for ch in c[:-1])
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Raw gain logits, ``[batch, frames, bins]`` (linear: 1,024 bins) or ``[batch, frames, bands]``."""
+        """Raw logits, ``[batch, frames, bins]`` (linear: 1,024 bins) or ``[batch, frames, bands]``; for
+        ``codec``, ``[batch, 2, frames, ...]`` (gain, fill)."""
         frames = features.shape[2]
         levels = len(self.config.channels) - 1
         pad = (-frames) % (2 ** levels)
@@ -162,7 +174,8 @@ class SpectralUNet(nn.Module):
                                            reversed(skips)):
             x = F.leaky_relu(up(x), 0.1)
             x = decode(merge(torch.cat([x, skip], dim=1)))
-        return self.head(x)[:, 0, :frames]
+        out = self.head(x)[:, :, :frames]
+        return out if self.config.out_channels > 1 else out[:, 0]
 
 
 # -- the signal path shared by training and inference --------------------------------
@@ -179,6 +192,13 @@ class Frontend:
         if c.representation == "mel":
             self.analysis = torch.from_numpy(mel_analysis(c))
             self.spread = torch.from_numpy(mel_to_bins(c))
+
+    def to(self, device: str | torch.device) -> "Frontend":
+        """Moves the window and filterbanks to ``device`` (in place); returns self."""
+        for name in ("window", "analysis", "spread"):
+            if hasattr(self, name):
+                setattr(self, name, getattr(self, name).to(device))
+        return self
 
     def stft(self, audio: torch.Tensor) -> torch.Tensor:
         """``[batch, samples] -> [batch, frames, bins]`` complex."""
@@ -226,6 +246,25 @@ def denoise_gain(logits: torch.Tensor, config: UNetConfig) -> torch.Tensor:
 BWE_CUT_DB, BWE_BOOST_DB = 60.0, 20.0
 
 
+#: The codec fill: at most ``CODEC_MAX_FILL`` times the local envelope; the head's 0 gives
+#: ``sigmoid(-CODEC_FILL_BIAS)`` of that (-55 dB), so the untrained network is almost the identity.
+CODEC_MAX_FILL, CODEC_FILL_BIAS = 2.0, 7.0
+#: Frames and bins over which the fill's envelope is the mean magnitude.
+FILL_NEIGHBOURHOOD = (3, 9)
+
+
+def codec_fill(logits: torch.Tensor) -> torch.Tensor:
+    return CODEC_MAX_FILL * torch.sigmoid(logits - CODEC_FILL_BIAS)
+
+
+def local_envelope(magnitude: torch.Tensor) -> torch.Tensor:
+    """The mean of ``[batch, frames, bins]`` magnitudes over :data:`FILL_NEIGHBOURHOOD` (edges: the
+    cells that exist)."""
+    t, f = FILL_NEIGHBOURHOOD
+    return F.avg_pool2d(magnitude[:, None], (t, f), stride=1, padding=(t // 2, f // 2),
+                        count_include_pad=False)[:, 0]
+
+
 def bwe_gain(logits: torch.Tensor) -> torch.Tensor:
     squashed = torch.tanh(logits)
     correction_db = torch.where(squashed < 0, BWE_CUT_DB * squashed, BWE_BOOST_DB * squashed)
@@ -249,20 +288,31 @@ class BandPlan:
         above = torch.stack([(torch.arange(n_bins) >= p.cutoff_bin).float() for p in plans])
         return cls(origin, gain, above)
 
+    def to(self, device: str | torch.device) -> "BandPlan":
+        return BandPlan(self.origin.to(device), self.gain.to(device), self.above.to(device))
+
 
 def enhance(model: SpectralUNet, frontend: Frontend, spec: torch.Tensor, offset: torch.Tensor,
             plan: BandPlan | None = None) -> torch.Tensor:
     """The restored complex STFT, ``[batch, frames, bins]``.
 
-    ``denoise``: ``G * X``. ``bwe``: ``X`` below each item's cutoff; above it,
-    ``X + G * E * X[origin]``: the phase-coherent copy at the DSP envelope ``E``
-    (``bandwidth_extension_dsp``'s), corrected by the network's ``G`` (0 dB untrained).
+    ``denoise``: ``G * X``. ``codec``: ``G * X + F * A * X / |X|``, the fill ``F`` of the local
+    envelope ``A`` along each cell's phase (none where ``X`` is exactly 0). ``bwe``: ``X`` below
+    each item's cutoff; above it, ``X + G * E * X[origin]``: the phase-coherent copy at the DSP
+    envelope ``E`` (``bandwidth_extension_dsp``'s), corrected by the network's ``G`` (0 dB untrained).
     """
     config = model.config
     power = spec.real.square() + spec.imag.square()
     if config.task == "denoise":
         logits = model(frontend.features(power, offset)[:, None])
         return spec * denoise_gain(frontend.to_bins(logits), config)
+    if config.task == "codec":
+        logits = model(frontend.features(power, offset)[:, None])
+        gain = denoise_gain(frontend.to_bins(logits[:, 0]), config)
+        fill = codec_fill(frontend.to_bins(logits[:, 1]))
+        magnitude = power.sqrt()
+        phase = spec / magnitude.clamp_min(1e-20)  # 0 where the cell is exactly 0
+        return spec * gain + phase * (fill * local_envelope(magnitude))
     if plan is None:
         raise ValueError("bandwidth extension needs each item's replication plan")
     copy = torch.gather(spec, 2, plan.origin[:, None, :].expand(-1, spec.shape[1], -1)) * plan.gain[:, None, :]

@@ -1,9 +1,9 @@
 """Training the spectral U-Net on pairs made on the fly from the cached clean music.
 
 Each step draws ``batch`` mono excerpts of ``segment_s`` from the corpus built
-by :mod:`restorelab.data` (silent ones redrawn), sets each to a random level,
+by :mod:`restorelab.unet.corpus` (silent ones redrawn), sets each to a random level,
 degrades it with the seeded simulator, runs the model through the same
-:func:`restorelab.unet.enhance` path as inference, and scores the waveform it
+:func:`restorelab.unet.model.enhance` path as inference, and scores the waveform it
 gives against the clean one.
 
 The loss, with each extra term switched by name (``terms``):
@@ -12,7 +12,7 @@ The loss, with each extra term switched by name (``terms``):
   512/128, 1024/256 and 2048/512;
 * ``hf``: log-magnitude L1 over the band that matters, above 4 kHz for
   denoising (hiss lives there), above the cutoff for bandwidth extension;
-* ``dnh`` (do no harm, denoising): a share of the batch is clean audio, and the
+* ``dnh`` (do no harm, denoising and codec): a share of the batch is clean audio, and the
   mean absolute log gain the model applies to it is penalised;
 * ``lsd``: the log-spectral distance itself (log10 power, floor 1e-10, RMS over
   bins, mean over frames) at 2048/512. Log-magnitude L1 is minimised by the
@@ -25,6 +25,11 @@ The loss, with each extra term switched by name (``terms``):
   shrinks, so items with almost none would outweigh the rest; with them in the
   term the model learned to leave alone anything that might be clean, the
   MusicGen-like chain included.
+
+The ``codec`` task learns to undo real lossy codecs (:func:`codec_pair`: Opus, MP3 or Vorbis
+at a compression level drawn per item, some of it after a codec-rate band limit). Encoding is
+the slow part of a step, so with ``pool`` set the pairs are made once, before training, by
+``workers`` processes, and each step draws its batch from them.
 """
 
 from __future__ import annotations
@@ -40,24 +45,30 @@ import soundfile as sf
 import torch
 
 from restorelab import degrade as dg
-from restorelab.audio import WORKING_RATE
-from restorelab.data import MIN_BANDWIDTH_HZ, read_manifest
+from restorelab.audio import WORKING_RATE, resample
+from restorelab.replication import Replication, replication_plan
+from restorelab.unet.corpus import MIN_BANDWIDTH_HZ, SPLITS, read_manifest
 from restorelab.dsp import Stft, long_term_power
-from restorelab.unet import BandPlan, Frontend, SpectralUNet, UNetConfig, enhance, log_power_offset, save_checkpoint
-from restorers.bandwidth_extension_dsp import BandwidthExtensionDspParams, replication_plan
+from restorelab.unet.losses import band_loss, lsd_loss, mrstft_loss, sisdr_loss
+from restorelab.unet.model import (BandPlan, Frontend, SpectralUNet, UNetConfig, enhance, log_power_offset,
+                                  save_checkpoint)
 
-MRSTFT = ((512, 128), (1024, 256), (2048, 512))
 DENOISE_DOMAINS = ("a", "b", "hiss", "musicgen")
 LOSS_TERMS = ("hf", "dnh", "lsd", "sisdr")
 #: Each task's extra loss terms, as the shipped checkpoints were trained.
-DEFAULT_TERMS = {"denoise": ("hf", "dnh", "sisdr"), "bwe": ("hf", "lsd")}
+DEFAULT_TERMS = {"denoise": ("hf", "dnh", "sisdr"), "bwe": ("hf", "lsd"), "codec": ("dnh", "lsd", "sisdr")}
+#: Codec task: each codec's range of libsndfile compression levels (see ``degrade.codec_round_trip``).
+#: On mono music they span about 13-104 kbps (Opus), 38-143 (MP3) and 57-125 (Vorbis): a stereo
+#: stream at twice those rates, from clearly audible to near transparent.
+CODEC_LEVELS = {"opus": (0.62, 0.99), "mp3": (0.0, 0.99), "vorbis": (0.3, 0.99)}
+#: Codec task: where the band limit that some items get before the codec falls (Hz).
+CODEC_BAND_LIMIT_HZ = (11000.0, 16000.0)
 #: The ``hiss`` domain's lowest SNR (dB).
 MIN_HISS_SNR_DB = 18.0
 #: Where the ``hiss`` domain's codec-like band limit falls (Hz): a 32 kHz codec's 16 kHz, and
 #: the 14.8-15.7 kHz cliffs measured on real MusicGen output, give or take.
 HISS_BAND_LIMIT_HZ = (14000.0, 17000.0)
 HISS_COLOURS = ("white", "pink")
-_MAG_EPS = 1e-5
 
 
 @dataclass
@@ -93,7 +104,20 @@ class TrainSettings:
     #: quantisation and hiss under a 16 kHz band) instead of a clean brick wall.
     musicgen_share: float = 0.0
     #: Bandwidth extension: where the generated band ends (inference must use the same).
-    max_frequency_hz: float = BandwidthExtensionDspParams.max_frequency_hz
+    max_frequency_hz: float = Replication.max_frequency_hz
+    #: Codec task: the codecs drawn from (see ``CODEC_LEVELS``).
+    codecs: tuple[str, ...] = tuple(CODEC_LEVELS)
+    #: Codec task: share of items band-limited (``CODEC_BAND_LIMIT_HZ``) before the codec, as
+    #: MusicGen's 32 kHz output is; their target is the clean audio under the same limit.
+    codec_band_limit_share: float = 0.3
+    #: Pairs made before training and drawn from at each step (0: each step makes its own).
+    pool: int = 0
+    #: Processes that make the pool (0: one per CPU).
+    workers: int = 0
+    #: Where the model trains (``cpu``, ``cuda``); the checkpoint is saved for the CPU either way.
+    device: str = "cpu"
+    #: Corpus split to train on (``data.SPLITS``; the other is for choosing checkpoints).
+    split: str = "train"
     seed: int = 0
     threads: int = 0
 
@@ -107,6 +131,15 @@ class TrainSettings:
             raise ValueError(f"unknown domains {sorted(unknown)}; known: {', '.join(DENOISE_DOMAINS)}")
         if self.recording_share is not None and not 0.0 <= self.recording_share <= 1.0:
             raise ValueError(f"recording_share must be within [0, 1], got {self.recording_share}")
+        self.codecs = tuple(self.codecs)
+        if not self.codecs or set(self.codecs) - set(CODEC_LEVELS):
+            raise ValueError(f"codecs must be some of {', '.join(CODEC_LEVELS)}, got {self.codecs}")
+        if not 0.0 <= self.codec_band_limit_share <= 1.0:
+            raise ValueError(f"codec_band_limit_share must be within [0, 1], got {self.codec_band_limit_share}")
+        if self.pool < 0 or self.workers < 0:
+            raise ValueError("pool and workers must not be negative")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.sisdr_weight < 0:
             raise ValueError(f"sisdr_weight must not be negative, got {self.sisdr_weight}")
         if self.max_hiss_snr_db <= MIN_HISS_SNR_DB:
@@ -130,11 +163,13 @@ class TrainSettings:
 # -- data ------------------------------------------------------------------------------------
 
 def load_corpus(cache: Path, log: Callable[[str], None] = print, min_bandwidth_hz: float = 0.0,
-                recording_share: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-    """The built cache's clips (those reaching ``min_bandwidth_hz``) as float32 ``[channels, samples]``,
-    and each clip's probability of being drawn: by duration, and with ``recording_share`` of the
-    total on the real recordings (the rest on the MIDI renders)."""
-    items = [item for item in read_manifest(cache) if item.bandwidth_hz >= min_bandwidth_hz]
+                recording_share: float | None = None, split: str = "train") -> tuple[list[np.ndarray], np.ndarray]:
+    """The built cache's clips of ``split`` (those reaching ``min_bandwidth_hz``) as float32
+    ``[channels, samples]``, and each clip's probability of being drawn: by duration, and with
+    ``recording_share`` of the total on the real recordings (the rest on the MIDI renders)."""
+    items = [item for item in read_manifest(cache) if item.bandwidth_hz >= min_bandwidth_hz and item.split == split]
+    if not items:
+        raise FileNotFoundError(f"{cache}: no clips of the {split} split reach {min_bandwidth_hz:.0f} Hz")
     if recording_share in (0.0, 1.0):  # a source never drawn is not read
         items = [item for item in items if (item.source == "recording") == (recording_share == 1.0)] or items
     clips = [sf.read(str(Path(cache) / item.file), dtype="float32", always_2d=True)[0].T for item in items]
@@ -203,6 +238,26 @@ def degrade_for_denoising(clean: np.ndarray, domain: str, rng: np.random.Generat
     return musicgen_chain(clean, rng), dg.band_limit(clean, sr, rng, cutoff_hz=16000.0)
 
 
+def codec_pair(clean: np.ndarray, rng: np.random.Generator, settings: TrainSettings | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(degraded, target)``: ``clean`` through one of ``settings.codecs`` at a level drawn from
+    ``CODEC_LEVELS`` (Opus at 48 kHz and back); a share band-limited first, target alike."""
+    settings = settings or TrainSettings(task="codec")
+    sr = WORKING_RATE
+    target = clean
+    if settings.codec_band_limit_share and rng.random() < settings.codec_band_limit_share:
+        target = dg.band_limit(clean, sr, rng, cutoff_hz=float(rng.uniform(*CODEC_BAND_LIMIT_HZ)))
+    codec = str(rng.choice(settings.codecs))
+    level = float(rng.uniform(*CODEC_LEVELS[codec]))
+    rate = sr if not dg.CODECS[codec][2] or sr in dg.CODECS[codec][2] else 48000
+    x = resample(target, sr, rate) if rate != sr else target
+    decoded, _ = dg.codec_round_trip(x, rate, codec, level)
+    decoded = resample(decoded, rate, sr) if rate != sr else decoded
+    n = clean.shape[-1]
+    decoded = np.pad(decoded[..., :n], [(0, 0), (0, max(0, n - decoded.shape[-1]))])
+    return np.ascontiguousarray(decoded, dtype=np.float32), target
+
+
 def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.Generator,
                weights: np.ndarray | None = None):
     """``(degraded, target, clean_flags, plans)``: tensors ``[batch, samples]`` and ``[batch]``, and for
@@ -212,7 +267,7 @@ def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.
     config = settings.config()
     stft = Stft(config.n_fft, config.hop)
     degraded, targets, is_clean, plans = [], [], [], []
-    replication = BandwidthExtensionDspParams(max_frequency_hz=settings.max_frequency_hz)
+    replication = Replication(max_frequency_hz=settings.max_frequency_hz)
     while len(degraded) < settings.batch:
         clean = draw_excerpt(clips, n, rng, weights=weights)
         flag = False
@@ -230,6 +285,8 @@ def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.
             target = clean
         elif "dnh" in settings.terms and rng.random() < settings.clean_share:
             x, target, flag = clean, clean, True
+        elif settings.task == "codec":
+            x, target = codec_pair(clean, rng, settings)
         else:
             x, target = degrade_for_denoising(clean, str(rng.choice(settings.domains)), rng, settings)
         degraded.append(x[0])
@@ -239,53 +296,56 @@ def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.
             torch.tensor(is_clean), plans)
 
 
-# -- loss --------------------------------------------------------------------------------
+# -- a pool of pairs made ahead ------------------------------------------------
 
-def _magnitude(audio: torch.Tensor, n_fft: int, hop: int, windows: dict) -> torch.Tensor:
-    if n_fft not in windows:
-        windows[n_fft] = torch.hann_window(n_fft)
-    spec = torch.stft(audio, n_fft, hop, window=windows[n_fft], center=True, return_complex=True)
-    return (spec.real.square() + spec.imag.square() + 1e-12).sqrt()
+@dataclass
+class PairPool:
+    """Pairs made before training: ``[items, samples]`` arrays, clean flags, plans (bandwidth extension)."""
 
+    degraded: np.ndarray
+    target: np.ndarray
+    is_clean: np.ndarray
+    plans: list
 
-def mrstft_loss(estimate: torch.Tensor, target: torch.Tensor, windows: dict) -> torch.Tensor:
-    total = estimate.new_zeros(())
-    for n_fft, hop in MRSTFT:
-        m_est, m_ref = _magnitude(estimate, n_fft, hop, windows), _magnitude(target, n_fft, hop, windows)
-        convergence = torch.linalg.norm(m_ref - m_est) / torch.linalg.norm(m_ref).clamp_min(1e-8)
-        log_l1 = (torch.log(m_ref + _MAG_EPS) - torch.log(m_est + _MAG_EPS)).abs().mean()
-        total = total + convergence + log_l1
-    return total / len(MRSTFT)
-
-
-def band_loss(estimate: torch.Tensor, target: torch.Tensor, start_bins: torch.Tensor, windows: dict
-              ) -> torch.Tensor:
-    """Log-magnitude L1 at 2048/512 over the bins at or above each item's ``start_bins``."""
-    m_est, m_ref = _magnitude(estimate, 2048, 512, windows), _magnitude(target, 2048, 512, windows)
-    bins = torch.arange(m_est.shape[1])[None, :, None]
-    weight = (bins >= start_bins[:, None, None]).float()
-    error = (torch.log(m_ref + _MAG_EPS) - torch.log(m_est + _MAG_EPS)).abs() * weight
-    return error.sum() / (weight.sum() * m_est.shape[-1]).clamp_min(1.0)
+    def draw(self, batch: int, rng: np.random.Generator, level_db: float = 6.0):
+        """A batch as :func:`make_batch` gives it, each pair at a level within ``level_db`` of its own."""
+        index = rng.integers(len(self.degraded), size=batch)
+        gain = (10 ** (rng.uniform(-level_db, level_db, size=batch) / 20)).astype(np.float32)[:, None]
+        return (torch.from_numpy(self.degraded[index] * gain), torch.from_numpy(self.target[index] * gain),
+                torch.from_numpy(self.is_clean[index]), [self.plans[i] for i in index] if self.plans else [])
 
 
-def lsd_loss(estimate: torch.Tensor, target: torch.Tensor, windows: dict) -> torch.Tensor:
-    """Log-spectral distance as the evaluation defines it (log10 power, floor 1e-10), at 2048/512."""
-    p_est = _magnitude(estimate, 2048, 512, windows).square()
-    p_ref = _magnitude(target, 2048, 512, windows).square()
-    difference = torch.log10(p_ref.clamp_min(1e-10)) - torch.log10(p_est.clamp_min(1e-10))
-    return (difference.square().mean(dim=1) + 1e-8).sqrt().mean()
+_POOL_INPUTS: dict = {}
 
 
-def sisdr_loss(estimate: torch.Tensor, target: torch.Tensor, cap_db: float = 50.0) -> torch.Tensor:
-    """Mean over items of minus SI-SDR in dB (zero-mean), each item capped at ``cap_db``."""
-    target = target - target.mean(dim=-1, keepdim=True)
-    estimate = estimate - estimate.mean(dim=-1, keepdim=True)
-    energy = target.square().sum(dim=-1).clamp_min(1e-12)
-    scale = (estimate * target).sum(dim=-1) / energy
-    error = (estimate - scale[:, None] * target).square().sum(dim=-1)
-    kept = scale.square() * energy
-    floor = kept * 10 ** (-cap_db / 10)
-    return -(10 * torch.log10(kept.clamp_min(1e-20) / (error + floor).clamp_min(1e-20))).mean()
+def _pool_part(job: tuple[int, int]):
+    seed, count = job
+    inputs = _POOL_INPUTS
+    part = TrainSettings(**{**inputs["settings"].__dict__, "batch": count})
+    degraded, target, is_clean, plans = make_batch(inputs["clips"], part, np.random.default_rng([inputs["settings"].seed, seed]),
+                                                   inputs["weights"])
+    return degraded.numpy(), target.numpy(), is_clean.numpy(), plans
+
+
+def make_pool(clips: list[np.ndarray], weights: np.ndarray, settings: TrainSettings,
+              log: Callable[[str], None] = print) -> PairPool:
+    """``settings.pool`` pairs made by ``settings.workers`` processes (forked: the corpus is shared)."""
+    import multiprocessing
+    import os
+
+    started = time.time()
+    part = 64
+    jobs = [(i, min(part, settings.pool - i * part)) for i in range(math.ceil(settings.pool / part))]
+    _POOL_INPUTS.update(clips=clips, weights=weights, settings=settings)
+    try:
+        with multiprocessing.get_context("fork").Pool(settings.workers or os.cpu_count()) as workers:
+            parts = workers.map(_pool_part, jobs)
+    finally:
+        _POOL_INPUTS.clear()
+    pool = PairPool(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                    np.concatenate([p[2] for p in parts]), [plan for p in parts for plan in p[3]])
+    log(f"{len(pool.degraded)} pairs made in {time.time() - started:.0f} s")
+    return pool
 
 
 # -- the loop ---------------------------------------------------------------------------
@@ -299,10 +359,13 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
     rng = np.random.default_rng(settings.seed)
     # Extension learns from music that really has the band it generates.
     clips, weights = load_corpus(cache, log, MIN_BANDWIDTH_HZ if settings.task == "bwe" else 0.0,
-                                 settings.recording_share)
+                                 settings.recording_share, settings.split)
+    pool = make_pool(clips, weights, settings, log) if settings.pool else None  # before any CUDA work
+    device = torch.device(settings.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # every step has the same shapes
     config = settings.config()
-    model = SpectralUNet(config)
-    frontend = Frontend(config)
+    model = SpectralUNet(config).to(device)
+    frontend = Frontend(config).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / settings.steps)))
@@ -310,23 +373,25 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
     hf_start = int(round(4000 / (WORKING_RATE / config.n_fft)))
     history, started, running = [], time.time(), 0.0
     for step in range(settings.steps):
-        degraded, target, is_clean, plans = make_batch(clips, settings, rng, weights)
+        degraded, target, is_clean, plans = (pool.draw(settings.batch, rng) if pool is not None
+                                             else make_batch(clips, settings, rng, weights))
+        degraded, target, is_clean = degraded.to(device), target.to(device), is_clean.to(device)
         spec = frontend.stft(degraded)
         power = spec.real.square() + spec.imag.square()
         offset = log_power_offset(power)
-        plan = BandPlan.stack(plans, config.n_bins) if plans else None
+        plan = BandPlan.stack(plans, config.n_bins).to(device) if plans else None
         restored = enhance(model, frontend, spec, offset, plan)
         estimate = frontend.istft(restored, degraded.shape[-1])
         loss = mrstft_loss(estimate, target, windows)
         if "hf" in settings.terms:
-            starts = (torch.tensor([p.cutoff_bin for p in plans]) if plans
-                      else torch.full((len(target),), hf_start))
+            starts = (torch.tensor([p.cutoff_bin for p in plans], device=device) if plans
+                      else torch.full((len(target),), hf_start, device=device))
             loss = loss + band_loss(estimate, target, starts, windows)
         if "lsd" in settings.terms:
             loss = loss + lsd_loss(estimate, target, windows)
         if "sisdr" in settings.terms and not bool(is_clean.all()):
             loss = loss + settings.sisdr_weight * sisdr_loss(estimate[~is_clean], target[~is_clean])
-        if "dnh" in settings.terms and config.task == "denoise" and bool(is_clean.any()):
+        if "dnh" in settings.terms and config.task in ("denoise", "codec") and bool(is_clean.any()):
             gain = restored.abs() / spec.abs().clamp_min(1e-8)
             loss = loss + torch.log(gain[is_clean].clamp_min(1e-4)).abs().mean()
         optimiser.zero_grad(set_to_none=True)
@@ -340,18 +405,25 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
             running = 0.0
             history.append((step + 1, round(mean, 4)))
             log(f"step {step + 1}/{settings.steps}  loss {mean:.4f}  {time.time() - started:.0f} s")
+        if out is not None and (step + 1) % 500 == 0 and step + 1 < settings.steps:
+            save_checkpoint(out, model, _meta(settings, model, history, started))  # a run cut short keeps its work
     model.eval()
-    meta = {
-        "settings": {**settings.__dict__, "channels": list(settings.channels), "domains": list(settings.domains),
-                     "terms": list(settings.terms), "hiss_colours": list(settings.hiss_colours)},
-        "loss_history": history,
-        "train_seconds": round(time.time() - started, 1),
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+    meta = _meta(settings, model, history, started)
     if out is not None:
         save_checkpoint(out, model, meta)
         log(f"wrote {out}")
-    return model, meta
+    return model.cpu(), meta
+
+
+def _meta(settings: TrainSettings, model: SpectralUNet, history: list, started: float) -> dict:
+    return {
+        "settings": {**settings.__dict__, "channels": list(settings.channels), "domains": list(settings.domains),
+                     "terms": list(settings.terms), "hiss_colours": list(settings.hiss_colours),
+                     "codecs": list(settings.codecs)},
+        "loss_history": list(history),
+        "train_seconds": round(time.time() - started, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 __all__ = ["TrainSettings", "train", "load_corpus", "make_batch", "mrstft_loss", "band_loss", "lsd_loss"]
