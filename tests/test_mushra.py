@@ -548,3 +548,106 @@ def test_rating_rows_are_bounded_before_they_are_written():
         _bounded({**row, "study_id": "s" * 65})
     with pytest.raises(ValueError, match="^kind must be one of .*, got 'alien'$"):
         _bounded({**row, "kind": "alien"})
+
+
+# -- rate_page on its own: every field of every row ------------------------------------------------
+
+def _page_of_three(store):
+    from restorelab.listening.mushra import Page, PlannedPage
+    from restorelab.listening.study import StudyCandidate
+
+    conditions = [StudyCandidate(("input",), "input.flac", "a" * 64, [], "input"),
+                  StudyCandidate(("spectral_gate_hf", "mcra_wiener"), "s.flac", "b" * 64,
+                                 [{"restorer": "spectral_gate_hf", "x": 1}, {"restorer": "mcra_wiener"}], "system"),
+                  StudyCandidate((HIDDEN_REFERENCE,), "ref.flac", "c" * 64, [], "hidden_reference")]
+    tokens = [store.publish(b"sound") for _ in range(4)]
+    planned = PlannedPage("item7", tuple(c.label for c in conditions))
+    return Page("page-1", planned, conditions, tokens[0], tokens[1:], start_s=1.25, duration_s=4.0,
+                loudness_lufs=-23.04)
+
+
+def _fetch_all(store, page):
+    for token in page.all_tokens:
+        store.take(token)
+    return min(store.fetched_at(token) for token in page.all_tokens)
+
+
+def test_rate_page_rows_carry_every_field_exactly():
+    from datetime import datetime
+
+    from restorelab import __version__
+    from restorelab.listening.mushra import PageReport, rate_page
+    from restorelab.listening.trials import Session
+
+    store = StimulusStore()
+    page = _page_of_three(store)
+    first = _fetch_all(store, page)
+    session = Session("session-9", flags={"earlier"})
+    report = PageReport("page-1", 4.0, (4.0, 3.5, 4.0), (40, 72, 90))
+    rules = ListenRules(min_listen_s=1.0, min_decision_s=2.0)
+    rows = rate_page(session, page, report, rules, store, now=first + 20.0, study_id="m1", listener_id="L",
+                     listener_index=3, clip_source="upload", completion_code="CODE", questionnaire='{"a": 1}')
+    assert [list(row) for row in rows] == [list(RATING_FIELDS)] * 3
+    stamps = {row.pop("timestamp_utc") for row in rows}
+    assert len(stamps) == 1 and datetime.fromisoformat(stamps.pop()).utcoffset().total_seconds() == 0
+    shared = {"study_id": "m1", "listener_id": "L", "listener_index": "3", "session_id": "session-9",
+              "page_id": "page-1", "clip_id": "item7", "clip_source": "upload", "reference_heard_s": "4.000",
+              "page_s": "20.000", "loudness_target_lufs": "-23.0", "excerpt_start_s": "1.250",
+              "excerpt_duration_s": "4.000", "flags": "earlier", "completion_code": "CODE",
+              "questionnaire": '{"a": 1}', "app_version": __version__}
+    assert rows == [
+        {**shared, "condition": "input", "kind": "input", "position": "1", "score": "40", "heard_s": "4.000",
+         "settings": "[]", "stimulus_sha256": "a" * 64, "check": "", "check_passed": ""},
+        {**shared, "condition": "spectral_gate_hf=mcra_wiener", "kind": "system", "position": "2", "score": "72",
+         "heard_s": "3.500", "settings": '[{"restorer": "spectral_gate_hf", "x": 1}, {"restorer": "mcra_wiener"}]',
+         "stimulus_sha256": "b" * 64, "check": "", "check_passed": ""},
+        {**shared, "condition": HIDDEN_REFERENCE, "kind": "hidden_reference", "position": "3", "score": "90",
+         "heard_s": "4.000", "settings": "[]", "stimulus_sha256": "c" * 64, "check": "hidden_reference",
+         "check_passed": "pass"},  # 90 is found: the check's boundary
+    ]
+    assert session.flags == {"earlier"} and session.vote_times == []  # rating changes nothing
+
+
+@pytest.mark.parametrize("reference_score, passed", [(89, "fail"), (90, "pass"), (100, "pass"), (0, "fail")])
+def test_rate_page_hidden_reference_check_boundary(reference_score, passed):
+    from restorelab.listening.mushra import PageReport, rate_page
+    from restorelab.listening.trials import Session
+
+    store = StimulusStore()
+    page = _page_of_three(store)
+    first = _fetch_all(store, page)
+    report = PageReport("page-1", 1.0, (1.0, 1.0, 1.0), (0, 0, reference_score))
+    rows = rate_page(Session("s"), page, report, ListenRules(min_listen_s=1.0, min_decision_s=0.0), store,
+                     now=first + 10.0)
+    assert [row["check_passed"] for row in rows] == ["", "", passed]
+
+
+@pytest.mark.parametrize("seconds, fast", [(5.9, True), (6.0, False)])
+def test_rate_page_flags_a_page_decided_faster_than_its_listening_allows(seconds, fast):
+    """Four sounds of 1 s each to hear, plus 2 s to decide: 6 s from the first fetch."""
+    from restorelab.listening.mushra import PageReport, rate_page
+    from restorelab.listening.trials import Session
+
+    store = StimulusStore()
+    page = _page_of_three(store)
+    first = _fetch_all(store, page)
+    report = PageReport("page-1", 1.0, (1.0, 1.0, 1.0), (10, 20, 95))
+    rows = rate_page(Session("s", flags={"rate"}), page, report,
+                     ListenRules(min_listen_s=1.0, min_decision_s=2.0), store, now=first + seconds)
+    assert {row["flags"] for row in rows} == {"fast rate" if fast else "rate"}
+    assert {row["page_s"] for row in rows} == {f"{seconds:.3f}"}
+
+
+def test_rate_page_refuses_a_report_for_another_page_or_unheard_sounds():
+    from restorelab.listening.mushra import PageReport, rate_page
+    from restorelab.listening.trials import Session
+
+    store = StimulusStore()
+    page = _page_of_three(store)
+    rules = ListenRules(min_listen_s=1.0, min_decision_s=0.0)
+    report = PageReport("page-1", 1.0, (1.0, 1.0, 1.0), (10, 20, 95))
+    with pytest.raises(ListeningError, match="^That page has already been rated or replaced"):
+        rate_page(Session("s"), page, PageReport("page-2", 1.0, (1.0,) * 3, (1, 2, 3)), rules, store, now=1e9)
+    store.take(page.reference_token)
+    with pytest.raises(ListeningError, match="The sound 1 sound's audio was never loaded"):
+        rate_page(Session("s"), page, report, rules, store, now=1e9)
