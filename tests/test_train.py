@@ -297,7 +297,8 @@ def test_a_pool_made_by_worker_processes_serves_batches_at_varied_levels(corpus)
 @pytest.mark.parametrize("bad, message", [
     (dict(codecs=("aac",)), "codecs must be some of"), (dict(codecs=()), "codecs must be some of"),
     (dict(codec_band_limit_share=2.0), "codec_band_limit_share must be within"),
-    (dict(pool=-1), "must not be negative"), (dict(split="test"), "split must be one of")])
+    (dict(pool=-1), "must not be negative"), (dict(split="test"), "split must be one of"),
+    (dict(checkpoint_every=0), "checkpoint_every must be at least 1")])
 def test_codec_settings_refuse_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainSettings(task="codec", **bad)
@@ -316,6 +317,20 @@ def test_train_command_makes_a_codec_checkpoint_from_a_pool(tmp_path, corpus, ca
     audio = corpus[0][:, :SR]
     restored = get_restorer("unet_codec", checkpoint=str(out))(audio, SR)
     assert restored.shape == audio.shape and np.all(np.isfinite(restored))
+
+
+def test_a_run_writes_checkpoints_as_it_goes_each_saying_how_far_it_got(tmp_path, cache, monkeypatch):
+    from restorelab.unet import train as T
+
+    saved = []
+    monkeypatch.setattr(T, "save_checkpoint", lambda path, model, meta: saved.append((path, meta["steps_done"])))
+    settings = TrainSettings(task="codec", channels=(4, 8), steps=5, batch=2, segment_s=0.5, codecs=("vorbis",),
+                             checkpoint_every=2)
+    T.train(settings, cache, tmp_path / "m.pt", log=lambda _: None)
+    assert saved == [(tmp_path / "m.pt", 2), (tmp_path / "m.pt", 4), (tmp_path / "m.pt", 5)]
+    saved.clear()
+    T.train(settings, cache, None, log=lambda _: None)
+    assert saved == []  # nowhere to write
 
 
 def test_train_command_refuses_bad_settings_in_one_line(tmp_path, cache, capsys):

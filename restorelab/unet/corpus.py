@@ -16,7 +16,7 @@ or the ``validation`` split (:data:`VALIDATION_SHARE` of them): checkpoints and
 recipes are chosen on the validation split, never on the evaluation excerpts.
 
 Everything is written as 24-bit FLAC at the working rate with a ``manifest.tsv``
-(file, source, package, licence, seconds, measured bandwidth). Training pairs
+(file, source, package, licence, seconds, measured bandwidth, split). Training pairs
 are made from these clips on the fly by :mod:`restorelab.degrade`.
 """
 

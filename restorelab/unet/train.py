@@ -46,9 +46,9 @@ import torch
 
 from restorelab import degrade as dg
 from restorelab.audio import WORKING_RATE, resample
+from restorelab.dsp import Stft, long_term_power
 from restorelab.replication import Replication, replication_plan
 from restorelab.unet.corpus import MIN_BANDWIDTH_HZ, SPLITS, read_manifest
-from restorelab.dsp import Stft, long_term_power
 from restorelab.unet.losses import band_loss, lsd_loss, mrstft_loss, sisdr_loss
 from restorelab.unet.model import (BandPlan, Frontend, SpectralUNet, UNetConfig, enhance, log_power_offset,
                                   save_checkpoint)
@@ -116,8 +116,10 @@ class TrainSettings:
     workers: int = 0
     #: Where the model trains (``cpu``, ``cuda``); the checkpoint is saved for the CPU either way.
     device: str = "cpu"
-    #: Corpus split to train on (``data.SPLITS``; the other is for choosing checkpoints).
+    #: Corpus split to train on (``corpus.SPLITS``; the other is for choosing checkpoints).
     split: str = "train"
+    #: Steps between checkpoints written during training (a run cut short keeps its work).
+    checkpoint_every: int = 500
     seed: int = 0
     threads: int = 0
 
@@ -138,6 +140,8 @@ class TrainSettings:
             raise ValueError(f"codec_band_limit_share must be within [0, 1], got {self.codec_band_limit_share}")
         if self.pool < 0 or self.workers < 0:
             raise ValueError("pool and workers must not be negative")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.sisdr_weight < 0:
@@ -319,11 +323,12 @@ _POOL_INPUTS: dict = {}
 
 
 def _pool_part(job: tuple[int, int]):
-    seed, count = job
-    inputs = _POOL_INPUTS
-    part = TrainSettings(**{**inputs["settings"].__dict__, "batch": count})
-    degraded, target, is_clean, plans = make_batch(inputs["clips"], part, np.random.default_rng([inputs["settings"].seed, seed]),
-                                                   inputs["weights"])
+    """One worker's share of the pool: ``count`` pairs with a generator of their own."""
+    index, count = job
+    settings = _POOL_INPUTS["settings"]
+    rng = np.random.default_rng([settings.seed, index])
+    part = TrainSettings(**{**settings.__dict__, "batch": count})
+    degraded, target, is_clean, plans = make_batch(_POOL_INPUTS["clips"], part, rng, _POOL_INPUTS["weights"])
     return degraded.numpy(), target.numpy(), is_clean.numpy(), plans
 
 
@@ -405,18 +410,20 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
             running = 0.0
             history.append((step + 1, round(mean, 4)))
             log(f"step {step + 1}/{settings.steps}  loss {mean:.4f}  {time.time() - started:.0f} s")
-        if out is not None and (step + 1) % 500 == 0 and step + 1 < settings.steps:
-            save_checkpoint(out, model, _meta(settings, model, history, started))  # a run cut short keeps its work
+        if out is not None and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+            # A run cut short keeps its work; ``steps_done`` says where it stood.
+            save_checkpoint(out, model, _meta(settings, model, history, started, step + 1))
     model.eval()
-    meta = _meta(settings, model, history, started)
+    meta = _meta(settings, model, history, started, settings.steps)
     if out is not None:
         save_checkpoint(out, model, meta)
         log(f"wrote {out}")
     return model.cpu(), meta
 
 
-def _meta(settings: TrainSettings, model: SpectralUNet, history: list, started: float) -> dict:
+def _meta(settings: TrainSettings, model: SpectralUNet, history: list, started: float, steps_done: int) -> dict:
     return {
+        "steps_done": steps_done,
         "settings": {**settings.__dict__, "channels": list(settings.channels), "domains": list(settings.domains),
                      "terms": list(settings.terms), "hiss_colours": list(settings.hiss_colours),
                      "codecs": list(settings.codecs)},
