@@ -167,6 +167,8 @@ def test_compare_listen_vote_export(server, browser):
     page.click("#compare")
     wait_text(page, "#compare-status", f"Compared {len(AVAILABLE)} restorer(s)")
     page.wait_for_selector("#psd .js-plotly-plot", timeout=30000)
+    # Gradio's images load lazily: below four rows of players the grid waits until scrolled to.
+    page.locator("#mel").scroll_into_view_if_needed()
     page.wait_for_selector("#mel img", timeout=30000)
     page.wait_for_function(  # every visible player decoded its clip
         "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
