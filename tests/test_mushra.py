@@ -651,3 +651,26 @@ def test_rate_page_refuses_a_report_for_another_page_or_unheard_sounds():
     store.take(page.reference_token)
     with pytest.raises(ListeningError, match="The sound 1 sound's audio was never loaded"):
         rate_page(Session("s"), page, report, rules, store, now=1e9)
+
+
+def test_the_bootstrap_interval_is_the_exact_resampling_distributions_percentiles():
+    """Listeners and items both resampled: for a 4 x 3 design the bootstrap distribution has
+    4^4 * 3^3 = 6,912 equally likely outcomes, enumerated here. The interval must be its 2.5 and
+    97.5 percentiles per condition (within the sampling error of 20,000 resamples, well inside
+    the 2-3 % and 97-98 % quantiles, which are distinct from the 1.5, 3.5, 96.5 and 98.5 %)."""
+    import itertools
+
+    from restorelab.listening.mushra_results import _bootstrap
+
+    rng = np.random.default_rng(5)
+    cube = rng.uniform(0, 100, size=(4, 3, 2))
+    cube[:, :, 1] += 200  # the second condition elsewhere: a mix-up of conditions shows
+    exact = np.array([cube[np.ix_(ls, its)].mean(axis=(0, 1))
+                      for ls in itertools.product(range(4), repeat=4)
+                      for its in itertools.product(range(3), repeat=3)])
+    low, high = _bootstrap(cube, 20000, seed=1)
+    assert low.shape == high.shape == (2,)
+    for k in range(2):
+        q = np.percentile(exact[:, k], [1.5, 2.0, 3.0, 3.5, 96.5, 97.0, 98.0, 98.5])
+        assert q[0] < q[1] < q[2] < q[3] and q[4] < q[5] < q[6] < q[7]
+        assert q[1] < low[k] < q[2] and q[5] < high[k] < q[6]
