@@ -674,3 +674,34 @@ def test_the_bootstrap_interval_is_the_exact_resampling_distributions_percentile
         q = np.percentile(exact[:, k], [1.5, 2.0, 3.0, 3.5, 96.5, 97.0, 98.0, 98.5])
         assert q[0] < q[1] < q[2] < q[3] and q[4] < q[5] < q[6] < q[7]
         assert q[1] < low[k] < q[2] and q[5] < high[k] < q[6]
+
+
+def test_the_markdown_report_has_every_section_in_order_and_says_when_there_is_nothing():
+    from dataclasses import replace
+
+    from restorelab.listening.mushra_results import MEAN_COLUMNS, MushraResults, mushra_markdown
+
+    row = {"condition": "input", "mean": 41.0, "ci_low": 30.0, "ci_high": 52.0, "median": 40.0, "ratings": 4,
+           "listeners": 4, "interval": "bootstrap"}
+    correlation = {"metric": "lsd", "points": 8, "pearson_r": -0.9, "pearson_p": 0.01, "spearman_rho": -0.8,
+                   "spearman_p": 0.02, "better_when": "lower"}
+    results = MushraResults("s7", [], [row], [row], per_item={"item0": [row], "item1": []},
+                            correlations=[correlation], metric_table=[{"condition": "input", "mean_score": 41.0}],
+                            rule="The rule.")
+    text = mushra_markdown(results)
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings == ["# Study s7 (MUSHRA)", "## Mean score per condition (listeners kept)",
+                        "## What the metrics predict", "## Mean score per condition with every listener",
+                        "## Per item (listeners kept; 95 % t-interval over listeners)", "### item0", "### item1",
+                        "## Listeners"]
+    assert "0 listener(s), 0 excluded, 0 kept. The rule." in text.splitlines()
+    assert "| " + " | ".join(MEAN_COLUMNS) + " |" in text
+    assert "| input | 41.000 | 30.000 | 52.000 | 40.000 | 4 | 4 | bootstrap |" in text
+    assert "percentile bootstrap resampling listeners and items together (2000 samples)" in text
+    assert "| lsd | 8 | -0.900 | 0.010 | -0.800 | 0.020 | lower |" in text
+    assert "| input | 41.000 |  |  |  |" in text  # the metric table, metrics missing
+    # item1 has no ratings; a study without correlations has no section for them.
+    assert text.split("### item1")[1].strip().startswith("No ratings.")
+    empty = mushra_markdown(replace(results, overall=[], everyone=[], correlations=[], per_item={}))
+    assert "## What the metrics predict" not in empty
+    assert empty.count("No ratings.") == 2
