@@ -558,7 +558,7 @@ def _page_of_three(store):
 
     conditions = [StudyCandidate(("input",), "input.flac", "a" * 64, [], "input"),
                   StudyCandidate(("spectral_gate_hf", "mcra_wiener"), "s.flac", "b" * 64,
-                                 [{"restorer": "spectral_gate_hf", "x": 1}, {"restorer": "mcra_wiener"}], "system"),
+                                 [{"x": 1, "restorer": "spectral_gate_hf"}, {"restorer": "mcra_wiener"}], "system"),
                   StudyCandidate((HIDDEN_REFERENCE,), "ref.flac", "c" * 64, [], "hidden_reference")]
     tokens = [store.publish(b"sound") for _ in range(4)]
     planned = PlannedPage("item7", tuple(c.label for c in conditions))
@@ -620,6 +620,8 @@ def test_rate_page_hidden_reference_check_boundary(reference_score, passed):
     rows = rate_page(Session("s"), page, report, ListenRules(min_listen_s=1.0, min_decision_s=0.0), store,
                      now=first + 10.0)
     assert [row["check_passed"] for row in rows] == ["", "", passed]
+    # Study fields not given are empty, never missing.
+    assert {row[name] for row in rows for name in ("study_id", "listener_id", "completion_code")} == {""}
 
 
 @pytest.mark.parametrize("seconds, fast", [(5.9, True), (6.0, False)])
@@ -649,8 +651,15 @@ def test_rate_page_refuses_a_report_for_another_page_or_unheard_sounds():
     with pytest.raises(ListeningError, match="^That page has already been rated or replaced"):
         rate_page(Session("s"), page, PageReport("page-2", 1.0, (1.0,) * 3, (1, 2, 3)), rules, store, now=1e9)
     store.take(page.reference_token)
-    with pytest.raises(ListeningError, match="The sound 1 sound's audio was never loaded"):
+    with pytest.raises(ListeningError, match="^The sound 1 sound's audio was never loaded: play every sound through "
+                                             "the player before submitting.$"):
         rate_page(Session("s"), page, report, rules, store, now=1e9)
+    first = _fetch_all(store, page)
+    busy = Session("s", vote_times=[first, first + 1.0])
+    with pytest.raises(ListeningError, match=r"^You are submitting faster than this test allows \(2 pages a minute\); "
+                                             r"take your time with each page.$"):
+        rate_page(busy, page, report, ListenRules(min_listen_s=1.0, min_decision_s=0.0, max_votes_per_minute=2),
+                  store, now=first + 10.0)
 
 
 def test_the_bootstrap_interval_is_the_exact_resampling_distributions_percentiles():
@@ -705,3 +714,144 @@ def test_the_markdown_report_has_every_section_in_order_and_says_when_there_is_n
     empty = mushra_markdown(replace(results, overall=[], everyone=[], correlations=[], per_item={}))
     assert "## What the metrics predict" not in empty
     assert empty.count("No ratings.") == 2
+
+
+def _two_way_by_hand(cells):
+    """The same interval from sums of squares written out cell by cell (no array shortcuts)."""
+    from scipy import stats
+
+    rows, cols = len(cells), len(cells[0])
+    grand = sum(sum(r) for r in cells) / (rows * cols)
+    row_means = [sum(r) / cols for r in cells]
+    col_means = [sum(cells[i][j] for i in range(rows)) / rows for j in range(cols)]
+    ss_rows = cols * sum((m - grand) ** 2 for m in row_means)
+    ss_cols = rows * sum((m - grand) ** 2 for m in col_means)
+    ss_res = sum((cells[i][j] - row_means[i] - col_means[j] + grand) ** 2 for i in range(rows) for j in range(cols))
+    ms_r, ms_c, ms_e = ss_rows / (rows - 1), ss_cols / (cols - 1), ss_res / ((rows - 1) * (cols - 1))
+    combined = max(ms_r + ms_c - ms_e, ms_r, ms_c)
+    df = combined ** 2 / (ms_r ** 2 / (rows - 1) + ms_c ** 2 / (cols - 1) + ms_e ** 2 / ((rows - 1) * (cols - 1)))
+    return stats.t.ppf(0.975, df) * (combined / (rows * cols)) ** 0.5, ms_r, ms_c, ms_e
+
+
+@pytest.mark.parametrize("cells", [
+    [[61.0, 70.0, 55.0], [72.0, 64.0, 81.0], [50.0, 58.0, 49.0], [66.0, 80.0, 71.0]],  # all three effects
+    [[10.0, 90.0, 30.0], [80.0, 20.0, 60.0], [40.0, 70.0, 10.0]],  # residual dominates: falls back to a MS
+    [[0.10, 0.30, 0.20], [0.40, 0.25, 0.35]],  # everything under 1: still an interval
+])
+def test_the_two_way_interval_matches_sums_of_squares_written_out(cells):
+    from restorelab.listening.mushra_results import two_way_half_width
+
+    expected, ms_r, ms_c, ms_e = _two_way_by_hand(cells)
+    assert ms_e > 0 and ms_r > 0 and ms_c > 0  # each case has residual and both main effects
+    assert two_way_half_width(np.array(cells)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_two_way_fallback_takes_the_larger_main_effect():
+    from restorelab.listening.mushra_results import two_way_half_width
+
+    # Listeners differ more than items, and the residual outweighs both: combined = MS_listeners.
+    cells = [[10.0, 90.0, 30.0, 50.0], [95.0, 20.0, 60.0, 80.0], [40.0, 70.0, 5.0, 30.0]]
+    expected, ms_r, ms_c, ms_e = _two_way_by_hand(cells)
+    assert ms_r + ms_c - ms_e < max(ms_r, ms_c) and ms_r != ms_c
+    assert two_way_half_width(np.array(cells)) == pytest.approx(expected, rel=1e-12)
+    transposed = [list(column) for column in zip(*cells)]
+    assert two_way_half_width(np.array(transposed)) == pytest.approx(_two_way_by_hand(transposed)[0], rel=1e-12)
+
+
+def test_the_item_table_rows_are_complete_and_best_first():
+    rows = [rating_row(f"p{k}", name, str(score)) for k, (name, score) in
+            enumerate([("a", 20), ("a", 40), ("b", 90), ("b", 70), ("b", 80), ("c", 55)])]
+    table = item_means(rows)
+    assert [row["condition"] for row in table] == ["b", "c", "a"]
+    b, c, a = table
+    assert set(b) == {"condition", "mean", "ci_low", "ci_high", "median", "ratings", "listeners", "interval"}
+    assert (b["mean"], b["median"], b["ratings"], b["listeners"], b["interval"]) == (80.0, 80.0, 3, 3, "t")
+    # One rating has no interval; two have t(0.975, 1) = 12.706 times sd 14.14 over sqrt 2.
+    assert np.isnan(c["ci_low"]) and np.isnan(c["ci_high"]) and c["ratings"] == 1 and c["median"] == 55.0
+    assert a["ci_high"] - a["mean"] == pytest.approx(12.7062 * np.sqrt(200) / np.sqrt(2), rel=1e-4)
+
+
+def test_correlations_skip_metrics_with_too_few_or_constant_points_and_say_which_way_is_better():
+    def point(k, **metrics):
+        return {"item": "i", "condition": f"c{k}", "kind": "system", "score": 10.0 * k,
+                **{"lsd": None, "si_sdr_db": None, "visqol_moslqo": None, **metrics}}
+
+    # Three points are enough; LSD constant and ViSQOL on two points only are skipped; the ones
+    # after a skipped metric are still computed.
+    # (SI-SDR spans exactly 1 dB: a range of 1 is not a constant.)
+    points = [point(0, lsd=1.0, si_sdr_db=10.0, visqol_moslqo=2.0),
+              point(1, lsd=1.0, si_sdr_db=10.4, visqol_moslqo=3.0), point(2, lsd=1.0, si_sdr_db=11.0)]
+    table = correlate(points)
+    assert [row["metric"] for row in table] == ["si_sdr_db"]
+    (row,) = table
+    assert set(row) == {"metric", "points", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "better_when"}
+    assert row["points"] == 3 and row["better_when"] == "higher" and row["spearman_p"] == pytest.approx(0.0)
+    two_lsd = [point(0, lsd=1.0, si_sdr_db=10.0), point(1, lsd=2.0, si_sdr_db=12.0), point(2, si_sdr_db=15.0)]
+    assert [row["metric"] for row in correlate(two_lsd)] == ["si_sdr_db"]  # LSD on two points skipped
+    # Scores spanning exactly 1 still correlate.
+    close = correlate([{**p, "score": 50.0 + 0.5 * k} for k, p in enumerate(points)])
+    assert [row["metric"] for row in close] == ["si_sdr_db"]
+    # Scores all equal: no correlation can be computed for any metric.
+    assert correlate([{**p, "score": 50.0} for p in points]) == []
+    lsd = correlate([point(k, lsd=3.0 - k) for k in range(4)])
+    assert lsd[0]["better_when"] == "lower" and lsd[0]["pearson_r"] == pytest.approx(-1.0)
+    assert 0 <= lsd[0]["pearson_p"] < 1e-6
+
+
+def _page_rows(listener, page, reference, mid=20, questionnaire="", flags="", clip=None):
+    base = dict(listener_id=listener, page_id=page, clip_id=clip or page, questionnaire=questionnaire, flags=flags)
+    return [{**rating_row(page, HIDDEN_REFERENCE, str(reference)), **base, "kind": "hidden_reference"},
+            {**rating_row(page, MID_ANCHOR, str(mid)), **base, "kind": "anchor"},
+            {**rating_row(page, "input", "40"), **base}]
+
+
+def test_screening_counts_at_its_boundaries():
+    """The hidden reference at exactly 90 is found, the mid anchor at exactly 90 is not above it,
+    and a listener is excluded only past 15 % of the items: 3 of 20 (15 %) is kept, 4 of 20 is not."""
+    rows = []
+    for k in range(20):  # "keeps": 3 misses, 3 mid anchors above 90, the rest exactly at 90
+        rows += _page_rows("keeps", f"k{k}", 89 if k < 3 else 90, mid=91 if k < 3 else 90, questionnaire='{"q": 1}')
+    for k in range(20):  # "drops": 4 of each
+        rows += _page_rows("drops", f"d{k}", 10 if k < 4 else 100, mid=100 if k < 4 else 0,
+                           questionnaire='{"q": 2}' if k == 0 else "")
+    drops, keeps = screen(rows)  # sorted by id
+    assert (keeps.listener_id, keeps.items, keeps.reference_below_90, keeps.mid_anchor_above_90, keeps.excluded,
+            keeps.questionnaire) == ("keeps", 20, 3, 3, "", '{"q": 1}')
+    assert (drops.items, drops.reference_below_90, drops.mid_anchor_above_90) == (20, 4, 4)
+    assert drops.excluded == ("rated the hidden reference below 90 on 4 of 20 items; "
+                              "rated the 7 kHz anchor above 90 on 4 of 20 items")
+    assert drops.questionnaire == '{"q": 2}'  # from the listener's first row
+
+
+def test_screening_excludes_a_listener_whose_pages_broke_the_pace_rules():
+    rows = _page_rows("a", "p1", 100, flags="rate") + _page_rows("a", "p2", 100) + _page_rows("b", "p3", 100)
+    a, b = screen(rows)
+    assert a.excluded == "rated faster than the listening rules allow" and b.excluded == ""
+    assert a.items == 2 and b.items == 1
+
+
+def test_a_cell_rated_twice_is_their_mean_and_an_unrated_cell_is_empty():
+    from restorelab.listening.mushra_results import _cube
+
+    rows = [{**rating_row("p1", "a", "40"), "listener_id": "l1"}, {**rating_row("p2", "a", "60"), "listener_id": "l1"},
+            {**rating_row("p3", "b=c", "90"), "listener_id": "l2"}]
+    listeners, items, conditions, cube = _cube(rows)
+    assert (listeners, items, conditions) == (["l1", "l2"], ["item0"], ["a", "b", "c"])
+    assert cube[0, 0, 0] == 50.0 and cube[1, 0, 1] == cube[1, 0, 2] == 90.0  # a merged sound scores for each
+    assert np.isnan(cube[1, 0, 0]) and np.isnan(cube[0, 0, 1])
+
+
+def test_the_overall_table_says_which_interval_it_used():
+    def rows_of(listeners, items):
+        return [{**rating_row(f"{l}{i}", "x", str(50 + 7 * l + 3 * i + (l * i) % 3), clip=f"i{i}"),
+                 "listener_id": f"l{l}"} for l in range(listeners) for i in range(items)]
+
+    (two_by_two,) = condition_means(rows_of(2, 2))
+    (one_item,) = condition_means(rows_of(3, 1), n_bootstrap=200)
+    assert two_by_two["interval"] == "two-way ANOVA t" and one_item["interval"] == "bootstrap"
+    assert set(two_by_two) == {"condition", "mean", "ci_low", "ci_high", "median", "ratings", "listeners",
+                               "interval"}
+    values = [50, 53, 57, 61]  # l0: 50, 53; l1: 57, 61 (the (l * i) % 3 term adds 1 to l1 i1)
+    assert (two_by_two["mean"], two_by_two["median"], two_by_two["ratings"], two_by_two["listeners"]) == (
+        np.mean(values), np.median(values), 4, 2)
+    assert one_item["ci_low"] < one_item["mean"] < one_item["ci_high"]
