@@ -855,3 +855,46 @@ def test_the_overall_table_says_which_interval_it_used():
     assert (two_by_two["mean"], two_by_two["median"], two_by_two["ratings"], two_by_two["listeners"]) == (
         np.mean(values), np.median(values), 4, 2)
     assert one_item["ci_low"] < one_item["mean"] < one_item["ci_high"]
+
+
+def test_results_keep_only_this_studys_rated_rows_and_write_tables_with_their_headers_and_rounding(
+        four_item_study, tmp_path):
+    from restorelab.listening.mushra_results import LISTENER_COLUMNS, MEAN_COLUMNS
+
+    rows = simulated_ratings(four_item_study, listeners=6, careless=(), seed=3)
+    stray = [{**rows[0], "study_id": "another"}, {**rows[1], "listener_id": ""}]
+    results = mushra_results(four_item_study, rows + stray, n_bootstrap=50)
+    assert results.study_id == four_item_study.id and len(results.ratings) == len(rows)
+    assert results.rule == ("BS.1534-3 post-screening: a listener is excluded who rated the hidden reference below 90 "
+                            "on more than 15% of their items, or the 7 kHz anchor above 90 on more than 15% of them; "
+                            "also (a rule of this project) one who rated faster than the listening rules allow.")
+    # Each item's table holds that item's ratings only; every condition's scores are kept under its name.
+    for clip in four_item_study.clips:
+        mine = [row for row in rows if row["clip_id"] == clip.id]
+        assert sum(row["ratings"] for row in results.per_item[clip.id]) == len(mine)
+    assert sum(len(v) for v in results.scores.values()) == len(rows) and None not in results.scores
+    assert {p["item"] for p in results.points} == {clip.id for clip in four_item_study.clips}
+    for row in results.metric_table:  # each condition's metrics are the mean over its own points
+        mine = [p for p in results.points if p["condition"] == row["condition"]]
+        assert row["lsd"] == pytest.approx(np.mean([p["lsd"] for p in mine]))
+    write_mushra_results(results, tmp_path / "a" / "b")  # folders made as needed
+
+    def header_and_rows(name):
+        with (tmp_path / "a" / "b" / name).open(newline="") as handle:
+            reader = csv.reader(handle)
+            return next(reader), list(reader)
+
+    correlation_columns = ["metric", "points", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "better_when"]
+    assert header_and_rows("mushra_means.csv")[0] == ["listeners_kept", *MEAN_COLUMNS]
+    assert header_and_rows("mushra_items.csv")[0] == ["item", *MEAN_COLUMNS]
+    assert header_and_rows("listeners.csv")[0] == [*LISTENER_COLUMNS, "questionnaire"]
+    header, table = header_and_rows("mushra_correlations.csv")
+    assert header == correlation_columns
+    for got, row in zip(table, results.correlations):
+        assert [float(got[k]) for k in (2, 3, 4, 5)] == [round(row[c], 3) for c in correlation_columns[2:6]]
+    header, table = header_and_rows("mushra_metrics.csv")
+    assert header == ["condition", "mean_score", "lsd", "si_sdr_db", "visqol_moslqo"]
+    for got, row in zip(table, results.metric_table):
+        assert float(got[2]) == round(row["lsd"], 3) and float(got[1]) == round(row["mean_score"], 3)
+    ratings_header, ratings = header_and_rows("mushra_ratings.csv")
+    assert ratings_header == list(RATING_FIELDS) and len(ratings) == len(rows)
