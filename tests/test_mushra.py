@@ -685,35 +685,47 @@ def test_the_bootstrap_interval_is_the_exact_resampling_distributions_percentile
         assert q[1] < low[k] < q[2] and q[5] < high[k] < q[6]
 
 
-def test_the_markdown_report_has_every_section_in_order_and_says_when_there_is_nothing():
+def test_the_markdown_report_reads_exactly_so_and_says_when_there_is_nothing():
     from dataclasses import replace
 
-    from restorelab.listening.mushra_results import MEAN_COLUMNS, MushraResults, mushra_markdown
+    from restorelab.listening.mushra_results import MushraListener, MushraResults, mushra_markdown
 
     row = {"condition": "input", "mean": 41.0, "ci_low": 30.0, "ci_high": 52.0, "median": 40.0, "ratings": 4,
            "listeners": 4, "interval": "bootstrap"}
-    correlation = {"metric": "lsd", "points": 8, "pearson_r": -0.9, "pearson_p": 0.01, "spearman_rho": -0.8,
+    correlation = {"metric": "lsd", "points": 8, "pearson_r": -0.91234, "pearson_p": 0.01, "spearman_rho": -0.8,
                    "spearman_p": 0.02, "better_when": "lower"}
-    results = MushraResults("s7", [], [row], [row], per_item={"item0": [row], "item1": []},
-                            correlations=[correlation], metric_table=[{"condition": "input", "mean_score": 41.0}],
-                            rule="The rule.")
-    text = mushra_markdown(results)
-    headings = [line for line in text.splitlines() if line.startswith("#")]
-    assert headings == ["# Study s7 (MUSHRA)", "## Mean score per condition (listeners kept)",
-                        "## What the metrics predict", "## Mean score per condition with every listener",
-                        "## Per item (listeners kept; 95 % t-interval over listeners)", "### item0", "### item1",
-                        "## Listeners"]
-    assert "0 listener(s), 0 excluded, 0 kept. The rule." in text.splitlines()
-    assert "| " + " | ".join(MEAN_COLUMNS) + " |" in text
-    assert "| input | 41.000 | 30.000 | 52.000 | 40.000 | 4 | 4 | bootstrap |" in text
-    assert "percentile bootstrap resampling listeners and items together (2000 samples)" in text
-    assert "| lsd | 8 | -0.900 | 0.010 | -0.800 | 0.020 | lower |" in text
-    assert "| input | 41.000 |  |  |  |" in text  # the metric table, metrics missing
-    # item1 has no ratings; a study without correlations has no section for them.
-    assert text.split("### item1")[1].strip().startswith("No ratings.")
-    empty = mushra_markdown(replace(results, overall=[], everyone=[], correlations=[], per_item={}))
+    listeners = [MushraListener("a", 2, 0, 0, ""), MushraListener("b", 2, 2, 0, "missed")]
+    results = MushraResults("s7", listeners, [row], [row], per_item={"item0": [row], "item1": []},
+                            correlations=[correlation],
+                            metric_table=[{"condition": "input", "mean_score": 41.0, "lsd": 1.23456}], rule="R")
+    means = ["| condition | mean | ci_low | ci_high | median | ratings | listeners | interval |",
+             "|---|---|---|---|---|---|---|---|", "| input | 41.000 | 30.000 | 52.000 | 40.000 | 4 | 4 | bootstrap |"]
+    expected = [
+        "# Study s7 (MUSHRA)", "", "2 listener(s), 1 excluded, 1 kept. R", "",
+        "## Mean score per condition (listeners kept)", "", *means, "", "",
+        "Intervals (95 %): where every listener rated the condition on every item, from the two-way random-effects "
+        "analysis of variance of listeners and items (t with Satterthwaite's degrees of freedom); otherwise a "
+        "percentile bootstrap resampling listeners and items together (2000 samples). A sound several restorers "
+        "made alike is scored for each of them.", "",
+        "## What the metrics predict", "",
+        "Each point is one condition on one item: its mean score against its metric (the hidden reference left "
+        "out). A metric that predicts the scores has |r| near 1, with the sign that its 'better' direction implies "
+        "(negative for distances such as LSD).", "",
+        "| metric | points | pearson_r | pearson_p | spearman_rho | spearman_p | better_when |",
+        "|---|---|---|---|---|---|---|", "| lsd | 8 | -0.912 | 0.010 | -0.800 | 0.020 | lower |", "", "",
+        "| condition | mean_score | lsd | si_sdr_db | visqol_moslqo |", "|---|---|---|---|---|",
+        "| input | 41.000 | 1.235 |  |  |", "", "",
+        "## Mean score per condition with every listener", "", *means, "", "",
+        "## Per item (listeners kept; 95 % t-interval over listeners)", "",
+        "### item0", "", *means, "", "",
+        "### item1", "", "No ratings.", "",
+        "## Listeners", "", "| listener_id | items | reference_below_90 | mid_anchor_above_90 | excluded |",
+        "|---|---|---|---|---|", "| a | 2 | 0 | 0 |  |", "| b | 2 | 2 | 0 | missed |", "", ""]
+    assert mushra_markdown(results).split("\n") == expected
+    # Nothing rated: each table says so, and a study without correlations has no section for them.
+    empty = mushra_markdown(replace(results, overall=[], everyone=[], correlations=[], per_item={})).split("\n")
     assert "## What the metrics predict" not in empty
-    assert empty.count("No ratings.") == 2
+    assert [line for line in empty if "ratings" in line.lower() and not line.startswith("|")] == ["No ratings."] * 2
 
 
 def _two_way_by_hand(cells):
