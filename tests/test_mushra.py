@@ -168,6 +168,16 @@ def first_page(study, folder, rules):
     return server, listener, server.store, server.present(listener)
 
 
+def test_a_page_is_cut_to_the_mushra_excerpt_length(study, tmp_path, monkeypatch):
+    from restorelab.listening import mushra
+
+    asked = []
+    make_set = mushra.make_set
+    monkeypatch.setattr(mushra, "make_set", lambda paths, rng, **kw: asked.append(kw) or make_set(paths, rng, **kw))
+    first_page(study, tmp_path, ListenRules())
+    assert asked == [{"max_excerpt_s": 10.0}] and mushra.MAX_EXCERPT_S == 10.0
+
+
 def test_a_page_is_refused_until_everything_was_heard_and_rated_rightly(study, tmp_path):
     rules = ListenRules(min_listen_s=1.0, clock_tolerance_s=0.5, min_decision_s=0.0)
     server, listener, store, page = first_page(study, tmp_path, rules)
@@ -690,16 +700,17 @@ def test_the_markdown_report_reads_exactly_so_and_says_when_there_is_nothing():
 
     from restorelab.listening.mushra_results import MushraListener, MushraResults, mushra_markdown
 
-    row = {"condition": "input", "mean": 41.0, "ci_low": 30.0, "ci_high": 52.0, "median": 40.0, "ratings": 4,
-           "listeners": 4, "interval": "bootstrap"}
+    row = {"condition": "input", "mean": 41.2345, "ci_low": 30.0, "ci_high": 52.0, "median": 40.0, "ratings": 4,
+           "listeners": 4, "interval": "bootstrap"}  # means are rounded to 2 digits, shown with 3
     correlation = {"metric": "lsd", "points": 8, "pearson_r": -0.91234, "pearson_p": 0.01, "spearman_rho": -0.8,
                    "spearman_p": 0.02, "better_when": "lower"}
     listeners = [MushraListener("a", 2, 0, 0, ""), MushraListener("b", 2, 2, 0, "missed")]
     results = MushraResults("s7", listeners, [row], [row], per_item={"item0": [row], "item1": []},
                             correlations=[correlation],
-                            metric_table=[{"condition": "input", "mean_score": 41.0, "lsd": 1.23456}], rule="R")
+                            metric_table=[{"condition": "input", "mean_score": 41.0, "lsd": 1.23456, "si_sdr_db": None}],
+                            rule="R")
     means = ["| condition | mean | ci_low | ci_high | median | ratings | listeners | interval |",
-             "|---|---|---|---|---|---|---|---|", "| input | 41.000 | 30.000 | 52.000 | 40.000 | 4 | 4 | bootstrap |"]
+             "|---|---|---|---|---|---|---|---|", "| input | 41.230 | 30.000 | 52.000 | 40.000 | 4 | 4 | bootstrap |"]
     expected = [
         "# Study s7 (MUSHRA)", "", "2 listener(s), 1 excluded, 1 kept. R", "",
         "## Mean score per condition (listeners kept)", "", *means, "", "",
@@ -873,9 +884,14 @@ def test_results_keep_only_this_studys_rated_rows_and_write_tables_with_their_he
         four_item_study, tmp_path):
     from restorelab.listening.mushra_results import LISTENER_COLUMNS, MEAN_COLUMNS
 
-    rows = simulated_ratings(four_item_study, listeners=6, careless=(), seed=3)
+    rows = simulated_ratings(four_item_study, listeners=6, careless=(), seed=3)[1:]  # one rating missing
     stray = [{**rows[0], "study_id": "another"}, {**rows[1], "listener_id": ""}]
     results = mushra_results(four_item_study, rows + stray, n_bootstrap=50)
+    # The incomplete condition's interval is bootstrapped, and the same ratings give the same results.
+    assert {row["interval"] for row in results.overall} == {"bootstrap", "two-way ANOVA t"}
+    again = mushra_results(four_item_study, rows, n_bootstrap=50)
+    assert again.overall == results.overall and again.everyone == results.everyone
+    assert mushra_results(four_item_study, rows, n_bootstrap=50, seed=1).overall != results.overall
     assert results.study_id == four_item_study.id and len(results.ratings) == len(rows)
     assert results.rule == ("BS.1534-3 post-screening: a listener is excluded who rated the hidden reference below 90 "
                             "on more than 15% of their items, or the 7 kHz anchor above 90 on more than 15% of them; "
