@@ -1,8 +1,8 @@
-"""The spectral U-Net: one model family for denoising and bandwidth extension, linear or Mel.
+"""The spectral U-Net: one model family for denoising, codec artifacts and bandwidth extension, linear or Mel.
 
 The network never writes a spectrum of its own. It predicts a real gain per
 time-frequency cell, which multiplies a complex STFT that already has coherent
-phase:
+phase (and, for codec artifacts, a scale for the input's own local level):
 
 * ``denoise``: the gain (0 to ``max_gain``) multiplies the input's own STFT.
 * ``bwe``: above the measured cutoff a phase-coherent copy of the band below it
