@@ -203,6 +203,19 @@ def at_bitrate(audio: np.ndarray, sample_rate: int, codec: str, kbps: float,
     return best
 
 
+def through_codec(audio: np.ndarray, sample_rate: int, codec: str,
+                  round_trip: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    """``round_trip(audio at a rate the codec takes, that rate)`` (e.g. a :func:`codec_round_trip`),
+    resampled there and back when ``sample_rate`` is not one (48 kHz for Opus), cut or padded to
+    ``audio``'s length (encoder delay and padding), float32."""
+    rates = CODECS[codec][2]
+    rate = sample_rate if not rates or sample_rate in rates else 48000
+    x = resample(audio, sample_rate, rate) if rate != sample_rate else audio
+    decoded = round_trip(x, rate)
+    y = resample(decoded, rate, sample_rate) if rate != sample_rate else decoded
+    return _fit_length(np.ascontiguousarray(y, dtype=np.float32), audio.shape[-1])
+
+
 def lossy_codec(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, codec: str = "opus",
                 kbps: float = 48.0) -> np.ndarray:
     """A round trip through a real lossy codec (Opus, Vorbis or MP3, encoded by libsndfile) at
@@ -213,12 +226,7 @@ def lossy_codec(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, c
         raise ValueError(f"codec must be one of {', '.join(CODECS)}, got {codec!r}")
     if kbps <= 0:
         raise ValueError(f"kbps must be positive, got {kbps:g}")
-    rates = CODECS[codec][2]
-    rate = sample_rate if not rates or sample_rate in rates else 48000
-    x = resample(audio, sample_rate, rate) if rate != sample_rate else audio
-    decoded, _ = at_bitrate(x, rate, codec, kbps)
-    y = resample(decoded, rate, sample_rate) if rate != sample_rate else decoded
-    return _fit_length(np.ascontiguousarray(y, dtype=np.float32), audio.shape[-1])
+    return through_codec(audio, sample_rate, codec, lambda x, rate: at_bitrate(x, rate, codec, kbps)[0])
 
 
 def _fit_length(audio: np.ndarray, n: int) -> np.ndarray:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -45,7 +45,7 @@ import soundfile as sf
 import torch
 
 from restorelab import degrade as dg
-from restorelab.audio import WORKING_RATE, resample
+from restorelab.audio import WORKING_RATE
 from restorelab.dsp import Stft, long_term_power
 from restorelab.replication import Replication, replication_plan
 from restorelab.unet.corpus import MIN_BANDWIDTH_HZ, SPLITS, read_manifest
@@ -253,13 +253,8 @@ def codec_pair(clean: np.ndarray, rng: np.random.Generator, settings: TrainSetti
         target = dg.band_limit(clean, sr, rng, cutoff_hz=float(rng.uniform(*CODEC_BAND_LIMIT_HZ)))
     codec = str(rng.choice(settings.codecs))
     level = float(rng.uniform(*CODEC_LEVELS[codec]))
-    rate = sr if not dg.CODECS[codec][2] or sr in dg.CODECS[codec][2] else 48000
-    x = resample(target, sr, rate) if rate != sr else target
-    decoded, _ = dg.codec_round_trip(x, rate, codec, level)
-    decoded = resample(decoded, rate, sr) if rate != sr else decoded
-    n = clean.shape[-1]
-    decoded = np.pad(decoded[..., :n], [(0, 0), (0, max(0, n - decoded.shape[-1]))])
-    return np.ascontiguousarray(decoded, dtype=np.float32), target
+    decoded = dg.through_codec(target, sr, codec, lambda x, rate: dg.codec_round_trip(x, rate, codec, level)[0])
+    return decoded, target
 
 
 def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.Generator,
@@ -327,7 +322,7 @@ def _pool_part(job: tuple[int, int]):
     index, count = job
     settings = _POOL_INPUTS["settings"]
     rng = np.random.default_rng([settings.seed, index])
-    part = TrainSettings(**{**settings.__dict__, "batch": count})
+    part = replace(settings, batch=count)
     degraded, target, is_clean, plans = make_batch(_POOL_INPUTS["clips"], part, rng, _POOL_INPUTS["weights"])
     return degraded.numpy(), target.numpy(), is_clean.numpy(), plans
 
