@@ -291,6 +291,11 @@ def estimate_cutoff_hz(power: np.ndarray, sample_rate: float, margin_db: float =
     return float(min((above[-1] + 1) * bin_hz, nyquist))
 
 
+def bandwidth_hz(audio: np.ndarray, sample_rate: int) -> float:
+    """Where a clip's long-term spectrum ends (n_fft 4096; Nyquist when it has no empty band)."""
+    return estimate_cutoff_hz(long_term_power(Stft(4096, 1024).forward(audio)), sample_rate)
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: float | None = None) -> np.ndarray:

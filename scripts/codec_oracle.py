@@ -14,14 +14,14 @@ not tell a mask.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
+from codec_restorers import clips_of  # this folder's: the same clips, chosen the same way
 
 from restorelab.analysis import lsd, si_sdr_db
-from restorelab.audio import find_audio_files, load_audio
+from restorelab.audio import load_audio
 from restorelab.degrade import degrade
-from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power
+from restorelab.dsp import Stft, bandwidth_hz
 
 PRESETS = ("opus_32k", "opus_64k", "mp3_64k", "mp3_128k", "vorbis_64k")
 
@@ -45,13 +45,7 @@ def main() -> None:
     parser.add_argument("--split", default="validation")
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
-    if args.manifest:
-        from restorelab.unet.corpus import read_manifest
-
-        files = [Path(args.manifest) / item.file for item in read_manifest(Path(args.manifest))
-                 if item.split == args.split and item.source == "recording"]
-    else:
-        files = find_audio_files(args.clips)
+    files = clips_of(args)
     print(f"{len(files)} clips")
     for preset in PRESETS:
         rows: dict[str, list[tuple[float, float]]] = {}
@@ -61,7 +55,7 @@ def main() -> None:
             start = max(0, (clip.audio.shape[-1] - n) // 2)
             clean = clip.audio[:, start:start + n]
             coded = degrade(clean, clip.sample_rate, preset, seed=seed)[0]
-            bandwidth = estimate_cutoff_hz(long_term_power(Stft(4096, 1024).forward(coded)), clip.sample_rate)
+            bandwidth = bandwidth_hz(coded, clip.sample_rate)
             for name, audio in {"input": coded, **oracles(clean, coded)}.items():
                 row = lsd(clean, audio, clip.sample_rate, bandwidth)
                 rows.setdefault(name, []).append((row["lsd_low"], si_sdr_db(clean, audio)))

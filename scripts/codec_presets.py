@@ -16,7 +16,7 @@ import numpy as np
 from restorelab.analysis import lsd, si_sdr_db
 from restorelab.audio import find_audio_files, load_audio
 from restorelab.degrade import degrade
-from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power
+from restorelab.dsp import bandwidth_hz
 
 PRESETS = ("opus_32k", "opus_64k", "mp3_64k", "mp3_128k", "vorbis_64k", "musicgen_codec")
 
@@ -32,7 +32,7 @@ def main() -> None:
         for seed, path in enumerate(files):
             clip = load_audio(path)
             degraded, _ = degrade(clip.audio, clip.sample_rate, preset, seed=seed)
-            bandwidth = estimate_cutoff_hz(long_term_power(Stft(4096, 1024).forward(degraded)), clip.sample_rate)
+            bandwidth = bandwidth_hz(degraded, clip.sample_rate)
             rows.append((bandwidth, si_sdr_db(clip.audio, degraded), lsd(clip.audio, degraded, clip.sample_rate)["lsd"]))
         table = np.array(rows)
         print(f"| `{preset}` | {np.median(table[:, 0]):.0f} ({table[:, 0].min():.0f}–{table[:, 0].max():.0f}) "

@@ -24,18 +24,18 @@ import numpy as np
 from restorelab.analysis import lsd, si_sdr_db
 from restorelab.audio import find_audio_files, load_audio
 from restorelab.degrade import degrade
-from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power
+from restorelab.dsp import bandwidth_hz
 from restorers import get_restorer
 
 PRESETS = ("clean", "opus_32k", "opus_64k", "mp3_64k", "mp3_128k", "vorbis_64k", "musicgen_codec")
 
 
 def clips_of(args) -> list[Path]:
+    """The clean clips: the recordings of a training cache's split, or the files and folders given."""
     if args.manifest:
-        from restorelab.unet.corpus import read_manifest
+        from restorelab.unet.corpus import recordings_of
 
-        return [Path(args.manifest) / item.file for item in read_manifest(Path(args.manifest))
-                if item.split == args.split and item.source == "recording"]
+        return recordings_of(Path(args.manifest), args.split)
     return find_audio_files(args.clips)
 
 
@@ -62,7 +62,7 @@ def main() -> None:
             start = max(0, (clip.audio.shape[-1] - n) // 2)
             clean = clip.audio[:, start:start + n]
             degraded = clean if preset == "clean" else degrade(clean, clip.sample_rate, preset, seed=seed)[0]
-            bandwidth = estimate_cutoff_hz(long_term_power(Stft(4096, 1024).forward(degraded)), clip.sample_rate)
+            bandwidth = bandwidth_hz(degraded, clip.sample_rate)
             outputs = {"input": degraded, **{name: r(degraded, clip.sample_rate) for name, r in restorers.items()}}
             for name, audio in outputs.items():
                 row = lsd(clean, audio, clip.sample_rate, bandwidth)

@@ -263,13 +263,13 @@ def test_shipped_codec_model_fills_what_mp3_emptied_and_leaves_clean_music_alone
     """Synthetic notes over a noise wash through MP3 at 128 kbps: LSD below the codec's bandwidth
     falls by 27 % (1.057 to 0.769) and SI-SDR is kept; clean input comes back at 57.7 dB."""
     from restorelab.analysis import lsd, si_sdr_db
-    from restorelab.dsp import estimate_cutoff_hz
+    from restorelab.dsp import bandwidth_hz
 
     clean = np.stack([add_noise(melody(6.0, seed=s), 30.0, np.random.default_rng(s)) for s in (3, 4)])
     clean = clean.astype(np.float32)
     codec = get_restorer("unet_codec")
     coded, _ = degrade(clean, SR, "mp3_128k", seed=0)
-    bandwidth = estimate_cutoff_hz(long_term_power(Stft(4096, 1024).forward(coded)), SR)
+    bandwidth = bandwidth_hz(coded, SR)
     restored = codec(coded, SR)
     before, after = lsd(clean, coded, SR, bandwidth)["lsd_low"], lsd(clean, restored, SR, bandwidth)["lsd_low"]
     assert after < 0.8 * before

@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from restorelab.audio import WORKING_RATE, AudioError, atomic_write_text, load_audio, write_wav
-from restorelab.dsp import Stft, estimate_cutoff_hz, long_term_power
+from restorelab.dsp import bandwidth_hz
 
 APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm", "freedoom", "openttd-openmsx", "mma",
                 "wesnoth-1.16-music", "hedgewars-data", "supertux-data", "singularity-music",
@@ -229,12 +229,6 @@ def split_of(package: str, relative: str) -> str:
     return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < VALIDATION_SHARE else "train"
 
 
-def bandwidth_hz(audio: np.ndarray, sample_rate: int) -> float:
-    """Where the clip's long-term spectrum ends (Nyquist when it has no empty band)."""
-    stft = Stft(4096, 1024)
-    return estimate_cutoff_hz(long_term_power(stft.forward(audio)), sample_rate)
-
-
 # -- the cache -----------------------------------------------------------------
 
 def _write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -252,6 +246,12 @@ def read_manifest(cache: Path) -> list[Item]:
         return [Item(row["file"], row["source"], row["package"], float(row["seconds"]), float(row["bandwidth_hz"]),
                      row.get("split") or "train")  # manifests from before the split: all train
                 for row in csv.DictReader(handle, delimiter="\t")]
+
+
+def recordings_of(cache: Path, split: str = "validation") -> list[Path]:
+    """The files of a built cache's recordings in ``split`` (the validation split by default)."""
+    return [Path(cache) / item.file for item in read_manifest(cache)
+            if item.split == split and item.source == "recording"]
 
 
 def _write_manifest(cache: Path, items: list[Item]) -> None:
@@ -356,13 +356,14 @@ def subset(cache: Path, out: Path, *, seconds: float = 3.0, max_mb: float = 50.0
     n = int(seconds * WORKING_RATE)
     for index in rng.permutation(len(items)):
         item = items[int(index)]
-        audio = sf.read(str(Path(cache) / item.file), dtype="float32", always_2d=True)[0].T
-        if audio.shape[-1] < n:
+        source = str(Path(cache) / item.file)
+        info = sf.info(source)
+        if info.frames < n:
             continue
-        start = int(rng.integers(audio.shape[-1] - n + 1))
-        channel = int(rng.integers(audio.shape[0] + 1))
-        piece = audio[:, start:start + n]
-        mono = piece.mean(axis=0, keepdims=True) if channel == audio.shape[0] else piece[channel:channel + 1]
+        start = int(rng.integers(info.frames - n + 1))
+        channel = int(rng.integers(info.channels + 1))
+        piece = sf.read(source, start=start, frames=n, dtype="float32", always_2d=True)[0].T  # the excerpt only
+        mono = piece.mean(axis=0, keepdims=True) if channel == info.channels else piece[channel:channel + 1]
         relative = str(Path(item.file).with_suffix("")) + f"-{start}.flac"
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
