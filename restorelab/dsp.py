@@ -64,14 +64,23 @@ class Stft:
         """First bin whose centre frequency is at or above ``frequency_hz``."""
         return int(np.clip(np.ceil(frequency_hz * self.n_fft / sample_rate), 0, self.n_bins))
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """``[..., samples]`` real -> ``[..., frames, bins]`` complex64."""
+    def forward(self, x: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """``[..., samples]`` real -> ``[..., frames, bins]`` complex64.
+
+        ``start`` and ``stop`` pick frames ``[start, stop)`` of the whole transform (default: all),
+        with the same numbers, so a long signal can be transformed a block of frames at a time.
+        """
         x = np.asarray(x, dtype=np.float32)
-        half = self.n_fft // 2
-        n_frames = self.n_frames(x.shape[-1])
-        total = (n_frames - 1) * self.hop + self.n_fft
+        stop = self.n_frames(x.shape[-1]) if stop is None else stop
+        if not 0 <= start < stop <= self.n_frames(x.shape[-1]):
+            raise ValueError(f"frames [{start}, {stop}) are not within the "
+                             f"{self.n_frames(x.shape[-1])} frames of {x.shape[-1]} samples")
+        # Frame t covers samples [t * hop - n_fft / 2, t * hop + n_fft / 2), zeros outside the signal.
+        first = start * self.hop - self.n_fft // 2
+        total = (stop - start - 1) * self.hop + self.n_fft
         padded = np.zeros(x.shape[:-1] + (total,), dtype=np.float32)
-        padded[..., half : half + x.shape[-1]] = x
+        lo, hi = max(first, 0), min(first + total, x.shape[-1])
+        padded[..., lo - first : hi - first] = x[..., lo:hi]
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.n_fft, axis=-1)[
             ..., :: self.hop, :
         ]

@@ -42,6 +42,20 @@ def test_stft_sine_amplitude():
     assert np.abs(spec[10, k]) == pytest.approx(2048 / 4, rel=1e-3)
 
 
+@pytest.mark.parametrize("n_fft,hop", [(2048, 512), (512, 128)])
+def test_stft_of_a_range_of_frames_is_that_slice_of_the_whole(n_fft, hop, rng):
+    """Frames [start, stop) alone, bit for bit: the first, the last, one inside, and the whole."""
+    x = rng.standard_normal((2, 10_000)).astype(np.float32)
+    stft = Stft(n_fft, hop)
+    whole = stft.forward(x)
+    frames = stft.n_frames(x.shape[-1])
+    for start, stop in [(0, 1), (0, 3), (5, 9), (frames - 2, frames), (0, frames)]:
+        assert np.array_equal(stft.forward(x, start, stop), whole[..., start:stop, :])
+    with pytest.raises(ValueError, match=rf"^frames \[3, {frames + 1}\) are not within the {frames} frames "
+                                         r"of 10000 samples$"):
+        stft.forward(x, 3, frames + 1)
+
+
 def test_stft_rejects_bad_settings():
     with pytest.raises(ValueError, match=r"hop must be in \(0, n_fft/2\], got 2048"):
         Stft(2048, 2048)
