@@ -235,22 +235,63 @@ def find_audio_files(inputs: list[str | os.PathLike]) -> list[Path]:
 
 # -- loudness ---------------------------------------------------------------
 
+#: Samples filtered at a time by :func:`loudness_lufs` (about 24 s at 44.1 kHz).
+LOUDNESS_BLOCK_SAMPLES = 1 << 20
+
+
 def loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness (ITU-R BS.1770-4, gated) in LUFS; ``-inf`` for silence.
 
-    Clips shorter than the 400 ms gating block are measured over a looped copy
-    of themselves padded to one block.
+    pyloudnorm's meter (its K-weighting filters, gating blocks and thresholds), applied
+    :data:`LOUDNESS_BLOCK_SAMPLES` at a time with the filters' state carried from block to block: the same
+    number as one pass over the whole clip, in memory that does not grow with its length.
+    Clips shorter than the 400 ms gating block are measured over a looped copy of themselves
+    padded to one block.
     """
     import pyloudnorm
+    import scipy.signal
 
-    audio = np.atleast_2d(audio).astype(np.float64)
-    block = int(0.4 * sample_rate) + 1
-    if audio.shape[-1] < block:
-        audio = np.resize(audio, (audio.shape[0], block))
+    audio = np.atleast_2d(audio)
+    channels, n = audio.shape
     meter = pyloudnorm.Meter(sample_rate)
+    if n < int(0.4 * sample_rate) + 1:
+        audio = np.resize(audio, (channels, int(0.4 * sample_rate) + 1))
+        n = audio.shape[-1]
+    # Gating blocks of 400 ms every 100 ms, bounded as pyloudnorm bounds them.
+    length_s, step = meter.block_size, 1.0 - meter.overlap
+    count = int(np.round((n / sample_rate - length_s) / (length_s * step))) + 1
+    starts = np.array([int(length_s * (j * step) * sample_rate) for j in range(count)])
+    stops = np.array([int(length_s * (j * step + 1) * sample_rate) for j in range(count)])
+    # Sums of squares between consecutive block edges; each gating block adds up its pieces.
+    edges = np.unique(np.concatenate([starts, stops]))
+    pieces = np.zeros((channels, edges.size))
+    stages = list(meter._filters.values())  # the K-weighting: a high shelf, then a high pass
+    states = [np.zeros((channels, max(len(f.a), len(f.b)) - 1)) for f in stages]
+    for begin in range(0, n, LOUDNESS_BLOCK_SAMPLES):
+        end = min(begin + LOUDNESS_BLOCK_SAMPLES, n)
+        block = audio[:, begin:end].astype(np.float64)
+        for index, stage in enumerate(stages):
+            block, states[index] = scipy.signal.lfilter(stage.b, stage.a, block, axis=-1, zi=states[index])
+            block = stage.passband_gain * block
+        inside = edges[(edges > begin) & (edges < end)]
+        marks = np.concatenate([[begin], inside])
+        sums = np.add.reduceat(np.square(block), marks - begin, axis=-1)
+        pieces[:, np.searchsorted(edges, marks, side="right") - 1] += sums
+    first, last = np.searchsorted(edges, starts), np.searchsorted(edges, stops)
+    mean_square = np.stack([pieces[:, a:b].sum(axis=-1) for a, b in zip(first, last)], axis=-1)
+    mean_square /= length_s * sample_rate
+    weights = np.array([1.0, 1.0, 1.0, 1.41, 1.41])[:channels]  # BS.1770's channel weights
     with np.errstate(divide="ignore"):
-        value = float(meter.integrated_loudness(audio.T))
-    return value if np.isfinite(value) else float("-inf")
+        block_loudness = -0.691 + 10.0 * np.log10(weights @ mean_square)
+        gated = block_loudness >= -70.0
+        if not gated.any():
+            return float("-inf")
+        relative = -0.691 + 10.0 * np.log10(weights @ mean_square[:, gated].mean(axis=-1)) - 10.0
+        gated &= block_loudness > relative
+        if not gated.any():
+            return float("-inf")
+        value = -0.691 + 10.0 * np.log10(weights @ mean_square[:, gated].mean(axis=-1))
+    return float(value) if np.isfinite(value) else float("-inf")
 
 
 def true_peak_dbtp(audio: np.ndarray, sample_rate: int) -> float:

@@ -153,6 +153,21 @@ def test_loudness_of_a_known_sine():
     assert A.loudness_lufs(x, 48000) == pytest.approx(-3.01, abs=0.05)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_loudness_a_block_at_a_time_is_pyloudnorms_over_the_whole_clip(channels, monkeypatch):
+    """The filters' state carried across 5000-sample blocks and the gating blocks summed from their
+    pieces give pyloudnorm's number for the whole clip, fade-in and odd length included."""
+    import pyloudnorm
+
+    n = 7 * SR + 123
+    x = (0.3 * np.random.default_rng(channels).standard_normal((channels, n)) * np.linspace(0, 1, n) ** 3)
+    x = x.astype(np.float32)
+    expected = pyloudnorm.Meter(SR).integrated_loudness(x.T.astype(np.float64))
+    assert A.loudness_lufs(x, SR) == pytest.approx(expected, abs=1e-9)
+    monkeypatch.setattr(A, "LOUDNESS_BLOCK_SAMPLES", 5000)
+    assert A.loudness_lufs(x, SR) == pytest.approx(expected, abs=1e-9)
+
+
 def test_loudness_of_silence_and_short_clips():
     assert A.loudness_lufs(np.zeros((2, SR), np.float32), SR) == float("-inf")
     short = sine(997.0, 0.2, SR, amplitude=1.0)  # shorter than one 400 ms block
