@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
-import scipy.signal
 
 from restorelab.audio import loudness_lufs, resample
 from restorelab.dsp import Stft, db, estimate_cutoff_hz, frame_rms, hann, median_filter, mel_filterbank
@@ -57,8 +57,19 @@ SETTINGS_NOTE = (
 
 # -- spectra ----------------------------------------------------------------
 
+#: Frames of the feature STFT held at once (about 47 s at 44.1 kHz): a longer clip is measured
+#: a block of frames at a time, with the same numbers, in memory that does not grow with its length.
+BLOCK_FRAMES = 4096
+#: Taps of the median filters of the harmonic/percussive split.
+HPSS_KERNEL = 17
+
+
 def _as_2d(audio: np.ndarray) -> np.ndarray:
     return np.atleast_2d(np.asarray(audio, dtype=np.float32))
+
+
+def _power_scale(stft: Stft) -> float:
+    return 1.0 / float(np.sum(hann(stft.n_fft)))
 
 
 def normalised_power(audio: np.ndarray, stft: Stft = FEATURE_STFT) -> np.ndarray:
@@ -67,45 +78,108 @@ def normalised_power(audio: np.ndarray, stft: Stft = FEATURE_STFT) -> np.ndarray
     Shape: ``[channels, samples] -> [channels, frames, bins]``.
     """
     spec = stft.forward(_as_2d(audio))
-    scale = 1.0 / float(np.sum(hann(stft.n_fft)))
-    return np.square(np.abs(spec) * scale, dtype=np.float64)
+    return np.square(np.abs(spec) * _power_scale(stft), dtype=np.float64)
 
 
-def linear_spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft = FEATURE_STFT):
+def power_blocks(audio: np.ndarray, stft: Stft = FEATURE_STFT, block_frames: int | None = None,
+                 context: int = 0) -> Iterator[tuple[int, int, np.ndarray]]:
+    """:func:`normalised_power`, channels averaged, a block of frames at a time.
+
+    Yields ``(start, stop, power)``: frames ``[start, stop)`` with up to ``context`` frames more on
+    each side where the clip has them, so ``power`` holds frames
+    ``[max(start - context, 0), min(stop + context, frames))``, shaped ``[frames, bins]``.
+    ``block_frames`` defaults to :data:`BLOCK_FRAMES`.
+    """
+    block_frames = block_frames or BLOCK_FRAMES
+    audio = _as_2d(audio)
+    total = stft.n_frames(audio.shape[-1])
+    for start in range(0, total, block_frames):
+        stop = min(start + block_frames, total)
+        yield start, stop, _block_power(audio, stft, max(start - context, 0), min(stop + context, total))
+
+
+def _block_power(audio: np.ndarray, stft: Stft, start: int, stop: int) -> np.ndarray:
+    """Channel-averaged :func:`normalised_power` of frames ``[start, stop)``, ``[frames, bins]``."""
+    spec = stft.forward(audio, start, stop)
+    return np.square(np.abs(spec) * _power_scale(stft), dtype=np.float64).mean(axis=0)
+
+
+def _loudest_columns(level: np.ndarray, step: int) -> np.ndarray:
+    """The loudest of each run of ``step`` columns (the last run may be shorter)."""
+    if step == 1:
+        return level
+    pad = -level.shape[1] % step
+    return np.pad(level, ((0, 0), (0, pad)), mode="edge").reshape(level.shape[0], -1, step).max(axis=2)
+
+
+def _spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft, weights: np.ndarray | None,
+                    max_columns: int | None):
+    """``(times_s, level_db [rows, columns])`` of the channel-averaged power (through ``weights``
+    ``[rows, bins]`` when given), at most ``max_columns`` wide: the loudest frame of each run, so
+    transients stay visible. Computed a block of frames at a time."""
+    frames = stft.n_frames(_as_2d(audio).shape[-1])
+    step = 1 if max_columns is None else max(1, -(-frames // max_columns))
+    columns = []
+    # Blocks hold whole runs, so reducing each block gives the runs of the whole clip.
+    for _, _, power in power_blocks(audio, stft, block_frames=max(1, BLOCK_FRAMES // step) * step):
+        level = power.T if weights is None else weights @ power.T
+        columns.append(_loudest_columns(np.maximum(db(level), SPECTROGRAM_FLOOR_DB), step))
+    times = np.arange(0, frames, step) * stft.hop / sample_rate
+    return times, np.concatenate(columns, axis=1)
+
+
+def linear_spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft = FEATURE_STFT,
+                          max_columns: int | None = None):
     """Channel-averaged power spectrogram in dB re full scale.
 
     Returns:
-        ``(times_s [frames], freqs_hz [bins], level_db [bins, frames])``.
+        ``(times_s [frames], freqs_hz [bins], level_db [bins, frames])``; with ``max_columns``, at
+        most that many frames, each the loudest of a run (for drawing a long clip).
     """
-    power = normalised_power(audio, stft).mean(axis=0)
-    level = np.maximum(db(power), SPECTROGRAM_FLOOR_DB)
-    times = np.arange(power.shape[0]) * stft.hop / sample_rate
-    return times, stft.bin_frequencies_hz(sample_rate), level.T
+    times, level = _spectrogram_db(audio, sample_rate, stft, None, max_columns)
+    return times, stft.bin_frequencies_hz(sample_rate), level
+
+
+@lru_cache(maxsize=4)
+def _mel_weights(sample_rate: int) -> np.ndarray:
+    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
+    # Area-normalised filters: rescale so a flat spectrum keeps its level.
+    return fb / fb.sum(axis=1, keepdims=True)
 
 
 def mel_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Channel-averaged mel power spectrogram, ``[n_mels, frames]``."""
-    power = normalised_power(audio).mean(axis=0)
-    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
-    # Area-normalised filters: rescale so a flat spectrum keeps its level.
-    fb = fb / fb.sum(axis=1, keepdims=True)
-    return fb @ power.T
+    weights = _mel_weights(sample_rate)
+    return np.concatenate([weights @ power.T for _, _, power in power_blocks(audio)], axis=1)
 
 
-def mel_spectrogram_db(audio: np.ndarray, sample_rate: int):
-    """Returns ``(times_s, mel_centre_hz, level_db [n_mels, frames])``."""
-    mel = mel_power(audio, sample_rate)
+def mel_spectrogram_db(audio: np.ndarray, sample_rate: int, max_columns: int | None = None):
+    """Returns ``(times_s, mel_centre_hz, level_db [n_mels, frames])``; ``max_columns`` as in
+    :func:`linear_spectrogram_db`."""
     fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
     centres = (fb * FEATURE_STFT.bin_frequencies_hz(sample_rate)).sum(axis=1) / fb.sum(axis=1)
-    times = np.arange(mel.shape[1]) * FEATURE_STFT.hop / sample_rate
-    return times, centres, np.maximum(db(mel), SPECTROGRAM_FLOOR_DB)
+    times, level = _spectrogram_db(audio, sample_rate, FEATURE_STFT, _mel_weights(sample_rate), max_columns)
+    return times, centres, level
 
 
-def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096):
-    """Channel-averaged Welch PSD in dB re full scale per Hz: ``(freqs_hz, psd_db)``."""
-    # Half-overlapping Hann segments (scipy's default), on the last axis.
-    freqs, psd = scipy.signal.welch(_as_2d(audio).astype(np.float64), fs=sample_rate, nperseg=n_fft)
-    return freqs, db(psd.mean(axis=0))
+def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096, block_segments: int = 1024):
+    """Channel-averaged Welch PSD in dB re full scale per Hz: ``(freqs_hz, psd_db)``.
+
+    Half-overlapping Hann segments (scipy's default), averaged ``block_segments`` at a time: the
+    same mean as one call over the whole clip, without holding every segment's spectrum at once.
+    """
+    import scipy.signal
+
+    audio = _as_2d(audio)
+    hop = n_fft // 2
+    segments = max(1, (audio.shape[-1] - n_fft) // hop + 1) if audio.shape[-1] >= n_fft else 1
+    total, freqs = 0.0, None
+    for first in range(0, segments, block_segments):
+        count = min(block_segments, segments - first)
+        piece = audio[:, first * hop : (first + count - 1) * hop + n_fft].astype(np.float64)
+        freqs, psd = scipy.signal.welch(piece, fs=sample_rate, nperseg=min(n_fft, piece.shape[-1]))
+        total = total + psd.mean(axis=0) * count
+    return freqs, db(total / segments)
 
 
 # -- no-reference measures --------------------------------------------------
@@ -119,115 +193,260 @@ def hf_band_energy_db(power: np.ndarray, sample_rate: int, band_hz: float = HF_B
 
 
 def quiet_frames(power: np.ndarray, share: float = QUIET_SHARE) -> np.ndarray:
-    """Indices of the quietest ``share`` of frames by total power (channels averaged)."""
-    total = power.sum(axis=-1).reshape(-1, power.shape[-2]).mean(axis=0)
+    """Indices of the quietest ``share`` of frames by total power (channels averaged); ``power`` is
+    ``[..., frames, bins]``, or the total power of each frame ``[frames]``."""
+    total = power if power.ndim == 1 else power.sum(axis=-1).reshape(-1, power.shape[-2]).mean(axis=0)
     count = max(1, int(round(share * total.size)))
     return np.sort(np.argsort(total, kind="stable")[:count])
 
 
-def hpss_ratio_db(power: np.ndarray, kernel: int = 17) -> float:
-    """Harmonic-to-percussive energy ratio by median-filtering HPSS (Fitzgerald 2010).
-
-    Harmonic = median over time, percussive = median over frequency, both with
-    ``kernel`` taps, on the channel-averaged magnitude spectrogram; energies are
-    split with soft Wiener masks.
-    """
-    magnitude = np.sqrt(power.mean(axis=0)).astype(np.float32)  # [frames, bins]
-    harmonic = median_filter(magnitude, kernel, axis=0)
+def _hpss_energies(power: np.ndarray, core: slice, kernel: int = HPSS_KERNEL) -> tuple[float, float]:
+    """Harmonic and percussive energy of frames ``core`` of a channel-averaged power spectrogram
+    ``[frames, bins]``; the frames around ``core`` are context for the median over time."""
+    magnitude = np.sqrt(power).astype(np.float32)
+    harmonic = median_filter(magnitude, kernel, axis=0)[core]
+    magnitude = magnitude[core]
     percussive = median_filter(magnitude, kernel, axis=1)
     h2, p2 = np.square(harmonic, dtype=np.float64), np.square(percussive, dtype=np.float64)
     total = h2 + p2
     with np.errstate(invalid="ignore", divide="ignore"):
         mask_h = np.where(total > 0, h2 / total, 0.5)
     energy = np.square(magnitude, dtype=np.float64)
-    e_h = float(np.sum(energy * mask_h))
-    e_p = float(np.sum(energy * (1.0 - mask_h)))
+    return float(np.sum(energy * mask_h)), float(np.sum(energy * (1.0 - mask_h)))
+
+
+def _hpss_ratio(e_h: float, e_p: float) -> float:
     floor = 1e-6 * (e_h + e_p)  # bounds the ratio at +-60 dB; silence reads 0 dB
     if floor == 0:
         return 0.0
     return float(10.0 * np.log10((e_h + floor) / (e_p + floor)))
 
 
-def log_mel_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
-    """Mean absolute difference of log10 mel power (0 = identical; 0.1 = 1 dB)."""
-    a = np.log10(np.maximum(mel_power(reference, sample_rate), MEL_POWER_FLOOR))
-    b = np.log10(np.maximum(mel_power(estimate, sample_rate), MEL_POWER_FLOOR))
+def hpss_ratio_db(power: np.ndarray, kernel: int = HPSS_KERNEL) -> float:
+    """Harmonic-to-percussive energy ratio by median-filtering HPSS (Fitzgerald 2010).
+
+    Harmonic = median over time, percussive = median over frequency, both with
+    ``kernel`` taps, on the channel-averaged magnitude spectrogram; energies are
+    split with soft Wiener masks.
+    """
+    return _hpss_ratio(*_hpss_energies(power.mean(axis=0), slice(None), kernel))
+
+
+def log_mel(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``log10`` of :func:`mel_power`, floored at :data:`MEL_POWER_FLOOR`: what log-mel distance compares."""
+    return np.log10(np.maximum(mel_power(audio, sample_rate), MEL_POWER_FLOOR))
+
+
+def _log_mel_difference(a: np.ndarray, b: np.ndarray) -> float:
     frames = min(a.shape[1], b.shape[1])
     return float(np.mean(np.abs(a[:, :frames] - b[:, :frames])))
 
 
+def log_mel_distance(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Mean absolute difference of log10 mel power (0 = identical; 0.1 = 1 dB)."""
+    return _log_mel_difference(log_mel(reference, sample_rate), log_mel(estimate, sample_rate))
+
+
+#: Frames below this share of the loudest frame's power are left out of the spectral shape.
+ACTIVE_SHARE = 1e-6
+
+
+class _Spectra:
+    """The spectral measures of one clip, fed its channel-averaged power a block of frames at a time.
+
+    Per frame it keeps a few numbers (total and high-band power, centroid, flatness, the log-mel
+    column); over frames, sums. Which frames count as active (above :data:`ACTIVE_SHARE` of the
+    loudest) is known only at the end, so the long-term spectrum of the active frames is summed
+    against the loudest frame so far, and :meth:`needs_again` names the blocks that a louder frame
+    later made wrong: the caller feeds those again through :meth:`correct`.
+    """
+
+    def __init__(self, sample_rate: int, frames: int):
+        self.sample_rate = sample_rate
+        self.freqs = FEATURE_STFT.bin_frequencies_hz(sample_rate)
+        self.hf_bin = FEATURE_STFT.bin_index(HF_BAND_HZ, sample_rate)
+        self.total = np.zeros(frames)
+        self.hf = np.zeros(frames)
+        self.centroid = np.zeros(frames)
+        self.flatness = np.zeros(frames)
+        self.log_mel = np.zeros((N_MELS, frames))
+        self.long_term = np.zeros(FEATURE_STFT.n_bins)
+        self.active_sum = np.zeros(FEATURE_STFT.n_bins)
+        self.counted = np.zeros(frames, dtype=bool)
+        self.harmonic = self.percussive = 0.0
+        self.loudest = 0.0
+
+    def add(self, start: int, power: np.ndarray, core: slice) -> None:
+        """Frames ``start + [0, len)`` are ``power[core]``; the rest of ``power`` is HPSS context."""
+        h, p = _hpss_energies(power, core)
+        self.harmonic += h
+        self.percussive += p
+        power = power[core]
+        frames = slice(start, start + power.shape[0])
+        total = power.sum(axis=1)
+        self.total[frames] = total
+        self.hf[frames] = power[:, self.hf_bin:].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.centroid[frames] = (power @ self.freqs) / total
+        floor = 1e-20
+        self.flatness[frames] = np.exp(np.mean(np.log(power + floor), axis=1)) / (power.mean(axis=1) + floor)
+        self.log_mel[:, frames] = np.log10(np.maximum(_mel_weights(self.sample_rate) @ power.T, MEL_POWER_FLOOR))
+        self.long_term += power.sum(axis=0)
+        self.loudest = max(self.loudest, float(total.max()))
+        counted = total > self.loudest * ACTIVE_SHARE
+        self.counted[frames] = counted
+        self.active_sum += power[counted].sum(axis=0)
+
+    def active(self) -> np.ndarray:
+        return self.total > self.loudest * ACTIVE_SHARE
+
+    def needs_again(self, block_frames: int) -> list[int]:
+        """Starts of the blocks holding a frame counted as active before a louder frame came."""
+        wrong = np.flatnonzero(self.counted & ~self.active())
+        return sorted({int(frame) // block_frames * block_frames for frame in wrong})
+
+    def correct(self, start: int, power: np.ndarray) -> None:
+        """Take back the frames of the block at ``start`` (its ``power``, no context) counted wrongly."""
+        frames = np.arange(start, start + power.shape[0])
+        wrong = self.counted[frames] & ~self.active()[frames]
+        self.active_sum -= power[wrong].sum(axis=0)
+        self.counted[frames[wrong]] = False
+
+    def measures(self) -> dict[str, float]:
+        active = self.active() if self.loudest > 0 else np.zeros_like(self.counted)
+        if not active.any():
+            return {"spectral_centroid_hz": 0.0, "rolloff85_hz": 0.0, "rolloff99_hz": 0.0,
+                    "spectral_flatness": 0.0, "effective_bandwidth_hz": 0.0,
+                    "hpss_ratio_db": _hpss_ratio(self.harmonic, self.percussive)}
+        cumulative = np.cumsum(self.active_sum) / self.active_sum.sum()
+        return {
+            "spectral_centroid_hz": float(np.mean(self.centroid[active])),
+            "rolloff85_hz": float(self.freqs[np.searchsorted(cumulative, 0.85)]),
+            "rolloff99_hz": float(self.freqs[np.searchsorted(cumulative, 0.99)]),
+            "spectral_flatness": float(np.mean(self.flatness[active])),
+            "effective_bandwidth_hz": estimate_cutoff_hz(self.long_term / self.total.size, self.sample_rate),
+            "hpss_ratio_db": _hpss_ratio(self.harmonic, self.percussive),
+        }
+
+
+def _spectra(audio: np.ndarray, sample_rate: int) -> _Spectra:
+    """A clip's :class:`_Spectra`, one pass over its blocks (and again over any a louder frame made wrong)."""
+    audio = _as_2d(audio)
+    block_frames = BLOCK_FRAMES
+    spectra = _Spectra(sample_rate, FEATURE_STFT.n_frames(audio.shape[-1]))
+    context = HPSS_KERNEL // 2
+    for start, stop, power in power_blocks(audio, FEATURE_STFT, block_frames, context):
+        before = start - max(start - context, 0)
+        spectra.add(start, power, slice(before, before + stop - start))
+    for start in spectra.needs_again(block_frames):
+        stop = min(start + block_frames, spectra.total.size)
+        spectra.correct(start, _block_power(audio, FEATURE_STFT, start, stop))
+    return spectra
+
+
 def spectral_shape(power: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """Centroid, 85 % and 99 % rolloff, flatness and bandwidth of a power spectrogram."""
-    freqs = FEATURE_STFT.bin_frequencies_hz(sample_rate)
-    mono = power.mean(axis=0)  # [frames, bins]
-    frame_energy = mono.sum(axis=1)
-    active = frame_energy > frame_energy.max() * 1e-6 if frame_energy.max() > 0 else None
-    if active is None or not active.any():
-        return {"spectral_centroid_hz": 0.0, "rolloff85_hz": 0.0, "rolloff99_hz": 0.0,
-                "spectral_flatness": 0.0, "effective_bandwidth_hz": 0.0}
-    frames = mono[active]
-    centroid = float(np.mean((frames @ freqs) / frames.sum(axis=1)))
-    long_term = frames.mean(axis=0)
-    cumulative = np.cumsum(long_term) / long_term.sum()
-    floor = 1e-20
-    flatness = np.exp(np.mean(np.log(frames + floor), axis=1)) / (frames.mean(axis=1) + floor)
-    return {
-        "spectral_centroid_hz": centroid,
-        "rolloff85_hz": float(freqs[np.searchsorted(cumulative, 0.85)]),
-        "rolloff99_hz": float(freqs[np.searchsorted(cumulative, 0.99)]),
-        "spectral_flatness": float(np.mean(flatness)),
-        "effective_bandwidth_hz": estimate_cutoff_hz(power.reshape(-1, power.shape[-1]).mean(axis=0),
-                                                     sample_rate),
-    }
+    """Centroid, 85 % and 99 % rolloff, flatness and bandwidth of a power spectrogram ``[..., frames, bins]``."""
+    mono = power.mean(axis=0) if power.ndim == 3 else power
+    spectra = _Spectra(sample_rate, mono.shape[0])
+    spectra.add(0, mono, slice(None))
+    row = spectra.measures()
+    del row["hpss_ratio_db"]
+    return row
+
+
+#: Samples of a clip held at once, channels averaged, by the level measures (about 24 s at 44.1 kHz).
+BLOCK_SAMPLES = 1 << 20
 
 
 def noise_floor_db(audio: np.ndarray, sample_rate: int, quantile: float = 0.1) -> float:
     """Mean power of the quietest ``quantile`` of 50 ms frames, in dB re full scale."""
-    mono = _as_2d(audio).mean(axis=0)
-    frame = int(0.05 * sample_rate)
-    rms = frame_rms(mono, frame, frame // 2)
-    count = max(1, int(round(quantile * rms.size)))
-    return float(db(np.mean(np.sort(rms)[:count] ** 2)))
-
-
-def no_reference_metrics(audio: np.ndarray, sample_rate: int, original: np.ndarray | None = None,
-                         original_power: np.ndarray | None = None) -> dict[str, float]:
-    """Every no-reference measure of one clip.
-
-    ``original`` is the unprocessed input; the comparative measures
-    (log-mel distance, high-band energy gain, quiet-frame selection) are taken
-    against it, and are 0 when ``original`` is the clip itself or absent.
-    ``original_power`` is its :func:`normalised_power`, when the caller has it already.
-    """
     audio = _as_2d(audio)
-    power = normalised_power(audio)
-    hf = hf_band_energy_db(power, sample_rate)
-    if original is None:
-        original_power = power
-    elif original_power is None:
-        original_power = normalised_power(_as_2d(original))
+    frame = int(0.05 * sample_rate)
+    hop = frame // 2
+    count = max(1, (audio.shape[-1] - frame) // hop + 1)
+    per_block = max(1, BLOCK_SAMPLES // hop)
+    # Frames [first, first + per_block) start at multiples of the hop inside their own slice.
+    rms = np.concatenate([
+        frame_rms(audio[:, first * hop : (min(first + per_block, count) - 1) * hop + frame].mean(axis=0),
+                  frame, hop)
+        for first in range(0, count, per_block)])
+    kept = max(1, int(round(quantile * rms.size)))
+    return float(db(np.mean(np.sort(rms)[:kept] ** 2)))
+
+
+def _level_measures(audio: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """RMS, noise floor, loudness, peak and clipped samples, a block of samples at a time."""
+    audio = _as_2d(audio)
+    squares, peak, clipped = 0.0, 0.0, 0
+    for start in range(0, audio.shape[-1], BLOCK_SAMPLES):
+        block = audio[:, start : start + BLOCK_SAMPLES]
+        squares += float(np.sum(np.square(block, dtype=np.float64)))
+        magnitude = np.abs(block)
+        peak = max(peak, float(magnitude.max()))
+        clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
+    return {
+        "rms_db": float(db(squares / audio.size)),
+        "noise_floor_db": noise_floor_db(audio, sample_rate),
+        "loudness_lufs": loudness_lufs(audio, sample_rate),
+        "peak_db": float(20 * np.log10(peak)) if peak > 0 else float("-inf"),
+        "clipped_samples": clipped,
+    }
+
+
+@dataclass(frozen=True)
+class InputProfile:
+    """What the comparative measures of an output need of the unprocessed input: taken once, by
+    :func:`measure_input`, and shared by every output.
+
+    Attributes:
+        hf_energy_db: the input's high-band energy.
+        frame_power: the input's total power per frame (which frames are quiet).
+        log_mel: the input's :func:`log_mel`.
+    """
+
+    hf_energy_db: float
+    frame_power: np.ndarray
+    log_mel: np.ndarray
+
+
+def _measure(audio: np.ndarray, sample_rate: int,
+             original: InputProfile | None) -> tuple[dict[str, float], InputProfile]:
+    spectra = _spectra(audio, sample_rate)
+    hf = float(db(spectra.hf.mean()))
+    comparable = original is not None and original.frame_power.size == spectra.total.size
     # The same frames for the input and every output: the input's quietest.
-    quiet = quiet_frames(original_power) if original_power.shape[-2] == power.shape[-2] else quiet_frames(power)
-    row: dict[str, float] = {"hf_energy_db": hf,
-                             "hf_quiet_energy_db": hf_band_energy_db(power, sample_rate, frames=quiet),
-                             "hpss_ratio_db": hpss_ratio_db(power)}
+    quiet = quiet_frames(original.frame_power if comparable else spectra.total)
+    row: dict[str, float] = {"hf_energy_db": hf, "hf_quiet_energy_db": float(db(spectra.hf[quiet].mean()))}
+    shape = spectra.measures()
+    row["hpss_ratio_db"] = shape.pop("hpss_ratio_db")
     if original is None:
         row["log_mel_distance"] = 0.0
         row["hf_energy_gain_db"] = 0.0
     else:
-        row["log_mel_distance"] = log_mel_distance(original, audio, sample_rate)
-        row["hf_energy_gain_db"] = hf - hf_band_energy_db(original_power, sample_rate)
-    row.update(spectral_shape(power, sample_rate))
-    mean_square = float(np.mean(np.square(audio, dtype=np.float64)))
-    peak = float(np.max(np.abs(audio)))
-    row.update({
-        "rms_db": float(db(mean_square)),
-        "noise_floor_db": noise_floor_db(audio, sample_rate),
-        "loudness_lufs": loudness_lufs(audio, sample_rate),
-        "peak_db": float(20 * np.log10(peak)) if peak > 0 else float("-inf"),
-        "clipped_samples": int(np.count_nonzero(np.abs(audio) >= CLIP_LEVEL)),
-    })
-    return row
+        row["log_mel_distance"] = _log_mel_difference(original.log_mel, spectra.log_mel)
+        row["hf_energy_gain_db"] = hf - original.hf_energy_db
+    row.update(shape)
+    row.update(_level_measures(audio, sample_rate))
+    return row, InputProfile(hf_energy_db=hf, frame_power=spectra.total, log_mel=spectra.log_mel)
+
+
+def measure_input(audio: np.ndarray, sample_rate: int) -> tuple[dict[str, float], InputProfile]:
+    """The unprocessed input's row of :func:`no_reference_metrics`, with its :class:`InputProfile`."""
+    return _measure(audio, sample_rate, None)
+
+
+def no_reference_metrics(audio: np.ndarray, sample_rate: int,
+                         original: np.ndarray | InputProfile | None = None) -> dict[str, float]:
+    """Every no-reference measure of one clip.
+
+    ``original`` is the unprocessed input (or its :class:`InputProfile`, when the caller has it
+    already); the comparative measures (log-mel distance, high-band energy gain, quiet-frame
+    selection) are taken against it, and are 0 when ``original`` is absent. A long clip is measured
+    a block at a time (:data:`BLOCK_FRAMES`, :data:`BLOCK_SAMPLES`), with the same numbers.
+    """
+    if original is not None and not isinstance(original, InputProfile):
+        original = measure_input(original, sample_rate)[1]
+    return _measure(audio, sample_rate, original)[0]
 
 
 #: Column order and units of the no-reference table.
@@ -290,13 +509,11 @@ def compare_no_reference(original: np.ndarray, outputs: dict[str, np.ndarray], s
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    baseline, profile = measure_input(original, sample_rate)
     # The heavy parts (FFTs, median filters) release the GIL: measure clips in parallel.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        base_job = pool.submit(no_reference_metrics, original, sample_rate)
-        original_power = normalised_power(_as_2d(original))  # once, not once per output
-        jobs = {name: pool.submit(no_reference_metrics, audio, sample_rate, original, original_power)
+        jobs = {name: pool.submit(no_reference_metrics, audio, sample_rate, profile)
                 for name, audio in outputs.items()}
-        baseline = base_job.result()
         return rows_with_verdicts(baseline, {name: job.result() for name, job in jobs.items()}, thresholds, goals)
 
 

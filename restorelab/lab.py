@@ -19,7 +19,7 @@ import threading
 import time
 import zipfile
 from collections import Counter, OrderedDict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +28,8 @@ from typing import Iterator
 import numpy as np
 
 from restorelab import plots
-from restorelab.analysis import (INPUT_ROW, VerdictThresholds, no_reference_metrics, normalised_power,
-                                 rows_with_verdicts)
+from restorelab.analysis import (INPUT_ROW, VerdictThresholds, measure_input, no_reference_metrics,
+                                 rows_with_verdicts, welch_psd_db)
 from restorelab.audio import AudioError, Clip, load_audio, match_loudness, write_wav
 from restorelab.compare import write_metric_tables
 from restorelab.limits import Limits
@@ -298,9 +298,11 @@ def _checked_params(names: list[str], knobs: dict[str, float]) -> dict[str, dict
     return params
 
 
-def _measured(restorer, clip: Clip, original_power: np.ndarray) -> tuple[np.ndarray, dict]:
+def _measured(restorer, clip: Clip, input_job: Future) -> tuple[np.ndarray, dict]:
+    """A restorer's output and its row, measured against the input's profile (``input_job``, a
+    job submitted to the same pool before this one, so running or done by now)."""
     audio = restorer(clip.audio, clip.sample_rate)
-    return audio, no_reference_metrics(audio, clip.sample_rate, clip.audio, original_power)
+    return audio, no_reference_metrics(audio, clip.sample_rate, input_job.result()[1])
 
 
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
@@ -342,8 +344,7 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
     outputs: dict[str, np.ndarray] = {}
     measured: dict[str, dict] = {}
     with ThreadPoolExecutor(max_workers=COMPARE_WORKERS) as pool:
-        baseline_job = pool.submit(no_reference_metrics, clip.audio, sr)
-        original_power = normalised_power(clip.audio)
+        input_job = pool.submit(measure_input, clip.audio, sr)
         jobs = {}
         for name, restorer in restorers.items():
             cached = cache.get(keys[name]) if cache is not None else None
@@ -351,7 +352,7 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
                 outputs[name], measured[name] = cached
                 view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
             else:
-                jobs[pool.submit(_measured, restorer, clip, original_power)] = name
+                jobs[pool.submit(_measured, restorer, clip, input_job)] = name
         if outputs:
             yield "output", view
         for job in as_completed(jobs):
@@ -365,7 +366,7 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
                 cache.put(keys[name], outputs[name], measured[name])
             view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
             yield "output", view
-        baseline = baseline_job.result()
+        baseline = input_job.result()[0]
 
     order = [name for name in restorers if name in outputs]
     view.players = {INPUT_ROW: view.players[INPUT_ROW], **{name: view.players[name] for name in order}}
@@ -384,10 +385,11 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
             view.notes[name] = NO_AUDIBLE_CHANGE if first == INPUT_ROW else f"sounds the same as {first}"
     yield "metrics", view
 
-    view.psd_figure = plots.psd_overlay_plotly(clips, sr)
+    view.psd_figure = plots.psd_overlay_plotly(_psds(clips, sr), sr)
     yield "psd", view
 
-    view.mel_png = plots.save(plots.spectrogram_grid(clips, sr, "mel"), folder / "mel_spectrograms.png")
+    view.mel_png = plots.save(plots.spectrogram_grid(_spectrograms(clips, sr, "mel"), "mel"),
+                              folder / "mel_spectrograms.png")
     view.finished = True
     yield "spectrograms", view
 
@@ -405,8 +407,16 @@ def _player_audio(view: CompareView) -> dict[str, np.ndarray]:
     return {name: load_audio(path).audio for name, path in view.players.items()}
 
 
+def _psds(clips: dict[str, np.ndarray], sample_rate: int) -> dict[str, tuple]:
+    return {name: welch_psd_db(audio, sample_rate) for name, audio in clips.items()}
+
+
+def _spectrograms(clips: dict[str, np.ndarray], sample_rate: int, kind: str) -> dict[str, tuple]:
+    return {name: plots.display_spectrogram(audio, sample_rate, kind) for name, audio in clips.items()}
+
+
 def _draw_linear(view: CompareView, clips: dict[str, np.ndarray]) -> None:
-    view.linear_png = plots.save(plots.spectrogram_grid(clips, view.sample_rate, "linear"),
+    view.linear_png = plots.save(plots.spectrogram_grid(_spectrograms(clips, view.sample_rate, "linear"), "linear"),
                                  view.folder / "linear_spectrograms.png")
 
 
@@ -464,7 +474,8 @@ def comparison_zip(view: CompareView) -> Path:
         clips = _player_audio(view)  # read once for the three figures the page does not draw
         if view.linear_png is None:
             _draw_linear(view, clips)
-        plots.save(plots.psd_overlay(clips, view.sample_rate), view.folder / "psd_overlay.png")
+        plots.save(plots.psd_overlay(_psds(clips, view.sample_rate), view.sample_rate),
+                   view.folder / "psd_overlay.png")
         plots.save(plots.metric_change_bars(view.rows), view.folder / "metric_changes.png")
         del clips
         view.zip_path = _zip_folder(view.folder, view.folder / "restorelab-comparison.zip")

@@ -22,16 +22,42 @@ FAIL_COLOUR = "#c62828"
 NEUTRAL_COLOUR = "#607d8b"
 
 
-def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str = "mel",
-                     dynamic_range_db: float = 90.0):
-    """One spectrogram per clip, all on the same colour scale (max over all clips).
+#: Largest spectrogram drawn per panel: a panel is a few hundred pixels each way, fewer than a clip
+#: has frames or a linear spectrogram has bins, and drawing (or holding) more costs for nothing.
+DISPLAY_COLUMNS, DISPLAY_ROWS = 600, 400
+
+
+def display_spectrogram(audio: np.ndarray, sample_rate: int, kind: str = "mel"):
+    """A clip's spectrogram for one panel of :func:`spectrogram_grid`: ``(times_s, freqs_hz, level_db)``
+    with at most :data:`DISPLAY_COLUMNS` frames and :data:`DISPLAY_ROWS` bins, each the loudest of its
+    run (so transients and tones stay visible), as float32. Computed a block at a time, so a long clip
+    never has its whole spectrogram in memory.
 
     Args:
         kind: ``mel`` or ``linear``.
+    """
+    if kind == "mel":
+        times, freqs, level = analysis.mel_spectrogram_db(audio, sample_rate, max_columns=DISPLAY_COLUMNS)
+    elif kind == "linear":
+        times, freqs, level = analysis.linear_spectrogram_db(audio, sample_rate, max_columns=DISPLAY_COLUMNS)
+    else:
+        raise ValueError(f"kind must be mel or linear, got {kind!r}")
+    step = -(-level.shape[0] // DISPLAY_ROWS)
+    if step > 1:
+        pad = -level.shape[0] % step
+        level = np.pad(level, ((0, pad), (0, 0)), mode="edge").reshape(-1, step, level.shape[1]).max(axis=1)
+        freqs = freqs[::step]
+    return times, freqs, level.astype(np.float32)
+
+
+def spectrogram_grid(spectra: dict[str, tuple], kind: str = "mel", dynamic_range_db: float = 90.0):
+    """One spectrogram per clip, all on the same colour scale (max over all clips).
+
+    Args:
+        spectra: clip name -> its :func:`display_spectrogram`.
+        kind: ``mel`` or ``linear`` (the axis labels).
         dynamic_range_db: the colour scale spans this far below the loudest bin.
     """
-    compute = analysis.mel_spectrogram_db if kind == "mel" else analysis.linear_spectrogram_db
-    spectra = {name: _for_display(*compute(audio, sample_rate)) for name, audio in clips.items()}
     vmax = max(float(level.max()) for _, _, level in spectra.values())
     vmin = vmax - dynamic_range_db
     n = len(spectra)
@@ -65,31 +91,15 @@ def spectrogram_grid(clips: dict[str, np.ndarray], sample_rate: int, kind: str =
     return fig
 
 
-def _for_display(times: np.ndarray, freqs: np.ndarray, level: np.ndarray, max_columns: int = 600,
-                 max_rows: int = 400):
-    """A spectrogram with at most ``max_columns`` frames and ``max_rows`` bins (the loudest of each
-    run, so transients and tones stay visible), as float32: a panel is a few hundred pixels each
-    way, fewer than a clip has frames or a linear spectrogram has bins, and drawing (or holding)
-    more costs time and memory for nothing."""
-    step = -(-level.shape[1] // max_columns)
-    if step > 1:
-        pad = -level.shape[1] % step
-        level = np.pad(level, ((0, 0), (0, pad)), mode="edge").reshape(level.shape[0], -1, step).max(axis=2)
-        times = times[::step]
-    step = -(-level.shape[0] // max_rows)
-    if step > 1:
-        pad = -level.shape[0] % step
-        level = np.pad(level, ((0, pad), (0, 0)), mode="edge").reshape(-1, step, level.shape[1]).max(axis=1)
-        freqs = freqs[::step]
-    return times, freqs, level.astype(np.float32)
+def psd_overlay(psds: dict[str, tuple[np.ndarray, np.ndarray]], sample_rate: int, dynamic_range_db: float = 120.0):
+    """Welch PSD of every clip on one log-frequency axis, down to ``dynamic_range_db`` below the top.
 
-
-def psd_overlay(clips: dict[str, np.ndarray], sample_rate: int, dynamic_range_db: float = 120.0):
-    """Welch PSD of every clip on one log-frequency axis, down to ``dynamic_range_db`` below the top."""
+    Args:
+        psds: clip name -> its :func:`analysis.welch_psd_db`.
+    """
     fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
     top = -np.inf
-    for name, audio in clips.items():
-        freqs, level = analysis.welch_psd_db(audio, sample_rate)
+    for name, (freqs, level) in psds.items():
         keep = freqs > 0
         top = max(top, float(level[keep].max()))
         ax.semilogx(freqs[keep], level[keep], label=name, linewidth=1.6 if name == analysis.INPUT_ROW else 1.0)
@@ -143,8 +153,10 @@ def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 
 # -- interactive (plotly) ------------------------------------------------------
 
-def psd_overlay_plotly(clips: dict[str, np.ndarray], sample_rate: int, dynamic_range_db: float = 120.0):
-    """The PSD overlay as an interactive plotly figure (log-frequency axis).
+def psd_overlay_plotly(psds: dict[str, tuple[np.ndarray, np.ndarray]], sample_rate: int,
+                       dynamic_range_db: float = 120.0):
+    """The PSD overlay (clip name -> its :func:`analysis.welch_psd_db`) as an interactive plotly
+    figure (log-frequency axis).
 
     Two views, switched by buttons in the figure without a round trip to the server: every
     clip's PSD, and each output's difference from the input (where curves that lie on top of
@@ -153,7 +165,7 @@ def psd_overlay_plotly(clips: dict[str, np.ndarray], sample_rate: int, dynamic_r
     import plotly.colors
     import plotly.graph_objects as go
 
-    spectra = {name: analysis.welch_psd_db(audio, sample_rate) for name, audio in clips.items()}
+    spectra = psds
     freqs = next(iter(spectra.values()))[0]
     keep = freqs > 0
     base = spectra.get(analysis.INPUT_ROW, next(iter(spectra.values())))[1]

@@ -197,3 +197,63 @@ def test_quiet_passage_hiss_is_measured_on_the_inputs_quietest_frames(rng):
     after = A.no_reference_metrics(cleaned, SR, original=noisy)
     assert before["hf_quiet_energy_db"] - after["hf_quiet_energy_db"] > 20
     assert before["hf_energy_db"] - after["hf_energy_db"] < 3  # the overall measure barely moves
+
+
+# -- long clips a block at a time -------------------------------------------------------------------
+
+def use_small_blocks(monkeypatch):
+    """Blocks of 37 frames and 5000 samples: a few seconds of audio spans many of them."""
+    from restorelab import audio
+
+    monkeypatch.setattr(A, "BLOCK_FRAMES", 37)
+    monkeypatch.setattr(A, "BLOCK_SAMPLES", 5000)
+    monkeypatch.setattr(audio, "LOUDNESS_BLOCK_SAMPLES", 5000)
+
+
+def measured_whole_and_in_blocks(audio, original, monkeypatch):
+    whole = A.no_reference_metrics(audio, SR, original)
+    use_small_blocks(monkeypatch)
+    return whole, A.no_reference_metrics(audio, SR, original)
+
+
+def test_every_measure_of_a_clip_in_blocks_equals_the_whole(music, monkeypatch):
+    """The row of a clip measured 37 frames (and 5000 samples) at a time equals one pass over it:
+    the median filters get their context across block edges, and the quantiles, loudness gates
+    and spectral sums see every frame."""
+    output = (0.5 * music + 0.01 * np.random.default_rng(3).standard_normal(music.shape)).astype(np.float32)
+    whole, blocked = measured_whole_and_in_blocks(output, music, monkeypatch)
+    assert whole["log_mel_distance"] > 0.1 and whole["hf_energy_gain_db"] != 0.0  # an output, not the input
+    assert blocked == pytest.approx(whole, rel=1e-9, abs=1e-12)
+
+
+def test_frames_counted_before_a_louder_frame_came_are_taken_back(monkeypatch):
+    """A second of noise 80 dB under the next second's: in blocks, the quiet frames are the loudest
+    seen while their blocks are summed, but against the whole clip's loudest frame they fall under
+    the active share and leave the long-term spectrum behind the rolloffs. Their power is about
+    1e-8 of it, so only the sum itself shows whether they were taken back."""
+    rng = np.random.default_rng(5)
+    clip = np.concatenate([1e-4 * rng.standard_normal((1, SR)), rng.standard_normal((1, SR))], axis=1)
+    whole = A._spectra(clip, SR).active_sum
+    use_small_blocks(monkeypatch)
+    np.testing.assert_allclose(A._spectra(clip, SR).active_sum, whole, rtol=1e-12)
+    monkeypatch.setattr(A._Spectra, "correct", lambda self, start, power: None)
+    assert not np.allclose(A._spectra(clip, SR).active_sum, whole, rtol=1e-10, atol=0)
+
+
+def test_figures_spectra_in_blocks_equal_the_whole(music, monkeypatch):
+    """The loudest frame of each run, block by block, equals reducing the whole spectrogram; the
+    Welch PSD averaged 7 segments at a time equals scipy's over the whole clip."""
+    import scipy.signal
+
+    use_small_blocks(monkeypatch)
+    for compute in (A.mel_spectrogram_db, A.linear_spectrogram_db):
+        times, _, level = compute(music, SR)
+        step = 7  # 345 frames in at most 50 columns
+        runs = [level[:, i : i + step].max(axis=1) for i in range(0, level.shape[1], step)]
+        reduced_times, _, reduced = compute(music, SR, max_columns=50)
+        np.testing.assert_array_equal(reduced, np.stack(runs, axis=1))
+        np.testing.assert_allclose(reduced_times, times[::step])
+    freqs, psd = scipy.signal.welch(music.astype(np.float64), fs=SR, nperseg=4096)
+    blocked_freqs, blocked = A.welch_psd_db(music, SR, block_segments=7)
+    np.testing.assert_array_equal(blocked_freqs, freqs)
+    np.testing.assert_allclose(blocked, 10 * np.log10(psd.mean(axis=0)), atol=1e-9)
