@@ -171,7 +171,7 @@ def cmd_compare(args) -> int:
 
     from restorelab import analysis
     from restorelab.audio import AudioError, load_audio
-    from restorelab.compare import run_comparison, write_comparison
+    from restorelab.compare import run_comparison
     from restorelab.report import columns_of, to_markdown
 
     settings = parse_settings(args.set)
@@ -197,10 +197,11 @@ def cmd_compare(args) -> int:
         bar.n = index
         bar.refresh()
 
-    result = run_comparison(clip, names, settings, reference, args.cutoff_hz, args.visqol, progress)
+    result = run_comparison(clip, args.output, names, settings, reference, args.cutoff_hz, args.visqol,
+                            figures=not args.no_figures, progress=progress)
     bar.n = bar.total
     bar.close()
-    written = write_comparison(result, args.output, figures=not args.no_figures).all()
+    written = result.files.all()
     for name, reason in result.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
     print(to_markdown(result.rows, ["name", "hf_energy_db", "hpss_ratio_db", "log_mel_distance",

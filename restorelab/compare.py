@@ -18,59 +18,8 @@ ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass
-class Comparison:
-    """Outputs of every restorer on one clip, with their measurements.
-
-    Attributes:
-        clip: the input at the working rate.
-        outputs: restorer name -> restored audio (same shape as the input).
-        skipped: restorer name -> why it did not run (unavailable, failed).
-        rows: no-reference rows, the input first.
-        reference_rows: reference rows (the input first) when a clean reference was given.
-        settings: restorer name -> every parameter it ran with.
-    """
-
-    clip: Clip
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    rows: list[dict] = field(default_factory=list)
-    reference_rows: list[dict] = field(default_factory=list)
-
-
-def run_comparison(clip: Clip, names: list[str] | None = None,
-                   params: dict[str, dict[str, Any]] | None = None,
-                   reference: np.ndarray | None = None, cutoff_hz: float | None = None,
-                   with_visqol: bool = False, progress: ProgressCallback | None = None) -> Comparison:
-    """Restore ``clip`` with each named restorer (all registered ones by default) and measure.
-
-    ``passthrough`` is not run as an output: the input row already is the
-    unprocessed control.
-    """
-    restorers, skipped = build_available(output_names(names), params)
-    result = Comparison(clip=clip, skipped=skipped)
-    for index, (name, restorer) in enumerate(restorers.items()):
-        if progress:
-            progress(name, index, len(restorers))
-        result.outputs[name] = restorer(clip.audio, clip.sample_rate)
-        result.settings[name] = dataclasses.asdict(restorer.params)
-    if progress:
-        progress("measuring", len(restorers), len(restorers))
-    goals = {name: restorer.goal for name, restorer in restorers.items()}
-    result.rows = analysis.compare_no_reference(clip.audio, result.outputs, clip.sample_rate, goals=goals)
-    if reference is not None:
-        candidates = {analysis.INPUT_ROW: clip.audio, **result.outputs}
-        result.reference_rows = [
-            {"name": name, **analysis.reference_metrics(reference, audio, clip.sample_rate, cutoff_hz,
-                                                        with_visqol)}
-            for name, audio in candidates.items()
-        ]
-    return result
-
-
-@dataclass
 class ComparisonFiles:
-    """Where :func:`write_comparison` put everything.
+    """Where :func:`run_comparison` put everything.
 
     Attributes:
         wavs: clip name -> WAV at the working rate, the input first.
@@ -86,30 +35,91 @@ class ComparisonFiles:
         return [*self.wavs.values(), *self.tables, *self.figures.values()]
 
 
+@dataclass
+class Comparison:
+    """What a comparison of restorers on one clip measured and wrote.
+
+    Attributes:
+        files: the WAVs, tables and figures written.
+        skipped: restorer name -> why it did not run (unavailable).
+        rows: no-reference rows, the input first.
+        reference_rows: reference rows (the input first) when a clean reference was given.
+        settings: restorer name -> every parameter it ran with.
+    """
+
+    files: ComparisonFiles = field(default_factory=ComparisonFiles)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+    reference_rows: list[dict] = field(default_factory=list)
+
+
+def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = None,
+                   params: dict[str, dict[str, Any]] | None = None,
+                   reference: np.ndarray | None = None, cutoff_hz: float | None = None,
+                   with_visqol: bool = False, figures: bool = True,
+                   progress: ProgressCallback | None = None) -> Comparison:
+    """Restore ``clip`` with each named restorer (all registered ones by default), measure every
+    output and write it all to ``outdir``: the input and each output as WAV, ``metrics.csv`` and
+    ``metrics.md`` (``reference_metrics.*`` with a ``reference``) and, with ``figures``, the Mel and
+    linear spectrograms, the PSD overlay and the metric changes as PNG.
+
+    One output at a time: each is written, measured, reduced to what the figures draw (a
+    display-sized spectrogram and a PSD) and let go before the next restorer runs, so memory holds
+    the input and one output whatever the number of restorers, and a clip twice as long takes
+    twice as long. ``passthrough`` is not run as an output: the input row already is the
+    unprocessed control.
+    """
+    outdir = Path(outdir)
+    sr = clip.sample_rate
+    restorers, skipped = build_available(output_names(names), params)
+    result = Comparison(skipped=skipped)
+    drawn: dict[str, dict[str, tuple]] = {"mel": {}, "linear": {}, "psd": {}}
+
+    def keep(name: str, audio: np.ndarray) -> None:
+        result.files.wavs[name] = write_wav(outdir / f"{name}.wav", audio, sr)
+        if reference is not None:
+            result.reference_rows.append(
+                {"name": name, **analysis.reference_metrics(reference, audio, sr, cutoff_hz, with_visqol)})
+        if figures:
+            drawn["mel"][name] = plots.display_spectrogram(audio, sr, "mel")
+            drawn["linear"][name] = plots.display_spectrogram(audio, sr, "linear")
+            drawn["psd"][name] = analysis.welch_psd_db(audio, sr)
+
+    baseline, profile = analysis.measure_input(clip.audio, sr)
+    keep(analysis.INPUT_ROW, clip.audio)
+    measured = {}
+    for index, (name, restorer) in enumerate(restorers.items()):
+        if progress:
+            progress(name, index, len(restorers))
+        audio = restorer(clip.audio, sr)
+        result.settings[name] = dataclasses.asdict(restorer.params)
+        measured[name] = analysis.no_reference_metrics(audio, sr, profile)
+        keep(name, audio)
+        del audio
+    if progress:
+        progress("writing figures" if figures else "writing tables", len(restorers), len(restorers))
+    result.rows = analysis.rows_with_verdicts(baseline, measured,
+                                              goals={name: restorer.goal for name, restorer in restorers.items()})
+    result.files.tables += write_metric_tables(result.rows, outdir)
+    if result.reference_rows:
+        ref_columns = columns_of(result.reference_rows, ("name", *analysis.REFERENCE_COLUMNS))
+        write_table(result.reference_rows, ref_columns, outdir / "reference_metrics.csv",
+                    outdir / "reference_metrics.md", note=analysis.SETTINGS_NOTE)
+        result.files.tables += [outdir / "reference_metrics.csv", outdir / "reference_metrics.md"]
+    if figures:
+        result.files.figures = {
+            "mel": plots.save(plots.spectrogram_grid(drawn["mel"], "mel"), outdir / "mel_spectrograms.png"),
+            "linear": plots.save(plots.spectrogram_grid(drawn["linear"], "linear"),
+                                 outdir / "linear_spectrograms.png"),
+            "psd": plots.save(plots.psd_overlay(drawn["psd"], sr), outdir / "psd_overlay.png"),
+            "metric_changes": plots.save(plots.metric_change_bars(result.rows), outdir / "metric_changes.png"),
+        }
+    return result
+
+
 def write_metric_tables(rows: list[dict], outdir: Path) -> list[Path]:
     """``metrics.csv`` and ``metrics.md`` (with the settings note) of no-reference rows."""
     columns = ["name", *analysis.NO_REFERENCE_COLUMNS, *analysis.VERDICT_CHECKS]
     write_table(rows, columns, outdir / "metrics.csv", outdir / "metrics.md", note=analysis.SETTINGS_NOTE)
     return [outdir / "metrics.csv", outdir / "metrics.md"]
-
-
-def write_comparison(result: Comparison, outdir: str | Path, figures: bool = True) -> ComparisonFiles:
-    """Write the input and every output as WAV, ``metrics.csv``/``metrics.md`` and the figures."""
-    outdir = Path(outdir)
-    sr = result.clip.sample_rate
-    clips = {analysis.INPUT_ROW: result.clip.audio, **result.outputs}
-    files = ComparisonFiles(wavs={name: write_wav(outdir / f"{name}.wav", audio, sr) for name, audio in clips.items()})
-    files.tables += write_metric_tables(result.rows, outdir)
-    if result.reference_rows:
-        ref_columns = columns_of(result.reference_rows, ("name", *analysis.REFERENCE_COLUMNS))
-        write_table(result.reference_rows, ref_columns, outdir / "reference_metrics.csv",
-                    outdir / "reference_metrics.md", note=analysis.SETTINGS_NOTE)
-        files.tables += [outdir / "reference_metrics.csv", outdir / "reference_metrics.md"]
-    if figures:
-        files.figures = {
-            "mel": plots.save(plots.spectrogram_grid(clips, sr, "mel"), outdir / "mel_spectrograms.png"),
-            "linear": plots.save(plots.spectrogram_grid(clips, sr, "linear"), outdir / "linear_spectrograms.png"),
-            "psd": plots.save(plots.psd_overlay(clips, sr), outdir / "psd_overlay.png"),
-            "metric_changes": plots.save(plots.metric_change_bars(result.rows), outdir / "metric_changes.png"),
-        }
-    return files
