@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,15 @@ class UNetBandwidthExtensionParams(SpectralUNetParams):
                                            margin_db=self.margin_db, min_cliff_db=self.min_cliff_db)
 
 
+def _for_inference(model):
+    """The network in evaluation mode with its weights channels-last, the layout the CPU's
+    convolutions run fastest in (about twice as fast as the default here; the same numbers to
+    float rounding)."""
+    import torch
+
+    return model.eval().to(memory_format=torch.channels_last)
+
+
 class _SpectralUNet(Restorer):
     """Shared plumbing: checkpoint loading, whole-input statistics, resampling, batching channels."""
 
@@ -148,7 +158,7 @@ class _SpectralUNet(Restorer):
                                         channels=(4, 8)))
         for parameter in model.head.parameters():  # the head starts at zero; make the tiny model act
             torch.nn.init.normal_(parameter, std=0.3)
-        restorer._model = model.eval()
+        restorer._model = _for_inference(model)
         return restorer
 
     def _load(self):
@@ -165,7 +175,7 @@ class _SpectralUNet(Restorer):
                 model, meta = load_checkpoint(key)
                 if model.config.task != self.task:
                     raise ValueError(f"{key} is a {model.config.task} checkpoint, not {self.task}")
-                _MODELS[key] = model, meta
+                _MODELS[key] = _for_inference(model), meta
             self._model, self._meta = _MODELS[key]
         return self._model
 
@@ -340,7 +350,9 @@ class UNetRestore(Restorer):
 
     Method: ``unet_denoise(x) + (unet_bwe(x) - x)``. Below the cutoff this is the denoiser's
     output exactly (the extension adds nothing there); above it, the band the extension
-    generates. Each stage chunks the whole input on its own, with its own whole-input statistics.
+    generates. The chain chunks the input once for both stages (each chunk goes through the
+    denoiser and the extension, then the next), with each stage's whole-input statistics, measured
+    once when the two share a front end.
 
     Trade-off: the new band is made from the input, hiss included, and only the extension's
     envelope shapes that hiss; but that is the input the extension was trained on (a share of
@@ -384,11 +396,30 @@ class UNetRestore(Restorer):
                          UNetBandwidthExtension.tiny(representation=p.bwe_representation, chunk_s=chain.chunk_s))
         return chain
 
-    def _process_chunked(self, audio: np.ndarray, sample_rate: int, fitted: None) -> np.ndarray:
+    @property
+    def context_s(self) -> float:
+        return max(stage.context_s for stage in self._stages)
+
+    def _fit(self, audio: np.ndarray, sample_rate: int) -> tuple[Any, Any]:
+        """Each stage's whole-input statistics; measured once when both U-Nets share a front end
+        (STFT and rate), where the two measurements are the same."""
         denoise, extend = self._stages
-        out = denoise(audio, sample_rate)
+        fitted = denoise._fit(audio, sample_rate)
+        if isinstance(denoise, _SpectralUNet) and isinstance(extend, _SpectralUNet):
+            a, b = denoise._load().config, extend._load().config
+            if (a.n_fft, a.hop, a.sample_rate) == (b.n_fft, b.hop, b.sample_rate):
+                return fitted, fitted
+        return fitted, extend._fit(audio, sample_rate)
+
+    def _chunk_multiple(self, sample_rate: int) -> int:
+        return math.lcm(*(stage._chunk_multiple(sample_rate) for stage in self._stages))
+
+    def _process(self, audio: np.ndarray, sample_rate: int, fitted: tuple[Any, Any]) -> np.ndarray:
+        """Both stages on one chunk: chunked once for the two, so a long input holds one output, not three."""
+        (denoise, extend), (denoised_fit, extended_fit) = self._stages, fitted
+        out = denoise._process(audio, sample_rate, denoised_fit)
         if np.shares_memory(out, audio):  # a stage may hand back its input: never write into the caller's
             out = out.copy()
-        out += extend(audio, sample_rate)  # in place: a long input's arrays are large
+        out += extend._process(audio, sample_rate, extended_fit)  # in place: one chunk's arrays
         out -= audio
         return out
