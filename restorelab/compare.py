@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -11,10 +12,15 @@ import numpy as np
 
 from restorelab import analysis, plots
 from restorelab.audio import Clip, write_wav
+from restorelab.memory import release_memory
 from restorelab.report import columns_of, write_table
 from restorers import build_available, output_names
 
 ProgressCallback = Callable[[str, int, int], None]
+
+#: Clips up to this size (about three minutes of stereo) have an output measured while the next
+#: restorer runs; longer ones one output at a time, so memory does not grow with their length.
+OVERLAP_MAX_BYTES = 64 << 20
 
 
 @dataclass
@@ -64,10 +70,11 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     ``metrics.md`` (``reference_metrics.*`` with a ``reference``) and, with ``figures``, the Mel and
     linear spectrograms, the PSD overlay and the metric changes as PNG.
 
-    One output at a time: each is written, measured, reduced to what the figures draw (a
-    display-sized spectrogram and a PSD) and let go before the next restorer runs, so memory holds
-    the input and one output whatever the number of restorers, and a clip twice as long takes
-    twice as long. ``passthrough`` is not run as an output: the input row already is the
+    Each output is written, measured against the input's profile, reduced to what the figures draw
+    (a display-sized spectrogram and a PSD) and let go: while the next restorer runs for a short
+    clip (:data:`OVERLAP_MAX_BYTES`), before it for a long one. Memory holds the input and at most
+    two outputs whatever the number of restorers (one for a long clip), and a clip twice as long
+    takes twice as long. ``passthrough`` is not run as an output: the input row already is the
     unprocessed control.
     """
     outdir = Path(outdir)
@@ -75,8 +82,11 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     restorers, skipped = build_available(output_names(names), params)
     result = Comparison(skipped=skipped)
     drawn: dict[str, dict[str, tuple]] = {"mel": {}, "linear": {}, "psd": {}}
+    measured: dict[str, dict] = {}
 
     def keep(name: str, audio: np.ndarray) -> None:
+        if name != analysis.INPUT_ROW:
+            measured[name] = analysis.no_reference_metrics(audio, sr, input_job.result()[1])
         result.files.wavs[name] = write_wav(outdir / f"{name}.wav", audio, sr)
         if reference is not None:
             result.reference_rows.append(
@@ -86,17 +96,25 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
             drawn["linear"][name] = plots.display_spectrogram(audio, sr, "linear")
             drawn["psd"][name] = analysis.welch_psd_db(audio, sr)
 
-    baseline, profile = analysis.measure_input(clip.audio, sr)
-    keep(analysis.INPUT_ROW, clip.audio)
-    measured = {}
-    for index, (name, restorer) in enumerate(restorers.items()):
-        if progress:
-            progress(name, index, len(restorers))
-        audio = restorer(clip.audio, sr)
-        result.settings[name] = dataclasses.asdict(restorer.params)
-        measured[name] = analysis.no_reference_metrics(audio, sr, profile)
-        keep(name, audio)
-        del audio
+    # One worker measures and writes, in order, while the next restorer runs: two outputs held at
+    # once for a short clip, one for a long one (each waits for the last to be measured first).
+    overlap = clip.audio.nbytes <= OVERLAP_MAX_BYTES
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        input_job = worker.submit(analysis.measure_input, clip.audio, sr)
+        pending = worker.submit(keep, analysis.INPUT_ROW, clip.audio)
+        for index, (name, restorer) in enumerate(restorers.items()):
+            if progress:
+                progress(name, index, len(restorers))
+            if not overlap:
+                pending.result()
+                release_memory()  # what measuring the last output left in the worker's arena
+            audio = restorer(clip.audio, sr)
+            result.settings[name] = dataclasses.asdict(restorer.params)
+            pending.result()
+            pending = worker.submit(keep, name, audio)
+            del audio
+        pending.result()
+        baseline = input_job.result()[0]
     if progress:
         progress("writing figures" if figures else "writing tables", len(restorers), len(restorers))
     result.rows = analysis.rows_with_verdicts(baseline, measured,

@@ -8,9 +8,7 @@ turns it into ``gr.Error``.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import gc
 import json
 import os
 import shutil
@@ -144,15 +142,6 @@ class SessionJobs:
                 self._running[key] -= 1
                 if self._running[key] <= 0:
                     del self._running[key]
-
-
-def release_memory() -> None:
-    """Hand memory freed by a large job back to the system (glibc keeps it otherwise)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: the allocator keeps its own counsel
 
 
 def restorer_choices() -> list[str]:

@@ -1,0 +1,40 @@
+"""Keeping a long job's memory from growing with what its earlier steps freed (glibc's allocator)."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+
+#: glibc's ``mallopt`` parameter for the size above which allocations get their own pages.
+_M_MMAP_THRESHOLD = -3
+#: Arrays of at least this many bytes are given their own pages and handed back when freed.
+MMAP_THRESHOLD_BYTES = 4 << 20
+
+
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None  # not glibc: the allocator keeps its own counsel
+
+
+def return_large_arrays() -> bool:
+    """Give every allocation of :data:`MMAP_THRESHOLD_BYTES` or more its own pages, returned to the
+    system when it is freed.
+
+    glibc raises that threshold as large blocks are freed (up to 32 MB), after which spectrograms
+    and chunks come from the heaps of the threads that made them and stay there when freed: a
+    10-minute comparison peaked at 1.59 GB that way, 1.25 GB with the threshold fixed, in the same
+    time. Returns whether the allocator took the setting.
+    """
+    libc = _libc()
+    return bool(libc is not None and hasattr(libc, "mallopt") and libc.mallopt(_M_MMAP_THRESHOLD,
+                                                                                MMAP_THRESHOLD_BYTES))
+
+
+def release_memory() -> None:
+    """Hand memory freed by a large job back to the system (glibc keeps it otherwise)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
