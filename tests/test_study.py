@@ -15,7 +15,8 @@ from restorelab.cli import main
 from restorelab.listening.candidates import audio_sha256
 from restorelab.listening.design import PlannedTrial, listener_plan, main_trials
 from restorelab.listening.study import (ANCHOR, Design, StudyError, build_study, load_study)
-from restorelab.listening.study_results import study_results
+from restorelab.listening.ratings import Leaderboard
+from restorelab.listening.study_results import separation, study_results, summarise, write_results
 from restorelab.listening.study_session import StudyServer, valid_listener_id
 from restorelab.listening.transport import ListeningError, ListenRules, StimulusStore
 from restorelab.listening.votes import VoteLog
@@ -306,3 +307,116 @@ def test_study_commands(tmp_path, capsys):
         assert (tmp_path / "results" / name).stat().st_size > 0
     assert main(["study", "results", str(tmp_path)]) == 2
     assert "is not a study folder" in capsys.readouterr().err
+
+
+# -- results from hand-made votes --------------------------------------------------------------------
+
+def vote(listener, clip="c1", left="a", right="b", choice="left", check="", passed="", flags="", study="st",
+         questionnaire='{"playback": "Headphones"}'):
+    return {"study_id": study, "listener_id": listener, "clip_id": clip, "restorer_left": left,
+            "restorer_right": right, "choice": choice, "check": check, "check_passed": passed, "flags": flags,
+            "questionnaire": questionnaire}
+
+
+def hand_made_votes():
+    """Four listeners: ``even`` fails exactly half their checks (not more: kept at a limit of one
+    half), ``over`` one more than half, ``fast`` decides every vote too fast, ``both`` does both;
+    plus a vote of another study and one without a listener, which must be ignored."""
+    rows = []
+    for listener in ("even", "over", "fast", "both"):
+        flags = "fast" if listener in ("fast", "both") else ""
+        rows += [vote(listener, clip, flags=flags, questionnaire=f'{{"who": "{listener}"}}')
+                 for clip in ("c2", "c1", "c1")]
+        failures = {"even": 2, "over": 3, "fast": 0, "both": 3}[listener]
+        checks = 3 if listener == "both" else 4
+        rows += [vote(listener, check="identical", choice="left" if k < failures else "tie",
+                      passed="fail" if k < failures else "pass", flags=flags) for k in range(checks)]
+    rows.append(vote("even", choice="right"))
+    rows += [vote("other", study="elsewhere"), vote("", choice="right")]
+    return rows
+
+
+def test_listeners_are_counted_and_flagged_at_the_stated_share():
+    results = summarise("st", hand_made_votes(), max_failed_check_share=0.5, n_bootstrap=20)
+    summary = {listener.listener_id: listener for listener in results.listeners}
+    assert list(summary) == ["both", "even", "fast", "over"]
+    assert [(s.votes, s.checks, s.failed_checks) for s in summary.values()] == [(3, 3, 3), (4, 4, 2), (3, 4, 0),
+                                                                                (3, 4, 3)]
+    assert summary["even"].flagged == ""
+    assert summary["over"].flagged == "failed 3 of 4 checks"
+    assert summary["fast"].flagged == "voted faster than the listening rules allow"
+    assert summary["both"].flagged == "failed 3 of 3 checks; voted faster than the listening rules allow"
+    assert summary["over"].questionnaire == '{"who": "over"}'
+    assert results.flagged == ["both", "fast", "over"]
+    # Only "even" is kept: 3 wins of a over b and 1 loss; everyone: 12 wins, 1 loss. Checks never count.
+    assert (results.kept.votes, results.everyone.votes) == (4, 13)
+    assert results.kept.win_rate[results.kept.names.index("a"), results.kept.names.index("b")] == 0.75
+    assert list(results.per_clip) == ["c2", "c1"]  # the order the clips first appear in
+    assert [board.votes for board in results.per_clip.values()] == [1, 3]
+    assert results.per_clip["c2"].bootstrap.shape[0] == 50  # a fifth of the bootstrap, at least 50
+    assert "fails more than 50% of their checks" in results.rule
+    given = summarise("st", hand_made_votes(), 0.5, clip_ids=["c1", "c3"], n_bootstrap=300)
+    assert list(given.per_clip) == ["c1", "c3"] and given.per_clip["c3"].votes == 0
+    assert given.per_clip["c1"].bootstrap.shape[0] == 60
+    assert summarise("st", hand_made_votes(), 0.75, n_bootstrap=20).flagged == ["both", "fast"]
+
+
+def board(strengths: dict[str, float], differences: np.ndarray, votes: int = 100) -> Leaderboard:
+    """Two candidates, best first, whose bootstrap differences (first minus second) are ``differences``."""
+    names = list(strengths)
+    rows = [{"name": name, "strength": strengths[name]} for name in names]
+    bootstrap = np.stack([differences, np.zeros_like(differences)], axis=1)
+    return Leaderboard(rows=rows, names=names, bootstrap=bootstrap, votes=votes)
+
+
+def test_how_many_more_votes_would_separate_the_top_two():
+    """Bootstrap differences of 0 and 0.8 in equal numbers: spread 0.4, interval [0, 0.8]. A lead of
+    0.4 needs the interval's half-width 1.96 * 0.4 / sqrt(k) below 0.4, so k = 3.8416 times the
+    votes: 100 votes need 284.16, so 285, more."""
+    split = np.tile([0.0, 0.8], 50)
+    assert separation(board({"a": 0.5, "b": 0.1}, split)) == (
+        "a leads b by 0.40 (95 % interval [0.00, 0.80]); about 285 more votes like these would separate them, "
+        "if the difference stays the same.")
+    # An interval that excludes zero: 41 evenly spaced differences, percentiles at the 2nd and 40th.
+    assert separation(board({"a": 0.5, "b": 0.1}, np.linspace(0.2, 0.6, 41))) == (
+        "a is ahead of b: the 95 % interval of their difference, [0.21, 0.59], excludes zero.")
+    level = "a and b are level so far; more votes will not tell them apart."
+    assert separation(board({"a": 0.3, "b": 0.3}, split)) == level
+    assert separation(board({"a": 0.5, "b": 0.1}, np.zeros(100))) == level
+    assert separation(board({"a": 0.5, "b": 0.1}, split[:1])) == "Fewer than two candidates have votes."
+    assert separation(Leaderboard(rows=[{"name": "a", "strength": 0.0}], names=["a"],
+                                  bootstrap=np.zeros((9, 1)))) == "Fewer than two candidates have votes."
+
+
+def test_results_files_hold_every_table(tmp_path):
+    import csv
+
+    results = summarise("st", hand_made_votes(), max_failed_check_share=0.5, n_bootstrap=20)
+    written = write_results(results, tmp_path)
+    assert sorted(path.name for path in written) == ["leaderboard.csv", "leaderboard.png", "listeners.csv",
+                                                     "per_clip.csv", "results.md", "win_rates.csv"]
+
+    def table(name):
+        with open(tmp_path / name, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+
+    ranking = table("leaderboard.csv")
+    assert [(row["listeners"], row["name"], row["votes"]) for row in ranking] == [
+        ("kept", "a", "4"), ("kept", "b", "4"), ("everyone", "a", "13"), ("everyone", "b", "13")]
+    kept_a = results.kept.rows[0]
+    assert float(ranking[0]["strength"]) == round(kept_a["strength"], 3) and float(ranking[0]["strength"]) > 0
+    assert float(ranking[0]["ci_low"]) == round(kept_a["ci_low"], 3)
+    assert float(ranking[0]["ci_high"]) == round(kept_a["ci_high"], 3)
+    assert [(row["clip"], row["name"], row["votes"]) for row in table("per_clip.csv")] == [
+        ("c2", "a", "1"), ("c2", "b", "1"), ("c1", "a", "3"), ("c1", "b", "3")]
+    assert table("win_rates.csv") == [{"restorer": "a", "a": "", "b": "0.75"}, {"restorer": "b", "a": "0.25", "b": ""}]
+    assert [(row["listener_id"], row["votes"], row["checks"], row["failed_checks"], row["flagged"])
+            for row in table("listeners.csv")][:2] == [
+        ("both", "3", "3", "3", "failed 3 of 3 checks; voted faster than the listening rules allow"),
+        ("even", "4", "4", "2", "")]
+    markdown = (tmp_path / "results.md").read_text()
+    assert markdown.startswith("# Study st\n\n4 listener(s), 3 flagged; 4 votes from the others. A listener")
+    assert "the left side won 75% of decisive votes (two-sided binomial p = 0.625)" in markdown
+    assert "| a |  | 0.750 |\n| b | 0.250 |  |" in markdown
+    assert "### c2" in markdown and markdown.index("### c2") < markdown.index("### c1")
+    assert "resampling listeners and clips (20 samples); per clip, listeners (50 samples)" in markdown

@@ -48,6 +48,7 @@ class StudyResults:
     per_clip: dict[str, Leaderboard] = field(default_factory=dict)
     separation: str = ""
     rule: str = ""
+    n_bootstrap: int = 500
 
     @property
     def flagged(self) -> list[str]:
@@ -88,12 +89,17 @@ def summarise(study_id: str, rows: list[dict[str, str]], max_failed_check_share:
     everyone = leaderboard(rows, min_votes=1, n_bootstrap=n_bootstrap, seed=seed, units=UNITS)
     kept = leaderboard(kept_rows, min_votes=1, n_bootstrap=n_bootstrap, seed=seed, units=UNITS)
     per_clip = {clip: leaderboard([row for row in kept_rows if row["clip_id"] == clip], min_votes=1,
-                                  n_bootstrap=max(50, n_bootstrap // 5), seed=seed, units=("listener_id",))
+                                  n_bootstrap=_per_clip(n_bootstrap), seed=seed, units=("listener_id",))
                 for clip in (clip_ids if clip_ids is not None else dict.fromkeys(row["clip_id"] for row in rows))}
     rule = (f"A listener is flagged who fails more than {limit:.0%} of their checks (an identical pair not "
             "answered 'no difference', or the 3.5 kHz anchor not losing to the input), or who voted faster "
             "than the listening rules allow; results are given with and without them.")
-    return StudyResults(study_id, listeners, everyone, kept, per_clip, separation(kept), rule)
+    return StudyResults(study_id, listeners, everyone, kept, per_clip, separation(kept), rule, n_bootstrap)
+
+
+def _per_clip(n_bootstrap: int) -> int:
+    """Bootstrap samples of each clip's ranking: a fifth of the study's, at least 50."""
+    return max(50, n_bootstrap // 5)
 
 
 def separation(board: Leaderboard) -> str:
@@ -176,6 +182,6 @@ def results_markdown(results: StudyResults) -> str:
         lines += [f"### {clip}", "", to_markdown(_board_rows(board), columns) if board.rows else "No votes.", ""]
     lines += ["## Listeners", "", to_markdown([vars(listener) for listener in results.listeners],
                                               ["listener_id", "votes", "checks", "failed_checks", "flagged"]), "",
-              "Intervals: 95 % percentile bootstrap resampling listeners and clips (500 samples); per clip, "
-              "listeners. Strengths are Bradley-Terry log-odds (ties and 'both bad' count half), mean zero.", ""]
+              f"Intervals: 95 % percentile bootstrap resampling listeners and clips ({results.n_bootstrap} "
+              f"samples); per clip, listeners ({_per_clip(results.n_bootstrap)} samples). Strengths are Bradley-Terry log-odds (ties and 'both bad' count half), mean zero.", ""]
     return "\n".join(lines)
