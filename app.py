@@ -27,7 +27,7 @@ from restorelab import generation, lab
 from restorelab.analysis import VerdictThresholds
 from restorelab.audio import atomic_write_text, write_wav
 from restorelab.limits import Limits
-from restorelab.memory import release_memory, return_large_arrays
+from restorelab.memory import release_memory
 from restorelab.listening import votes
 from restorelab.listening.stimuli import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
 from restorelab.listening.mushra import RatingLog, ratings_path
@@ -711,7 +711,6 @@ def launch(argv: list[str] | None = None) -> None:
     parser.add_argument("--study", default=os.environ.get(STUDY_ENV),
                         help=f"serve only the listening page of this study folder (or set ${STUDY_ENV})")
     args = parser.parse_args(argv)
-    return_large_arrays()  # memory freed by one comparison goes back, not into a growing heap
     votes.start_dataset_sync(VOTE_LOG.path, RATING_LOG.path)
     if args.study:
         serve_study(args.study)

@@ -104,12 +104,15 @@ def _block_power(audio: np.ndarray, stft: Stft, start: int, stop: int) -> np.nda
     return np.square(np.abs(spec) * _power_scale(stft), dtype=np.float64).mean(axis=0)
 
 
-def _loudest_columns(level: np.ndarray, step: int) -> np.ndarray:
-    """The loudest of each run of ``step`` columns (the last run may be shorter)."""
+def loudest_of_runs(level: np.ndarray, step: int, axis: int = 1) -> np.ndarray:
+    """The largest of each run of ``step`` entries along ``axis`` of a 2-D array (the last run may
+    be shorter): how a spectrogram is shrunk for drawing without losing its transients and tones."""
     if step == 1:
         return level
+    level = np.moveaxis(level, axis, 1)
     pad = -level.shape[1] % step
-    return np.pad(level, ((0, 0), (0, pad)), mode="edge").reshape(level.shape[0], -1, step).max(axis=2)
+    runs = np.pad(level, ((0, 0), (0, pad)), mode="edge").reshape(level.shape[0], -1, step).max(axis=2)
+    return np.moveaxis(runs, 1, axis)
 
 
 def _spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft, weights: np.ndarray | None,
@@ -123,7 +126,7 @@ def _spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft, weights: np
     # Blocks hold whole runs, so reducing each block gives the runs of the whole clip.
     for _, _, power in power_blocks(audio, stft, block_frames=max(1, BLOCK_FRAMES // step) * step):
         level = power.T if weights is None else weights @ power.T
-        columns.append(_loudest_columns(np.maximum(db(level), SPECTROGRAM_FLOOR_DB), step))
+        columns.append(loudest_of_runs(np.maximum(db(level), SPECTROGRAM_FLOOR_DB), step))
     times = np.arange(0, frames, step) * stft.hop / sample_rate
     return times, np.concatenate(columns, axis=1)
 

@@ -675,10 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from restorelab.memory import return_large_arrays
-
     args = build_parser().parse_args(argv)
-    return_large_arrays()  # long files: memory that does not grow with what earlier steps freed
     try:
         return args.func(args)
     except (KeyError, ValueError) as exc:

@@ -12,7 +12,7 @@ import numpy as np
 
 from restorelab import analysis, plots
 from restorelab.audio import Clip, write_wav
-from restorelab.memory import release_memory
+from restorelab.memory import release_memory, return_large_arrays
 from restorelab.report import columns_of, write_table
 from restorers import build_available, output_names
 
@@ -73,8 +73,9 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     Each output is written, measured against the input's profile, reduced to what the figures draw
     (a display-sized spectrogram and a PSD) and let go: while the next restorer runs for a short
     clip (:data:`OVERLAP_MAX_BYTES`), before it for a long one. Memory holds the input and at most
-    two outputs whatever the number of restorers (one for a long clip), and a clip twice as long
-    takes twice as long. ``passthrough`` is not run as an output: the input row already is the
+    two outputs whatever the number of restorers (one for a long clip, for which large arrays are
+    also handed back to the system as soon as they are freed: :func:`memory.return_large_arrays`),
+    and a clip twice as long takes twice as long. ``passthrough`` is not run as an output: the input row already is the
     unprocessed control.
     """
     outdir = Path(outdir)
@@ -99,6 +100,8 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     # One worker measures and writes, in order, while the next restorer runs: two outputs held at
     # once for a short clip, one for a long one (each waits for the last to be measured first).
     overlap = clip.audio.nbytes <= OVERLAP_MAX_BYTES
+    if not overlap:
+        return_large_arrays()  # for the rest of the process: about 30 % slower, a fifth less memory
     with ThreadPoolExecutor(max_workers=1) as worker:
         input_job = worker.submit(analysis.measure_input, clip.audio, sr)
         pending = worker.submit(keep, analysis.INPUT_ROW, clip.audio)

@@ -1,7 +1,8 @@
 """Figures from analysis numbers: spectrogram grids, PSD overlays, metric-change bars.
 
-Every function takes arrays or metric rows from :mod:`restorelab.analysis` and
-returns a matplotlib ``Figure``; :func:`save` writes it atomically.
+Every figure is drawn from numbers :mod:`restorelab.analysis` measured (spectra, metric rows) and
+returned as a matplotlib ``Figure`` (or a plotly one); :func:`save` writes it atomically.
+:func:`display_spectrogram` shrinks a clip's spectrogram to what a panel shows.
 """
 
 from __future__ import annotations
@@ -43,11 +44,7 @@ def display_spectrogram(audio: np.ndarray, sample_rate: int, kind: str = "mel"):
     else:
         raise ValueError(f"kind must be mel or linear, got {kind!r}")
     step = -(-level.shape[0] // DISPLAY_ROWS)
-    if step > 1:
-        pad = -level.shape[0] % step
-        level = np.pad(level, ((0, pad), (0, 0)), mode="edge").reshape(-1, step, level.shape[1]).max(axis=1)
-        freqs = freqs[::step]
-    return times, freqs, level.astype(np.float32)
+    return times, freqs[::step], analysis.loudest_of_runs(level, step, axis=0).astype(np.float32)
 
 
 def spectrogram_grid(spectra: dict[str, tuple], kind: str = "mel", dynamic_range_db: float = 90.0):

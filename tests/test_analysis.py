@@ -253,6 +253,14 @@ def test_figures_spectra_in_blocks_equal_the_whole(music, monkeypatch):
         reduced_times, _, reduced = compute(music, SR, max_columns=50)
         np.testing.assert_array_equal(reduced, np.stack(runs, axis=1))
         np.testing.assert_allclose(reduced_times, times[::step])
+    from restorelab import plots
+
+    _, freqs, level = A.linear_spectrogram_db(music, SR, max_columns=plots.DISPLAY_COLUMNS)
+    _, shown_freqs, shown = plots.display_spectrogram(music, SR, "linear")  # 1,025 bins in runs of 3
+    assert shown.shape == (342, level.shape[1]) and shown.dtype == np.float32
+    np.testing.assert_array_equal(shown[0], level[:3].max(axis=0).astype(np.float32))
+    np.testing.assert_array_equal(shown[-1], level[-2:].max(axis=0).astype(np.float32))  # 1,025 = 3 * 341 + 2
+    np.testing.assert_array_equal(shown_freqs, freqs[::3])
     freqs, psd = scipy.signal.welch(music.astype(np.float64), fs=SR, nperseg=4096)
     blocked_freqs, blocked = A.welch_psd_db(music, SR, block_segments=7)
     np.testing.assert_array_equal(blocked_freqs, freqs)
