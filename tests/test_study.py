@@ -16,7 +16,8 @@ from restorelab.listening.candidates import audio_sha256
 from restorelab.listening.design import PlannedTrial, listener_plan, main_trials
 from restorelab.listening.study import (ANCHOR, Design, StudyError, build_study, load_study)
 from restorelab.listening.ratings import Leaderboard
-from restorelab.listening.study_results import separation, study_results, summarise, write_results
+from restorelab.listening.study_results import (results_markdown, separation, study_ids, study_results, summarise,
+                                                 write_results)
 from restorelab.listening.study_session import StudyServer, valid_listener_id
 from restorelab.listening.transport import ListeningError, ListenRules, StimulusStore
 from restorelab.listening.votes import VoteLog
@@ -420,3 +421,138 @@ def test_results_files_hold_every_table(tmp_path):
     assert "| a |  | 0.750 |\n| b | 0.250 |  |" in markdown
     assert "### c2" in markdown and markdown.index("### c2") < markdown.index("### c1")
     assert "resampling listeners and clips (20 samples); per clip, listeners (50 samples)" in markdown
+
+
+def test_study_ids_in_the_order_their_votes_first_appear():
+    rows = [{"study_id": "b"}, {"study_id": ""}, {"listener_id": "x"}, {"study_id": "a"}, {"study_id": "b"}]
+    assert study_ids(rows) == ["b", "a"]
+    assert study_ids([]) == []
+
+
+def test_intervals_resample_listeners_not_votes():
+    """Listener p prefers a four times, listener q prefers b four times. Resampling listeners draws
+    p twice in a quarter of the samples, where a wins all eight votes: the interval reaches that
+    sample's strength, for the whole study and for the clip alone. Resampling votes would reach it
+    only when all eight draws are a's wins (1 in 256)."""
+    rows = [vote(listener, choice=choice) for listener, choice in (("p", "left"), ("q", "right")) for _ in range(4)]
+    results = summarise("st", rows, n_bootstrap=200)
+    all_for_a = summarise("st", [vote("p") for _ in range(8)], n_bootstrap=2).kept.rows[0]["strength"]
+    for board in (results.kept, results.per_clip["c1"]):
+        a = next(row for row in board.rows if row["name"] == "a")
+        assert a["strength"] == pytest.approx(0.0, abs=1e-9)
+        assert a["ci_high"] == pytest.approx(all_for_a) and a["ci_low"] == pytest.approx(-all_for_a)
+
+
+def test_results_are_reproducible_for_a_seed_and_rank_a_single_vote():
+    rows = hand_made_votes()
+    first, again = summarise("st", rows, 0.5, n_bootstrap=30, seed=4), summarise("st", rows, 0.5, n_bootstrap=30, seed=4)
+    for one, two in [(first.kept, again.kept), (first.everyone, again.everyone),
+                     (first.per_clip["c1"], again.per_clip["c1"])]:
+        np.testing.assert_array_equal(one.bootstrap, two.bootstrap)
+    assert first.kept.bootstrap.shape[0] == first.everyone.bootstrap.shape[0] == 30
+    assert not np.array_equal(summarise("st", rows, 0.5, n_bootstrap=30).everyone.bootstrap,
+                              first.everyone.bootstrap)  # the default seed, 0, is another
+    np.testing.assert_array_equal(summarise("st", rows, 0.5, n_bootstrap=30).everyone.bootstrap,
+                                  summarise("st", rows, 0.5, n_bootstrap=30, seed=0).everyone.bootstrap)
+    single = summarise("st", [vote("x", choice="right")], n_bootstrap=20)
+    for board in (single.kept, single.everyone, single.per_clip["c1"]):
+        assert [(row["name"], row["rank"], row["votes"]) for row in board.rows] == [("b", 1, 1), ("a", 2, 1)]
+    no_answers = summarise("st", [{key: value for key, value in vote("x").items() if key != "questionnaire"}])
+    assert no_answers.listeners[0].questionnaire == ""
+
+
+def test_a_studys_results_use_its_clips_design_and_seed(study):
+    """Every clip of the study has a ranking, voted on or not; its design's check limit (a third)
+    decides the flags; the seed is handed on."""
+    rows = [vote("l1", clip="clip0", left="input", right=NAMES[0], study=study.id) for _ in range(3)]
+    rows += [vote("l1", clip="clip0", check="identical", choice="left", passed="fail", study=study.id),
+             *[vote("l1", clip="clip0", check="identical", choice="tie", passed="pass", study=study.id)] * 2]
+    results = study_results(study, rows, n_bootstrap=20, seed=2)
+    assert list(results.per_clip) == ["clip0", "clip1"] and results.per_clip["clip1"].votes == 0
+    assert results.flagged == []  # one failure in three checks is not more than a third
+    np.testing.assert_array_equal(results.kept.bootstrap,
+                                  summarise(study.id, rows, n_bootstrap=20, seed=2).kept.bootstrap)
+    rows.append(vote("l1", clip="clip0", check="identical", choice="left", passed="fail", study=study.id))
+    assert study_results(study, rows, n_bootstrap=20).flagged == ["l1"]  # two in four is
+
+
+def test_the_separation_sentence_at_its_edges():
+    # Percentiles 2.5 and 97.5 of 41 evenly spaced differences from 0.2 to 4.2 (a second column that
+    # is not zero: the difference of the columns counts, not their sum).
+    spaced = np.linspace(0.2, 4.2, 41)
+    ahead = board({"a": 2.5, "b": 0.3}, spaced)
+    ahead.bootstrap = np.stack([spaced + 0.3, np.full(41, 0.3)], axis=1)
+    assert separation(ahead) == ("a is ahead of b: the 95 % interval of their difference, [0.30, 4.10], "
+                                 "excludes zero.")
+    assert separation(board({"a": 1e-9, "b": 0.0}, np.tile([0.0, 0.8], 50))) == (
+        "a and b are level so far; more votes will not tell them apart.")  # a lead of 1e-9 is none
+    # Two bootstrap samples are enough to judge by.
+    assert separation(board({"a": 0.5, "b": 0.1}, np.array([0.3, 0.5]))).startswith("a is ahead of b")
+    # Four differences in a hundred are 0, the rest 1: the interval touches zero although the spread
+    # (0.20) is small next to the lead of 1, so at least one more vote is asked for.
+    nearly = np.array([0.0] * 4 + [1.0] * 96)
+    assert "about 1 more votes like these" in separation(board({"a": 1.0, "b": 0.0}, nearly))
+    sides = board({"a": 0.5, "b": 0.1}, np.tile([0.0, 0.8], 50))
+    sides.bootstrap[:, 1] = 0.2
+    sides.bootstrap[:, 0] += 0.2
+    assert "about 285 more votes" in separation(sides)
+
+
+def test_win_rates_and_ranks_are_written_as_computed(tmp_path):
+    import csv
+
+    # a beats b twice and loses once: 2/3, written to three decimals.
+    rows = [vote("x"), vote("x"), vote("x", choice="right")]
+    results = summarise("st", rows, n_bootstrap=20)
+    write_results(results, tmp_path)
+    with open(tmp_path / "win_rates.csv", newline="", encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle)) == [{"restorer": "a", "a": "", "b": "0.667"},
+                                                {"restorer": "b", "a": "0.333", "b": ""}]
+    with open(tmp_path / "leaderboard.csv", newline="", encoding="utf-8") as handle:
+        assert [(row["listeners"], row["rank"], row["name"]) for row in csv.DictReader(handle)] == [
+            ("kept", "1", "a"), ("kept", "2", "b"), ("everyone", "1", "a"), ("everyone", "2", "b")]
+    with open(tmp_path / "listeners.csv", newline="", encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle)) == [{"listener_id": "x", "votes": "3", "checks": "0", "failed_checks": "0",
+                                                 "flagged": "", "questionnaire": '{"playback": "Headphones"}'}]
+
+
+def test_the_results_report_word_for_word():
+    from restorelab.report import to_markdown
+
+    rows = hand_made_votes() + [vote("even", clip="c3", choice="tie", check="identical", passed="pass")]
+    results = summarise("st", rows, 0.5, clip_ids=["c2", "c1", "c9"], n_bootstrap=20)
+    columns = ["rank", "name", "strength", "ci_low", "ci_high", "votes"]
+
+    def ranking(board):
+        return to_markdown([{"rank": row["rank"], "name": row["name"], **{key: round(row[key], 3) for key in
+                            ("strength", "ci_low", "ci_high")}, "votes": row["votes"]} for row in board.rows], columns)
+
+    people = to_markdown([{"listener_id": "both", "votes": 3, "checks": 3, "failed_checks": 3,
+                           "flagged": "failed 3 of 3 checks; voted faster than the listening rules allow"},
+                          {"listener_id": "even", "votes": 4, "checks": 5, "failed_checks": 2, "flagged": ""},
+                          {"listener_id": "fast", "votes": 3, "checks": 4, "failed_checks": 0,
+                           "flagged": "voted faster than the listening rules allow"},
+                          {"listener_id": "over", "votes": 3, "checks": 4, "failed_checks": 3,
+                           "flagged": "failed 3 of 4 checks"}],
+                         ["listener_id", "votes", "checks", "failed_checks", "flagged"])
+    expected = "\n".join([
+        "# Study st", "",
+        "4 listener(s), 3 flagged; 4 votes from the others. A listener is flagged who fails more than 50% of "
+        "their checks (an identical pair not answered 'no difference', or the 3.5 kHz anchor not losing to the "
+        "input), or who voted faster than the listening rules allow; results are given with and without them.", "",
+        "## Ranking (flagged listeners left out)", "", ranking(results.kept), "",
+        separation(results.kept), "",
+        "Position bias: the left side won 75% of decisive votes (two-sided binomial p = 0.625).", "",
+        "## Win rates (row beats column, decisive votes; flagged listeners left out)", "",
+        "| restorer | a | b |\n|---|---|---|\n| a |  | 0.750 |\n| b | 0.250 |  |\n", "",
+        "## Ranking with every listener", "", ranking(results.everyone), "",
+        "## Per clip", "",
+        "### c2", "", ranking(results.per_clip["c2"]), "",
+        "### c1", "", ranking(results.per_clip["c1"]), "",
+        "### c9", "", "No votes.", "",
+        "## Listeners", "", people, "",
+        "Intervals: 95 % percentile bootstrap resampling listeners and clips (20 samples); per clip, listeners "
+        "(50 samples). Strengths are Bradley-Terry log-odds (ties and 'both bad' count half), mean zero.", ""])
+    assert results_markdown(results) == expected
+    ties = summarise("st", [vote("x", choice="tie")], n_bootstrap=20)
+    assert "Position bias" not in results_markdown(ties)  # no decisive vote: nothing to say

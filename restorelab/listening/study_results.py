@@ -183,5 +183,6 @@ def results_markdown(results: StudyResults) -> str:
     lines += ["## Listeners", "", to_markdown([vars(listener) for listener in results.listeners],
                                               ["listener_id", "votes", "checks", "failed_checks", "flagged"]), "",
               f"Intervals: 95 % percentile bootstrap resampling listeners and clips ({results.n_bootstrap} "
-              f"samples); per clip, listeners ({_per_clip(results.n_bootstrap)} samples). Strengths are Bradley-Terry log-odds (ties and 'both bad' count half), mean zero.", ""]
+              f"samples); per clip, listeners ({_per_clip(results.n_bootstrap)} samples). Strengths are "
+              "Bradley-Terry log-odds (ties and 'both bad' count half), mean zero.", ""]
     return "\n".join(lines)
