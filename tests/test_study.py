@@ -437,7 +437,7 @@ def test_intervals_resample_listeners_not_votes():
     rows = [vote(listener, choice=choice) for listener, choice in (("p", "left"), ("q", "right")) for _ in range(4)]
     results = summarise("st", rows, n_bootstrap=200)
     all_for_a = summarise("st", [vote("p") for _ in range(8)], n_bootstrap=2).kept.rows[0]["strength"]
-    for board in (results.kept, results.per_clip["c1"]):
+    for board in (results.kept, results.everyone, results.per_clip["c1"]):
         a = next(row for row in board.rows if row["name"] == "a")
         assert a["strength"] == pytest.approx(0.0, abs=1e-9)
         assert a["ci_high"] == pytest.approx(all_for_a) and a["ci_low"] == pytest.approx(-all_for_a)
@@ -450,8 +450,10 @@ def test_results_are_reproducible_for_a_seed_and_rank_a_single_vote():
                      (first.per_clip["c1"], again.per_clip["c1"])]:
         np.testing.assert_array_equal(one.bootstrap, two.bootstrap)
     assert first.kept.bootstrap.shape[0] == first.everyone.bootstrap.shape[0] == 30
-    assert not np.array_equal(summarise("st", rows, 0.5, n_bootstrap=30).everyone.bootstrap,
-                              first.everyone.bootstrap)  # the default seed, 0, is another
+    default_seed = summarise("st", rows, 0.5, n_bootstrap=30)  # the default seed, 0, is another
+    for one, two in [(first.kept, default_seed.kept), (first.everyone, default_seed.everyone),
+                     (first.per_clip["c1"], default_seed.per_clip["c1"])]:
+        assert not np.array_equal(one.bootstrap, two.bootstrap)
     np.testing.assert_array_equal(summarise("st", rows, 0.5, n_bootstrap=30).everyone.bootstrap,
                                   summarise("st", rows, 0.5, n_bootstrap=30, seed=0).everyone.bootstrap)
     single = summarise("st", [vote("x", choice="right")], n_bootstrap=20)
@@ -459,19 +461,24 @@ def test_results_are_reproducible_for_a_seed_and_rank_a_single_vote():
         assert [(row["name"], row["rank"], row["votes"]) for row in board.rows] == [("b", 1, 1), ("a", 2, 1)]
     no_answers = summarise("st", [{key: value for key, value in vote("x").items() if key != "questionnaire"}])
     assert no_answers.listeners[0].questionnaire == ""
+    assert no_answers.kept.bootstrap.shape[0] == 500  # the default
 
 
 def test_a_studys_results_use_its_clips_design_and_seed(study):
     """Every clip of the study has a ranking, voted on or not; its design's check limit (a third)
     decides the flags; the seed is handed on."""
-    rows = [vote("l1", clip="clip0", left="input", right=NAMES[0], study=study.id) for _ in range(3)]
+    rows = [vote(listener, clip="clip0", left="input", right=NAMES[0], choice=choice, study=study.id)
+            for listener, choice in (("l1", "left"), ("l2", "right")) for _ in range(3)]
     rows += [vote("l1", clip="clip0", check="identical", choice="left", passed="fail", study=study.id),
              *[vote("l1", clip="clip0", check="identical", choice="tie", passed="pass", study=study.id)] * 2]
     results = study_results(study, rows, n_bootstrap=20, seed=2)
     assert list(results.per_clip) == ["clip0", "clip1"] and results.per_clip["clip1"].votes == 0
     assert results.flagged == []  # one failure in three checks is not more than a third
-    np.testing.assert_array_equal(results.kept.bootstrap,
-                                  summarise(study.id, rows, n_bootstrap=20, seed=2).kept.bootstrap)
+    same_seed = summarise(study.id, rows, n_bootstrap=20, seed=2).kept.bootstrap
+    np.testing.assert_array_equal(results.kept.bootstrap, same_seed)
+    assert not np.array_equal(summarise(study.id, rows, n_bootstrap=20, seed=0).kept.bootstrap, same_seed)
+    defaults = study_results(study, rows)  # 500 samples, seed 0
+    np.testing.assert_array_equal(defaults.kept.bootstrap, summarise(study.id, rows, n_bootstrap=500).kept.bootstrap)
     rows.append(vote("l1", clip="clip0", check="identical", choice="left", passed="fail", study=study.id))
     assert study_results(study, rows, n_bootstrap=20).flagged == ["l1"]  # two in four is
 
@@ -493,8 +500,8 @@ def test_the_separation_sentence_at_its_edges():
     nearly = np.array([0.0] * 4 + [1.0] * 96)
     assert "about 1 more votes like these" in separation(board({"a": 1.0, "b": 0.0}, nearly))
     sides = board({"a": 0.5, "b": 0.1}, np.tile([0.0, 0.8], 50))
-    sides.bootstrap[:, 1] = 0.2
-    sides.bootstrap[:, 0] += 0.2
+    second = np.tile([0.0, 0.0, 0.4, 0.4], 25)  # varies: the columns' sum spreads more than their difference
+    sides.bootstrap = np.stack([sides.bootstrap[:, 0] + second, second], axis=1)
     assert "about 285 more votes" in separation(sides)
 
 
