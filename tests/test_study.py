@@ -563,3 +563,21 @@ def test_the_results_report_word_for_word():
     assert results_markdown(results) == expected
     ties = summarise("st", [vote("x", choice="tie")], n_bootstrap=20)
     assert "Position bias" not in results_markdown(ties)  # no decisive vote: nothing to say
+
+
+def test_the_study_secret_comes_from_the_environment_or_a_private_file_made_once(tmp_path, monkeypatch):
+    import stat
+
+    from restorelab.listening.study_session import SECRET_ENV, study_secret
+
+    monkeypatch.setenv(SECRET_ENV, "from the environment")
+    assert study_secret(tmp_path / "votes" / "votes.csv") == b"from the environment"
+    assert not (tmp_path / "votes").exists()
+    monkeypatch.delenv(SECRET_ENV)
+    secret = study_secret(tmp_path / "votes" / "votes.csv")
+    kept = tmp_path / "votes" / ".study-secret"
+    assert len(secret) == 64 and int(secret, 16) >= 0 and kept.read_bytes() == secret
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # readable by the server's user only
+    assert study_secret(tmp_path / "votes" / "other.csv") == secret  # made once, then read
+    kept.write_bytes(b"an organiser's own secret\n")
+    assert study_secret(tmp_path / "votes" / "votes.csv") == b"an organiser's own secret"
