@@ -101,7 +101,7 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     # once for a short clip, one for a long one (each waits for the last to be measured first).
     overlap = clip.audio.nbytes <= OVERLAP_MAX_BYTES
     if not overlap:
-        return_large_arrays()  # for the rest of the process: about 30 % slower, a fifth less memory
+        return_large_arrays()  # for the rest of the process: a fifth less memory, up to 30 % more time
     with ThreadPoolExecutor(max_workers=1) as worker:
         input_job = worker.submit(analysis.measure_input, clip.audio, sr)
         pending = worker.submit(keep, analysis.INPUT_ROW, clip.audio)

@@ -445,7 +445,7 @@ def test_intervals_resample_listeners_not_votes():
 
 def test_results_are_reproducible_for_a_seed_and_rank_a_single_vote():
     rows = hand_made_votes()
-    first, again = summarise("st", rows, 0.5, n_bootstrap=30, seed=4), summarise("st", rows, 0.5, n_bootstrap=30, seed=4)
+    first, again = (summarise("st", rows, 0.5, n_bootstrap=30, seed=4) for _ in range(2))
     for one, two in [(first.kept, again.kept), (first.everyone, again.everyone),
                      (first.per_clip["c1"], again.per_clip["c1"])]:
         np.testing.assert_array_equal(one.bootstrap, two.bootstrap)
