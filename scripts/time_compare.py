@@ -75,6 +75,7 @@ def shown(page, start: float) -> tuple[float, float]:
     first = time.monotonic() - start
     page.wait_for_function("window.compareRunning && document.querySelector('#compare-status').innerText"
                            ".includes('Compared')", timeout=120_000)
+    page.locator("#mel").scroll_into_view_if_needed()  # Gradio loads images only near the viewport
     for selector in ("#psd .js-plotly-plot", "#mel img", "#metrics table"):
         page.wait_for_selector(selector)
     page.wait_for_function(ALL_PLAYERS)
