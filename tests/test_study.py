@@ -581,3 +581,65 @@ def test_the_study_secret_comes_from_the_environment_or_a_private_file_made_once
     assert study_secret(tmp_path / "votes" / "other.csv") == secret  # made once, then read
     kept.write_bytes(b"an organiser's own secret\n")
     assert study_secret(tmp_path / "votes" / "votes.csv") == b"an organiser's own secret"
+
+
+def test_listener_ids_are_checked_and_new_ones_random(study, tmp_path):
+    """An id from a link or the page's storage is used only if it looks like one (a letter or digit,
+    then up to 63 letters, digits, '_' or '-'); otherwise the listener gets a random 16-hex one."""
+    assert valid_listener_id("PROLIFIC_42") == "PROLIFIC_42" and valid_listener_id("a" * 64) == "a" * 64
+    for bad in ("not a valid id!", "", "-starts-with-a-dash", "a" * 65, "tab\there", None, 42):
+        assert valid_listener_id(bad) is None, bad
+    server = StudyServer(study, VoteLog(tmp_path / "votes.csv"), StimulusStore(), secret=b"s")
+    arrivals = [server.arrive("not a valid id!") for _ in range(3)]
+    assert [listener.index for listener in arrivals] == [0, 1, 2]
+    assert all(len(listener.listener_id) == 16 and int(listener.listener_id, 16) >= 0 for listener in arrivals)
+    assert len({listener.listener_id for listener in arrivals}) == 3
+    code = server.completion_code("p1")
+    assert len(code) == 10 and code.isalnum() and code.upper() == code
+
+
+def test_a_restarted_server_counts_each_listeners_judged_trials_from_the_log(study, tmp_path):
+    """Rows of other studies and rows without a listener are skipped wherever they come in the log;
+    a listener's place and answers come from their first row, and each trial counts once."""
+    log = VoteLog(tmp_path / "votes.csv")
+    server = StudyServer(study, log, StimulusStore(), ListenRules(min_listen_s=0.0, min_decision_s=0.0),
+                         secret=b"s")
+    first, second = server.arrive("first"), server.arrive("second")
+    for listener in (first, second):
+        server.answer(listener, {"playback": "Headphones", "experience": "Casual listener"})
+    for listener, count in ((first, 3), (second, 1)):
+        for _ in range(count):
+            trial = server.present(listener)
+            for token in trial.tokens:
+                server.store.take(token)
+            server.vote(listener, right_answer(listener.plan[listener.position]),
+                        json.dumps({"trial": trial.trial_id, "left_s": 0.0, "right_s": 0.0}))
+    rows = log.read()
+    stranger = {**rows[0], "study_id": "another", "listener_id": "first", "trial_id": "x1"}
+    anonymous = {**rows[0], "listener_id": "", "trial_id": "x2"}
+    repeated = {**rows[0], "listener_index": "", "questionnaire": ""}  # the same trial again
+    import csv
+
+    with open(log.path, "w", newline="", encoding="utf-8") as handle:  # the skipped rows first
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([stranger, anonymous, *rows, repeated])
+    again = StudyServer(study, log, StimulusStore(), secret=b"s")
+    back_first, back_second = again.arrive("first"), again.arrive("second")
+    assert (back_first.index, back_first.position) == (0, 3)
+    assert (back_second.index, back_second.position) == (1, 1)
+    assert json.loads(back_first.questionnaire)["playback"] == "Headphones"
+    assert again.arrive().index == 2
+
+
+def test_a_design_is_refused_just_outside_its_ranges_and_taken_at_their_edges():
+    for edge in (dict(trials_per_listener=1), dict(check_share=0.0), dict(check_share=0.999),
+                 dict(max_failed_check_share=0.0), dict(max_failed_check_share=1.0), dict(min_checks=0)):
+        Design(**edge)
+    with pytest.raises(ValueError, match=r"^trials_per_listener must be at least 1, got 0$"):
+        Design(trials_per_listener=0)
+    ranges = r"^check_share must be in \[0, 1\), max_failed_check_share in \[0, 1\], min_checks >= 0$"
+    for outside in (dict(check_share=-0.01), dict(check_share=1.0), dict(max_failed_check_share=-0.01),
+                    dict(max_failed_check_share=1.01), dict(min_checks=-1)):
+        with pytest.raises(ValueError, match=ranges):
+            Design(**outside)
