@@ -245,13 +245,13 @@ def test_figures_spectra_in_blocks_equal_the_whole(music, monkeypatch):
     Welch PSD averaged 7 segments at a time equals scipy's over the whole clip."""
     import scipy.signal
 
+    wholes = {compute: compute(music, SR) for compute in (A.mel_spectrogram_db, A.linear_spectrogram_db)}
     use_small_blocks(monkeypatch)
-    for compute in (A.mel_spectrogram_db, A.linear_spectrogram_db):
-        times, _, level = compute(music, SR)
+    for compute, (times, _, level) in wholes.items():
         step = 7  # 345 frames in at most 50 columns
         runs = [level[:, i : i + step].max(axis=1) for i in range(0, level.shape[1], step)]
         reduced_times, _, reduced = compute(music, SR, max_columns=50)
-        np.testing.assert_array_equal(reduced, np.stack(runs, axis=1))
+        np.testing.assert_allclose(reduced, np.stack(runs, axis=1), rtol=1e-12)  # FFT rounding at the end
         np.testing.assert_allclose(reduced_times, times[::step])
     from restorelab import plots
 
