@@ -68,17 +68,15 @@ def _as_2d(audio: np.ndarray) -> np.ndarray:
     return np.atleast_2d(np.asarray(audio, dtype=np.float32))
 
 
-def _power_scale(stft: Stft) -> float:
-    return 1.0 / float(np.sum(hann(stft.n_fft)))
-
-
-def normalised_power(audio: np.ndarray, stft: Stft = FEATURE_STFT) -> np.ndarray:
-    """Power spectrogram scaled so a full-scale sine reads 0.25 at its bin.
+def normalised_power(audio: np.ndarray, stft: Stft = FEATURE_STFT, start: int = 0,
+                     stop: int | None = None) -> np.ndarray:
+    """Power spectrogram scaled so a full-scale sine reads 0.25 at its bin; frames ``[start, stop)``
+    (default: all).
 
     Shape: ``[channels, samples] -> [channels, frames, bins]``.
     """
-    spec = stft.forward(_as_2d(audio))
-    return np.square(np.abs(spec) * _power_scale(stft), dtype=np.float64)
+    spec = stft.forward(_as_2d(audio), start, stop)
+    return np.square(np.abs(spec) * (1.0 / float(np.sum(hann(stft.n_fft)))), dtype=np.float64)
 
 
 def power_blocks(audio: np.ndarray, stft: Stft = FEATURE_STFT, block_frames: int | None = None,
@@ -95,13 +93,7 @@ def power_blocks(audio: np.ndarray, stft: Stft = FEATURE_STFT, block_frames: int
     total = stft.n_frames(audio.shape[-1])
     for start in range(0, total, block_frames):
         stop = min(start + block_frames, total)
-        yield start, stop, _block_power(audio, stft, max(start - context, 0), min(stop + context, total))
-
-
-def _block_power(audio: np.ndarray, stft: Stft, start: int, stop: int) -> np.ndarray:
-    """Channel-averaged :func:`normalised_power` of frames ``[start, stop)``, ``[frames, bins]``."""
-    spec = stft.forward(audio, start, stop)
-    return np.square(np.abs(spec) * _power_scale(stft), dtype=np.float64).mean(axis=0)
+        yield start, stop, normalised_power(audio, stft, max(start - context, 0), min(stop + context, total)).mean(0)
 
 
 def loudest_of_runs(level: np.ndarray, step: int, axis: int = 1) -> np.ndarray:
@@ -115,32 +107,26 @@ def loudest_of_runs(level: np.ndarray, step: int, axis: int = 1) -> np.ndarray:
     return np.moveaxis(runs, 1, axis)
 
 
-def _spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft, weights: np.ndarray | None,
-                    max_columns: int | None):
-    """``(times_s, level_db [rows, columns])`` of the channel-averaged power (through ``weights``
-    ``[rows, bins]`` when given), at most ``max_columns`` wide: the loudest frame of each run, so
-    transients stay visible. Computed a block of frames at a time."""
+def _spectrograms_db(audio: np.ndarray, stft: Stft, weights: dict[str, np.ndarray | None],
+                     max_columns: int | None) -> dict[str, np.ndarray]:
+    """Level in dB ``[rows, columns]`` of the channel-averaged power through each of ``weights``
+    (``[rows, bins]``; ``None``: the bins themselves), at most ``max_columns`` wide: the loudest
+    frame of each run, so transients stay visible. One pass over the clip, a block of frames at a time."""
     frames = stft.n_frames(_as_2d(audio).shape[-1])
     step = 1 if max_columns is None else max(1, -(-frames // max_columns))
-    columns = []
+    columns: dict[str, list] = {kind: [] for kind in weights}
     # Blocks hold whole runs, so reducing each block gives the runs of the whole clip.
     for _, _, power in power_blocks(audio, stft, block_frames=max(1, BLOCK_FRAMES // step) * step):
-        level = power.T if weights is None else weights @ power.T
-        columns.append(loudest_of_runs(np.maximum(db(level), SPECTROGRAM_FLOOR_DB), step))
-    times = np.arange(0, frames, step) * stft.hop / sample_rate
-    return times, np.concatenate(columns, axis=1)
+        for kind, rows in weights.items():
+            level = power.T if rows is None else rows @ power.T
+            columns[kind].append(loudest_of_runs(np.maximum(db(level), SPECTROGRAM_FLOOR_DB), step))
+    return {kind: np.concatenate(parts, axis=1) for kind, parts in columns.items()}
 
 
-def linear_spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft = FEATURE_STFT,
-                          max_columns: int | None = None):
-    """Channel-averaged power spectrogram in dB re full scale.
-
-    Returns:
-        ``(times_s [frames], freqs_hz [bins], level_db [bins, frames])``; with ``max_columns``, at
-        most that many frames, each the loudest of a run (for drawing a long clip).
-    """
-    times, level = _spectrogram_db(audio, sample_rate, stft, None, max_columns)
-    return times, stft.bin_frequencies_hz(sample_rate), level
+def _frame_times(audio: np.ndarray, sample_rate: int, stft: Stft, max_columns: int | None) -> np.ndarray:
+    frames = stft.n_frames(_as_2d(audio).shape[-1])
+    step = 1 if max_columns is None else max(1, -(-frames // max_columns))
+    return np.arange(0, frames, step) * stft.hop / sample_rate
 
 
 @lru_cache(maxsize=4)
@@ -148,6 +134,37 @@ def _mel_weights(sample_rate: int) -> np.ndarray:
     fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
     # Area-normalised filters: rescale so a flat spectrum keeps its level.
     return fb / fb.sum(axis=1, keepdims=True)
+
+
+def spectrograms_db(audio: np.ndarray, sample_rate: int, kinds: tuple[str, ...] = ("mel", "linear"),
+                    max_columns: int | None = None) -> dict[str, tuple]:
+    """The Mel and linear spectrograms (of :data:`FEATURE_STFT`, channels averaged, in dB re full
+    scale) from one pass over the clip: kind -> ``(times_s, freqs_hz, level_db [rows, frames])``,
+    the Mel rows at their bands' centres. With ``max_columns``, at most that many frames, each the
+    loudest of a run (for drawing a long clip)."""
+    weights = {}
+    for kind in kinds:
+        if kind not in ("mel", "linear"):
+            raise ValueError(f"kind must be mel or linear, got {kind!r}")
+        weights[kind] = _mel_weights(sample_rate) if kind == "mel" else None
+    levels = _spectrograms_db(audio, FEATURE_STFT, weights, max_columns)
+    times = _frame_times(audio, sample_rate, FEATURE_STFT, max_columns)
+    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
+    freqs = {"mel": (fb * FEATURE_STFT.bin_frequencies_hz(sample_rate)).sum(axis=1) / fb.sum(axis=1),
+             "linear": FEATURE_STFT.bin_frequencies_hz(sample_rate)}
+    return {kind: (times, freqs[kind], level) for kind, level in levels.items()}
+
+
+def linear_spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft = FEATURE_STFT,
+                          max_columns: int | None = None):
+    """Channel-averaged power spectrogram in dB re full scale.
+
+    Returns:
+        ``(times_s [frames], freqs_hz [bins], level_db [bins, frames])``; ``max_columns`` as in
+        :func:`spectrograms_db`.
+    """
+    level = _spectrograms_db(audio, stft, {"linear": None}, max_columns)["linear"]
+    return _frame_times(audio, sample_rate, stft, max_columns), stft.bin_frequencies_hz(sample_rate), level
 
 
 def mel_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -158,11 +175,8 @@ def mel_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def mel_spectrogram_db(audio: np.ndarray, sample_rate: int, max_columns: int | None = None):
     """Returns ``(times_s, mel_centre_hz, level_db [n_mels, frames])``; ``max_columns`` as in
-    :func:`linear_spectrogram_db`."""
-    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
-    centres = (fb * FEATURE_STFT.bin_frequencies_hz(sample_rate)).sum(axis=1) / fb.sum(axis=1)
-    times, level = _spectrogram_db(audio, sample_rate, FEATURE_STFT, _mel_weights(sample_rate), max_columns)
-    return times, centres, level
+    :func:`spectrograms_db`."""
+    return spectrograms_db(audio, sample_rate, ("mel",), max_columns)["mel"]
 
 
 def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096, block_segments: int = 1024):
@@ -258,7 +272,8 @@ class _Spectra:
     """The spectral measures of one clip, fed its channel-averaged power a block of frames at a time.
 
     Per frame it keeps a few numbers (total and high-band power, centroid, flatness, the log-mel
-    column); over frames, sums. Which frames count as active (above :data:`ACTIVE_SHARE` of the
+    column); over frames, sums. (The HPSS ratio needs context across block edges: :func:`_spectra`
+    sums it.) Which frames count as active (above :data:`ACTIVE_SHARE` of the
     loudest) is known only at the end, so the long-term spectrum of the active frames is summed
     against the loudest frame so far, and :meth:`needs_again` names the blocks that a louder frame
     later made wrong: the caller feeds those again through :meth:`correct`.
@@ -276,15 +291,10 @@ class _Spectra:
         self.long_term = np.zeros(FEATURE_STFT.n_bins)
         self.active_sum = np.zeros(FEATURE_STFT.n_bins)
         self.counted = np.zeros(frames, dtype=bool)
-        self.harmonic = self.percussive = 0.0
         self.loudest = 0.0
 
-    def add(self, start: int, power: np.ndarray, core: slice) -> None:
-        """Frames ``start + [0, len)`` are ``power[core]``; the rest of ``power`` is HPSS context."""
-        h, p = _hpss_energies(power, core)
-        self.harmonic += h
-        self.percussive += p
-        power = power[core]
+    def add(self, start: int, power: np.ndarray) -> None:
+        """Frames ``start + [0, len(power))``."""
         frames = slice(start, start + power.shape[0])
         total = power.sum(axis=1)
         self.total[frames] = total
@@ -319,8 +329,7 @@ class _Spectra:
         active = self.active() if self.loudest > 0 else np.zeros_like(self.counted)
         if not active.any():
             return {"spectral_centroid_hz": 0.0, "rolloff85_hz": 0.0, "rolloff99_hz": 0.0,
-                    "spectral_flatness": 0.0, "effective_bandwidth_hz": 0.0,
-                    "hpss_ratio_db": _hpss_ratio(self.harmonic, self.percussive)}
+                    "spectral_flatness": 0.0, "effective_bandwidth_hz": 0.0}
         cumulative = np.cumsum(self.active_sum) / self.active_sum.sum()
         return {
             "spectral_centroid_hz": float(np.mean(self.centroid[active])),
@@ -328,33 +337,35 @@ class _Spectra:
             "rolloff99_hz": float(self.freqs[np.searchsorted(cumulative, 0.99)]),
             "spectral_flatness": float(np.mean(self.flatness[active])),
             "effective_bandwidth_hz": estimate_cutoff_hz(self.long_term / self.total.size, self.sample_rate),
-            "hpss_ratio_db": _hpss_ratio(self.harmonic, self.percussive),
         }
 
 
-def _spectra(audio: np.ndarray, sample_rate: int) -> _Spectra:
-    """A clip's :class:`_Spectra`, one pass over its blocks (and again over any a louder frame made wrong)."""
+def _spectra(audio: np.ndarray, sample_rate: int) -> tuple[_Spectra, float]:
+    """A clip's :class:`_Spectra` and HPSS ratio (dB), from one pass over its blocks (and again over
+    any block a louder frame made wrong)."""
     audio = _as_2d(audio)
     block_frames = BLOCK_FRAMES
     spectra = _Spectra(sample_rate, FEATURE_STFT.n_frames(audio.shape[-1]))
     context = HPSS_KERNEL // 2
+    harmonic = percussive = 0.0
     for start, stop, power in power_blocks(audio, FEATURE_STFT, block_frames, context):
         before = start - max(start - context, 0)
-        spectra.add(start, power, slice(before, before + stop - start))
+        core = slice(before, before + stop - start)
+        h, p = _hpss_energies(power, core)  # the frames around the core are context for the median
+        harmonic, percussive = harmonic + h, percussive + p
+        spectra.add(start, power[core])
     for start in spectra.needs_again(block_frames):
         stop = min(start + block_frames, spectra.total.size)
-        spectra.correct(start, _block_power(audio, FEATURE_STFT, start, stop))
-    return spectra
+        spectra.correct(start, normalised_power(audio, FEATURE_STFT, start, stop).mean(axis=0))
+    return spectra, _hpss_ratio(harmonic, percussive)
 
 
 def spectral_shape(power: np.ndarray, sample_rate: int) -> dict[str, float]:
     """Centroid, 85 % and 99 % rolloff, flatness and bandwidth of a power spectrogram ``[..., frames, bins]``."""
     mono = power.mean(axis=0) if power.ndim == 3 else power
     spectra = _Spectra(sample_rate, mono.shape[0])
-    spectra.add(0, mono, slice(None))
-    row = spectra.measures()
-    del row["hpss_ratio_db"]
-    return row
+    spectra.add(0, mono)
+    return spectra.measures()
 
 
 #: Samples of a clip held at once, channels averaged, by the level measures (about 24 s at 44.1 kHz).
@@ -414,21 +425,20 @@ class InputProfile:
 
 def _measure(audio: np.ndarray, sample_rate: int,
              original: InputProfile | None) -> tuple[dict[str, float], InputProfile]:
-    spectra = _spectra(audio, sample_rate)
+    spectra, hpss_ratio = _spectra(audio, sample_rate)
     hf = float(db(spectra.hf.mean()))
     comparable = original is not None and original.frame_power.size == spectra.total.size
     # The same frames for the input and every output: the input's quietest.
     quiet = quiet_frames(original.frame_power if comparable else spectra.total)
     row: dict[str, float] = {"hf_energy_db": hf, "hf_quiet_energy_db": float(db(spectra.hf[quiet].mean()))}
-    shape = spectra.measures()
-    row["hpss_ratio_db"] = shape.pop("hpss_ratio_db")
+    row["hpss_ratio_db"] = hpss_ratio
     if original is None:
         row["log_mel_distance"] = 0.0
         row["hf_energy_gain_db"] = 0.0
     else:
         row["log_mel_distance"] = _log_mel_difference(original.log_mel, spectra.log_mel)
         row["hf_energy_gain_db"] = hf - original.hf_energy_db
-    row.update(shape)
+    row.update(spectra.measures())
     row.update(_level_measures(audio, sample_rate))
     return row, InputProfile(hf_energy_db=hf, frame_power=spectra.total, log_mel=spectra.log_mel)
 

@@ -93,8 +93,8 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
             result.reference_rows.append(
                 {"name": name, **analysis.reference_metrics(reference, audio, sr, cutoff_hz, with_visqol)})
         if figures:
-            drawn["mel"][name] = plots.display_spectrogram(audio, sr, "mel")
-            drawn["linear"][name] = plots.display_spectrogram(audio, sr, "linear")
+            for kind, spectrogram in plots.display_spectrograms(audio, sr).items():  # one pass for both
+                drawn[kind][name] = spectrogram
             drawn["psd"][name] = analysis.welch_psd_db(audio, sr)
 
     # One worker measures and writes, in order, while the next restorer runs: two outputs held at

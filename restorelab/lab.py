@@ -401,7 +401,7 @@ def _psds(clips: dict[str, np.ndarray], sample_rate: int) -> dict[str, tuple]:
 
 
 def _spectrograms(clips: dict[str, np.ndarray], sample_rate: int, kind: str) -> dict[str, tuple]:
-    return {name: plots.display_spectrogram(audio, sample_rate, kind) for name, audio in clips.items()}
+    return {name: plots.display_spectrograms(audio, sample_rate, (kind,))[kind] for name, audio in clips.items()}
 
 
 def _draw_linear(view: CompareView, clips: dict[str, np.ndarray]) -> None:

@@ -2,7 +2,7 @@
 
 Every figure is drawn from numbers :mod:`restorelab.analysis` measured (spectra, metric rows) and
 returned as a matplotlib ``Figure`` (or a plotly one); :func:`save` writes it atomically.
-:func:`display_spectrogram` shrinks a clip's spectrogram to what a panel shows.
+:func:`display_spectrograms` shrinks a clip's spectrograms to what a panel shows.
 """
 
 from __future__ import annotations
@@ -28,30 +28,25 @@ NEUTRAL_COLOUR = "#607d8b"
 DISPLAY_COLUMNS, DISPLAY_ROWS = 600, 400
 
 
-def display_spectrogram(audio: np.ndarray, sample_rate: int, kind: str = "mel"):
-    """A clip's spectrogram for one panel of :func:`spectrogram_grid`: ``(times_s, freqs_hz, level_db)``
-    with at most :data:`DISPLAY_COLUMNS` frames and :data:`DISPLAY_ROWS` bins, each the loudest of its
-    run (so transients and tones stay visible), as float32. Computed a block at a time, so a long clip
-    never has its whole spectrogram in memory.
-
-    Args:
-        kind: ``mel`` or ``linear``.
-    """
-    if kind == "mel":
-        times, freqs, level = analysis.mel_spectrogram_db(audio, sample_rate, max_columns=DISPLAY_COLUMNS)
-    elif kind == "linear":
-        times, freqs, level = analysis.linear_spectrogram_db(audio, sample_rate, max_columns=DISPLAY_COLUMNS)
-    else:
-        raise ValueError(f"kind must be mel or linear, got {kind!r}")
-    step = -(-level.shape[0] // DISPLAY_ROWS)
-    return times, freqs[::step], analysis.loudest_of_runs(level, step, axis=0).astype(np.float32)
+def display_spectrograms(audio: np.ndarray, sample_rate: int, kinds: tuple[str, ...] = ("mel", "linear")):
+    """A clip's spectrograms for panels of :func:`spectrogram_grid`, from one pass over it: kind
+    (``mel``, ``linear``) -> ``(times_s, freqs_hz, level_db)`` with at most :data:`DISPLAY_COLUMNS`
+    frames and :data:`DISPLAY_ROWS` bins, each the loudest of its run (so transients and tones stay
+    visible), as float32. Computed a block at a time, so a long clip never has its whole
+    spectrogram in memory."""
+    shown = {}
+    for kind, (times, freqs, level) in analysis.spectrograms_db(audio, sample_rate, kinds,
+                                                                 max_columns=DISPLAY_COLUMNS).items():
+        step = -(-level.shape[0] // DISPLAY_ROWS)
+        shown[kind] = times, freqs[::step], analysis.loudest_of_runs(level, step, axis=0).astype(np.float32)
+    return shown
 
 
 def spectrogram_grid(spectra: dict[str, tuple], kind: str = "mel", dynamic_range_db: float = 90.0):
     """One spectrogram per clip, all on the same colour scale (max over all clips).
 
     Args:
-        spectra: clip name -> its :func:`display_spectrogram`.
+        spectra: clip name -> one of its :func:`display_spectrograms`.
         kind: ``mel`` or ``linear`` (the axis labels).
         dynamic_range_db: the colour scale spans this far below the loudest bin.
     """

@@ -233,11 +233,11 @@ def test_frames_counted_before_a_louder_frame_came_are_taken_back(monkeypatch):
     1e-8 of it, so only the sum itself shows whether they were taken back."""
     rng = np.random.default_rng(5)
     clip = np.concatenate([1e-4 * rng.standard_normal((1, SR)), rng.standard_normal((1, SR))], axis=1)
-    whole = A._spectra(clip, SR).active_sum
+    whole = A._spectra(clip, SR)[0].active_sum
     use_small_blocks(monkeypatch)
-    np.testing.assert_allclose(A._spectra(clip, SR).active_sum, whole, rtol=1e-12)
+    np.testing.assert_allclose(A._spectra(clip, SR)[0].active_sum, whole, rtol=1e-12)
     monkeypatch.setattr(A._Spectra, "correct", lambda self, start, power: None)
-    assert not np.allclose(A._spectra(clip, SR).active_sum, whole, rtol=1e-10, atol=0)
+    assert not np.allclose(A._spectra(clip, SR)[0].active_sum, whole, rtol=1e-10, atol=0)
 
 
 def test_figures_spectra_in_blocks_equal_the_whole(music, monkeypatch):
@@ -253,10 +253,16 @@ def test_figures_spectra_in_blocks_equal_the_whole(music, monkeypatch):
         reduced_times, _, reduced = compute(music, SR, max_columns=50)
         np.testing.assert_allclose(reduced, np.stack(runs, axis=1), rtol=1e-12)  # FFT rounding at the end
         np.testing.assert_allclose(reduced_times, times[::step])
+    both = A.spectrograms_db(music, SR, max_columns=50)  # one pass for the two kinds
+    for kind, compute in (("mel", A.mel_spectrogram_db), ("linear", A.linear_spectrogram_db)):
+        for got, alone in zip(both[kind], compute(music, SR, max_columns=50)):
+            np.testing.assert_array_equal(got, alone)
+    with pytest.raises(ValueError, match=r"^kind must be mel or linear, got 'bark'$"):
+        A.spectrograms_db(music, SR, ("bark",))
     from restorelab import plots
 
     _, freqs, level = A.linear_spectrogram_db(music, SR, max_columns=plots.DISPLAY_COLUMNS)
-    _, shown_freqs, shown = plots.display_spectrogram(music, SR, "linear")  # 1,025 bins in runs of 3
+    _, shown_freqs, shown = plots.display_spectrograms(music, SR)["linear"]  # 1,025 bins in runs of 3
     assert shown.shape == (342, level.shape[1]) and shown.dtype == np.float32
     np.testing.assert_array_equal(shown[0], level[:3].max(axis=0).astype(np.float32))
     np.testing.assert_array_equal(shown[-1], level[-2:].max(axis=0).astype(np.float32))  # 1,025 = 3 * 341 + 2
