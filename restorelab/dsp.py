@@ -174,23 +174,65 @@ def split_bands(x: np.ndarray, crossover_hz: float, sample_rate: float,
     return low, x64 - low
 
 
+def _odd_even_merge_sort(n: int) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sorting network for ``n`` (a power of two) inputs, as
+    compare-exchange pairs ``(low, high)`` in the order they apply."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+@lru_cache(maxsize=None)
+def median_network(size: int) -> tuple[tuple[int, int], ...]:
+    """Compare-exchange pairs that leave the median of ``size`` values at index ``size // 2``.
+
+    Batcher's network for the next power of two, without the pairs that touch the padding (it
+    would hold +inf and never move) or that cannot reach the middle output.
+    """
+    n = 1 << max(0, (size - 1).bit_length())
+    pairs = [(i, j) for i, j in _odd_even_merge_sort(n) if j < size]
+    needed, kept = {size // 2}, []
+    for i, j in reversed(pairs):
+        if i in needed or j in needed:
+            kept.append((i, j))
+            needed |= {i, j}
+    return tuple(reversed(kept))
+
+
 def median_filter(x: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Running median of odd length ``size`` along ``axis`` of a 2-D array, edges mirrored.
+    """Running median of odd length ``size`` along ``axis`` of a 2-D array of finite values, edges
+    mirrored.
 
     The same numbers as ``scipy.ndimage.median_filter(x, size=(size, 1) or (1, size),
-    mode="reflect")``, in about a third of the time: a partial sort of each window, taken a few
-    rows at a time so the windows stay in cache.
+    mode="reflect")``, several times faster: the ``size`` shifted views of the rows go through a
+    median selection network (:func:`median_network`) as whole arrays, a few rows at a time.
     """
     if size % 2 != 1 or x.ndim != 2:
         raise ValueError(f"size must be odd and x 2-D, got size {size} and shape {x.shape}")
     half = size // 2
     pad = [(0, 0), (0, 0)]
     pad[axis] = (half, half)
-    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, pad, mode="symmetric"), size, axis=axis)
+    padded = np.pad(x, pad, mode="symmetric")
     out = np.empty_like(x)
-    rows = 64
+    rows = max(1, (1 << 16) // max(1, x.shape[1]))  # lanes of 256 kB: the work stays in cache
     for start in range(0, x.shape[0], rows):
-        out[start:start + rows] = np.partition(windows[start:start + rows], half, axis=-1)[..., half]
+        stop = min(start + rows, x.shape[0])
+        if axis == 0:
+            lanes = [padded[start + k:stop + k] for k in range(size)]
+        else:
+            lanes = [padded[start:stop, k:k + x.shape[1]] for k in range(size)]
+        for i, j in median_network(size):
+            lanes[i], lanes[j] = np.minimum(lanes[i], lanes[j]), np.maximum(lanes[i], lanes[j])
+        out[start:stop] = lanes[half]
     return out
 
 

@@ -134,6 +134,17 @@ def test_median_filter_equals_scipy_with_mirrored_edges(shape, size, axis, rng):
     assert np.array_equal(D.median_filter(x, size, axis), expected)
 
 
+@pytest.mark.parametrize("size", [1, 3, 5, 9, 17])
+def test_the_median_network_selects_the_median_of_every_0_1_input(size):
+    # The 0-1 principle: a comparator network that selects the k-th smallest of every sequence of
+    # zeros and ones selects it of every sequence. All 2**size such sequences, at once.
+    bits = (np.arange(2**size)[:, None] >> np.arange(size)) & 1
+    lanes = [bits[:, k].copy() for k in range(size)]
+    for i, j in D.median_network(size):
+        lanes[i], lanes[j] = np.minimum(lanes[i], lanes[j]), np.maximum(lanes[i], lanes[j])
+    assert np.array_equal(lanes[size // 2], (bits.sum(axis=1) > size // 2).astype(int))
+
+
 def test_median_filter_known_answer_and_bad_sizes():
     x = np.array([[5.0, 1.0, 4.0, 2.0, 3.0]])
     # Windows of three, the edges mirrored (5 | 5 1 4 2 3 | 3): medians 5, 4, 2, 3, 3.
