@@ -927,3 +927,103 @@ def test_results_keep_only_this_studys_rated_rows_and_write_tables_with_their_he
         assert float(got[2]) == round(row["lsd"], 3) and float(got[1]) == round(row["mean_score"], 3)
     ratings_header, ratings = header_and_rows("mushra_ratings.csv")
     assert ratings_header == list(RATING_FIELDS) and len(ratings) == len(rows)
+
+
+# -- where the clean originals and other systems' outputs come from ----------------------------
+
+def short(seconds, seed, channels=2):
+    x = melody(seconds, seed=seed).astype(np.float32)
+    return np.stack([x, 0.7 * x][:channels])
+
+
+def test_each_degraded_clip_is_paired_with_its_namesake_anywhere_in_the_folder_and_trimmed_to_the_shorter(tmp_path):
+    from restorelab.listening.study import _references
+
+    clean_dir = tmp_path / "clean"
+    (clean_dir / "sub" / "zz" / "a.wav").mkdir(parents=True)  # a folder named like audio is not a reference
+    (clean_dir / "sub" / "zz" / "a.txt").write_text("not audio")  # nor is a text file of the same stem
+    a_clean = A.write_wav(clean_dir / "sub" / "a.flac", short(1.0, 1), SR)
+    b_clean = A.write_wav(clean_dir / "B.WAV", short(1.0, 2), SR)
+    a_in = A.write_wav(tmp_path / "a.wav", short(0.7, 3), SR)  # 0.3 s shorter than its reference
+    b_in = A.write_wav(tmp_path / "B.wav", short(1.5, 4), SR)  # 0.5 s longer: the most accepted
+    (a, a_ref), (b, b_ref) = _references([a_in, b_in], clean_dir, None, 0, 600.0)
+    n = int(0.7 * SR)
+    assert a.audio.shape == a_ref.shape == (2, n)
+    assert np.array_equal(a.audio, A.load_audio(a_in).audio) and np.array_equal(a_ref, A.load_audio(a_clean).audio[:, :n])
+    assert b.audio.shape == b_ref.shape == (2, SR)
+    assert np.array_equal(b.audio, A.load_audio(b_in).audio[:, :SR]) and np.array_equal(b_ref, A.load_audio(b_clean).audio)
+
+
+def test_a_degraded_clip_that_cannot_be_paired_is_refused_with_both_files_named(tmp_path):
+    from restorelab.listening.study import _references
+
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    A.write_wav(clean_dir / "a.wav", short(1.0, 1), SR)
+    A.write_wav(clean_dir / "mono.wav", short(1.0, 1, channels=1), SR)
+    A.write_wav(clean_dir / "long.wav", short(2.0, 1), SR)
+
+    def refusal(name, audio, reference_dir=clean_dir, max_duration_s=600.0):
+        path = A.write_wav(tmp_path / name, audio, SR)
+        with pytest.raises(StudyError) as error:
+            list(_references([path], reference_dir, None, 0, max_duration_s))
+        return str(error.value), path
+
+    message, path = refusal("a.wav", short(1.5 + 1 / SR, 2))
+    assert message == (f"{path}: is 1.50 s long, its reference 1.00 s; at most 0.5 s of difference is accepted")
+    message, path = refusal("mono.wav", short(1.0, 2))
+    assert message == f"{clean_dir / 'mono.wav'}: has 1 channel(s), {path} has 2"
+    message, path = refusal("orphan.wav", short(1.0, 2))
+    assert message == f"{path}: no reference with the stem 'orphan' in {clean_dir}"
+    message, _ = refusal("a.wav", short(1.0, 2), reference_dir=tmp_path / "nowhere")
+    assert message == f"{tmp_path / 'nowhere'}: the reference folder does not exist"
+    message, _ = refusal("long.wav", short(1.5, 2), max_duration_s=1.6)  # the reference is over the limit
+    assert message.startswith(f"{clean_dir / 'long.wav'}") and "too long" in message
+    message, _ = refusal("a.wav", short(2.0, 2), max_duration_s=1.6)
+    assert "a.wav" in message and "too long" in message
+
+
+def test_clean_clips_are_degraded_with_the_preset_each_with_its_own_seed(tmp_path):
+    from restorelab.listening.study import _references
+
+    paths = [A.write_wav(tmp_path / f"c{i}.wav", short(1.0, i), SR) for i in range(2)]
+    pairs = list(_references(paths, None, "hiss", 5, 600.0))
+    for i, (clip, clean) in enumerate(pairs):
+        original = A.load_audio(paths[i]).audio
+        assert np.array_equal(clean, original)
+        assert np.array_equal(clip.audio, degrade(original, SR, "hiss", seed=5 + i)[0])
+    assert not np.array_equal(pairs[0][0].audio - pairs[0][1], pairs[1][0].audio - pairs[1][1])
+
+
+def test_other_systems_outputs_are_found_by_stem_and_checked(tmp_path):
+    from restorelab.listening.study import _system_outputs
+
+    systems = tmp_path / "systems"
+    for name in ("input", "b", "a"):
+        (systems / name).mkdir(parents=True)
+    (systems / "notes.txt").write_text("a file beside the systems is not one")
+    clip = A.load_audio(A.write_wav(systems / "input" / "song.wav", short(1.0, 1), SR))
+    a = A.write_wav(systems / "a" / "song.wav", short(1.2, 2), SR)
+    (systems / "a" / "song.txt").write_text("not audio")
+    A.write_wav(systems / "a" / "other.wav", short(1.0, 3), SR)
+    b = A.write_wav(systems / "b" / "song.FLAC", short(0.5, 4), SR)  # exactly 0.5 s short: the most accepted
+    outputs = _system_outputs(systems, "song", clip, 600.0)
+    assert list(outputs) == ["a", "b"]
+    assert np.array_equal(outputs["a"], A.load_audio(a).audio) and np.array_equal(outputs["b"], A.load_audio(b).audio)
+
+    A.write_wav(systems / "b" / "song.wav", short(1.0, 4), SR)
+    with pytest.raises(StudyError, match=rf"^{systems / 'b'}: has 2 files for song \(song.FLAC, song.wav\)$"):
+        _system_outputs(systems, "song", clip, 600.0)
+    (systems / "b" / "song.FLAC").unlink()
+    A.write_wav(systems / "b" / "song.wav", short(0.5 - 1 / SR, 4), SR)
+    with pytest.raises(StudyError, match=r"song.wav: is 0.50 s long, the input 1.00 s; at most 0.5 s of difference"):
+        _system_outputs(systems, "song", clip, 600.0)
+    with pytest.raises(A.AudioError, match="too long"):
+        _system_outputs(systems, "song", clip, 1.1)  # a's output is over the limit
+    A.write_wav(systems / "b" / "song.wav", short(1.0, 4, channels=1), SR)
+    with pytest.raises(StudyError, match=rf"^{systems / 'b' / 'song.wav'}: has 1 channel\(s\), the input has 2$"):
+        _system_outputs(systems, "song", clip, 600.0)
+    lonely = tmp_path / "lonely"
+    (lonely / "input").mkdir(parents=True)
+    with pytest.raises(StudyError, match=rf"^{lonely}: has no system folders beside input/$"):
+        _system_outputs(lonely, "song", clip, 600.0)

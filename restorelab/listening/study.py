@@ -349,7 +349,7 @@ def _system_outputs(systems_dir: Path, stem: str, clip: Clip, max_duration_s: fl
     """Every system's output for one clip of ``systems_dir/input/``, trimmed to one length."""
     outputs = {}
     for system in sorted(p for p in systems_dir.iterdir() if p.is_dir() and p.name != INPUT_ROW):
-        found = [p for p in system.iterdir() if p.stem == stem and p.suffix.lower() in AUDIO_SUFFIXES]
+        found = sorted(p for p in system.iterdir() if p.stem == stem and p.suffix.lower() in AUDIO_SUFFIXES)
         if not found:
             raise StudyError(f"{system}/{stem}.*: missing; every system needs an output for every clip in "
                              f"{systems_dir / INPUT_ROW}")
