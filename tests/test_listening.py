@@ -69,6 +69,25 @@ def test_merge_keeps_order_and_groups_with_the_first(rng):
     assert audio_sha256(other) == audio_sha256(other.copy()) != audio_sha256(x)
 
 
+def test_merge_groups_exactly_as_comparing_each_clip_with_each_group_would(rng):
+    # merge_identical tells clips apart by their frame levels before it computes a difference;
+    # the groups must be those of audibly_identical itself, at and around its boundary too.
+    x = np.stack([melody(1.0, seed=6), melody(1.0, seed=7)])
+    gaps = x.copy()
+    gaps[:, : SR // 4] = 0
+    clips = {"input": x, "just_same": x * (1 + 10 ** (-60 / 20) * 0.999), "just_not": x * (1 + 10 ** (-59.9 / 20)),
+             "inverted": -x,  # the same level in every frame, the most different sound
+             "swapped": x[::-1].copy(), "gaps": gaps, "gaps_hiss": gaps + 1e-7 * rng.standard_normal(x.shape),
+             "half": 0.5 * x, "just_not_again": x * (1 + 10 ** (-59.9 / 20)), "mono": x[:1]}
+    expected: list[list[str]] = []
+    for name, audio in clips.items():
+        group = next((g for g in expected if audibly_identical(clips[g[0]], audio, SR)), None)
+        group.append(name) if group is not None else expected.append([name])
+    assert merge_identical(clips, SR) == expected
+    assert expected == [["input", "just_same"], ["just_not", "just_not_again"], ["inverted"], ["swapped"],
+                        ["gaps", "gaps_hiss"], ["half"], ["mono"]]
+
+
 # -- stimuli --------------------------------------------------------------------
 
 def test_a_pair_is_matched_lossless_and_anonymous(files):

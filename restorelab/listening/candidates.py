@@ -54,6 +54,20 @@ def audio_sha256(audio: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def _frame_energy(x: np.ndarray, frame: int) -> np.ndarray:
+    """Energy of each ``frame``-sample frame of ``[channels, samples]``, summed over channels (the
+    last frame zero-padded)."""
+    x = x.astype(np.float64)
+    x = np.pad(x, ((0, 0), (0, -x.shape[-1] % frame)))
+    return np.square(x).reshape(x.shape[0], -1, frame).sum(axis=(0, 2))
+
+
+def _allowed_difference(energy_a: np.ndarray, energy_b: np.ndarray, channels: int, frame: int) -> np.ndarray:
+    """Per frame, the largest difference energy that still counts as inaudible."""
+    floor = channels * frame * 10 ** (INAUDIBLE_LEVEL_DBFS / 10)
+    return np.maximum(np.maximum(energy_a, energy_b) * 10 ** (-INAUDIBLE_DIFFERENCE_DB / 10), floor)
+
+
 def audibly_identical(a: np.ndarray, b: np.ndarray, sample_rate: int) -> bool:
     """Whether two clips differ by less than can be heard.
 
@@ -67,17 +81,16 @@ def audibly_identical(a: np.ndarray, b: np.ndarray, sample_rate: int) -> bool:
     if a.shape != b.shape:
         return False
     frame = max(1, int(FRAME_S * sample_rate))
-    n = -(-a.shape[-1] // frame) * frame
-    pad = ((0, 0), (0, n - a.shape[-1]))
+    return _identical(a, b, _frame_energy(a, frame), _frame_energy(b, frame), frame)
 
-    def frame_energy(x: np.ndarray) -> np.ndarray:
-        x = np.pad(x.astype(np.float64), pad)
-        return np.square(x).reshape(x.shape[0], -1, frame).sum(axis=(0, 2))
 
-    difference = frame_energy(a - b.astype(np.float64))
-    louder = np.maximum(frame_energy(a), frame_energy(b))
-    floor = a.shape[0] * frame * 10 ** (INAUDIBLE_LEVEL_DBFS / 10)
-    return bool(np.all((difference <= louder * 10 ** (-INAUDIBLE_DIFFERENCE_DB / 10)) | (difference <= floor)))
+def _identical(a: np.ndarray, b: np.ndarray, energy_a: np.ndarray, energy_b: np.ndarray, frame: int) -> bool:
+    allowed = _allowed_difference(energy_a, energy_b, a.shape[0], frame)
+    # The difference of two frames has at least (|a| - |b|)^2 of energy: clips whose levels differ
+    # audibly in some frame are told apart without computing it (with a margin for rounding).
+    if np.any((np.sqrt(energy_a) - np.sqrt(energy_b)) ** 2 > allowed * (1 + 1e-9)):
+        return False
+    return bool(np.all(_frame_energy(a - b.astype(np.float64), frame) <= allowed))
 
 
 def merge_identical(clips: dict[str, np.ndarray], sample_rate: int) -> list[list[str]]:
@@ -85,10 +98,14 @@ def merge_identical(clips: dict[str, np.ndarray], sample_rate: int) -> list[list
 
     Groups keep the order of ``clips``; each group's first name is the one that came first.
     """
+    frame = max(1, int(FRAME_S * sample_rate))
+    clips = {name: np.atleast_2d(audio) for name, audio in clips.items()}
+    energy = {name: _frame_energy(audio, frame) for name, audio in clips.items()}
     groups: list[list[str]] = []
     for name, audio in clips.items():
         for group in groups:
-            if audibly_identical(clips[group[0]], audio, sample_rate):
+            first = clips[group[0]]
+            if first.shape == audio.shape and _identical(first, audio, energy[group[0]], energy[name], frame):
                 group.append(name)
                 break
         else:
