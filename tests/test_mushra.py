@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections import Counter
@@ -81,6 +82,33 @@ def test_each_item_has_the_reference_the_anchors_the_input_and_every_restorer(st
     assert load_study(study.folder).to_json() == study.to_json()
 
 
+def test_each_condition_records_what_it_is_and_hashes_the_sound_before_matching(study, tmp_path):
+    from restorelab.listening.candidates import audio_sha256
+
+    clip = study.clips[1]
+    assert (clip.source, clip.origin, clip.prompt, clip.duration_s) == ("item1.wav", "file", "", 3.0)
+    clean = A.load_audio(clean_files(tmp_path)[1]).audio
+    assert clip.candidate(HIDDEN_REFERENCE).sha256 == audio_sha256(clean)
+    assert clip.candidate("input").sha256 == audio_sha256(degrade(clean, SR, "hiss", seed=1)[0])
+    assert clip.candidate(NAMES[0]).settings == [{"restorer": NAMES[0],
+                                                  "params": dataclasses.asdict(get_restorer(NAMES[0]).params)}]
+    assert [clip.candidate(name).settings for name in MADE] == [
+        [{"condition": "the clean reference, hidden"}], [{"condition": "the reference low-passed at 3500 Hz"}],
+        [{"condition": "the reference low-passed at 7000 Hz"}]]
+    assert clip.candidate("input").settings == [{"restorer": "input"}]
+
+
+def test_a_reference_of_another_shape_is_refused_with_both_shapes(tmp_path):
+    from restorelab.listening.study import write_study
+
+    clip = A.load_audio(clean_files(tmp_path, count=1, seconds=1.0)[0])
+    items = [(clip, {}, {}, clip.audio[:1])]
+    with pytest.raises(StudyError, match=rf"^{clip.source}: its reference has shape \(1, 44100\), the clip "
+                                         r"\(2, 44100\) \(channels, samples\); they must match$"):
+        write_study(["item0"], items, tmp_path / "study", test="mushra")
+    assert not (tmp_path / "study").exists()
+
+
 def test_a_study_file_naming_a_stimulus_outside_its_folder_is_refused(study, tmp_path):
     import shutil
 
@@ -147,7 +175,7 @@ def test_fewer_pages_than_items_are_dealt_evenly(tmp_path):
 # -- pages ------------------------------------------------------------------------------------------
 
 def page_report(page, scores, seconds=1.0, trial=None):
-    heard = {"reference": seconds, **{str(k + 1): seconds for k in range(len(page.tokens))}}
+    heard = {"reference": seconds, **{str(k + 1): seconds for k in range(len(page.tokens) if page else 0)}}
     return json.dumps({"trial": trial or page.page_id, "heard": heard, "scores": scores})
 
 
@@ -1027,3 +1055,33 @@ def test_other_systems_outputs_are_found_by_stem_and_checked(tmp_path):
     (lonely / "input").mkdir(parents=True)
     with pytest.raises(StudyError, match=rf"^{lonely}: has no system folders beside input/$"):
         _system_outputs(lonely, "song", clip, 600.0)
+
+
+def test_a_rated_page_is_counted_for_the_listener_who_comes_back_and_told_back_at_the_end(study, tmp_path):
+    rules = ListenRules(min_listen_s=0.0, min_decision_s=0.0)
+    server = StudyServer(study, RatingLog(tmp_path / "mushra.csv"), StimulusStore(), rules, secret=b"s")
+    server.arrive("first")  # takes place 0
+    listener = server.arrive("second")
+    server.answer(listener, ANSWERS)
+    with pytest.raises(ListeningError, match=r"^There is no page to rate: press Start\.$"):
+        server.rate(listener, page_report(None, [], trial="none"))  # no page shown yet
+    page = server.present(listener)
+    for token in page.all_tokens:
+        server.store.take(token)
+    scores = list(range(10, 10 + 10 * len(page.conditions), 10))
+    rows = server.rate(listener, page_report(page, scores, seconds=0.0))
+    clip = study.clip(page.planned.clip_id)
+    assert {(r["listener_index"], r["clip_source"]) for r in rows} == {("1", clip.origin)}
+    assert listener.judged == [f"{clip.id}: " + ", ".join(f"{k + 1} = {label} ({score})" for k, (label, score)
+                                                         in enumerate(zip(page.planned.order, scores)))]
+    # Back on another device: the same place, the next page, the answers already given.
+    back = server.arrive(link_id="second")
+    assert (back.index, back.position, back.questionnaire) == (1, 1, listener.questionnaire)
+    page = server.present(back)
+    assert page.planned == back.plan[1]
+    for token in page.all_tokens:
+        server.store.take(token)
+    server.rate(back, page_report(page, [50] * len(page.conditions), seconds=0.0))
+    assert back.done and server.arrive("second").position == 2
+    with pytest.raises(ListeningError, match=r"^There is no page to rate: press Start\.$"):
+        server.rate(back, page_report(page, [50] * len(page.conditions), seconds=0.0))  # done

@@ -65,6 +65,55 @@ def test_a_study_folder_holds_matched_stimuli_and_their_settings(study, tmp_path
     assert load_study(study.folder).to_json() == study.to_json()  # round trip
 
 
+def test_a_study_file_is_read_exactly_and_each_fault_is_named(study, tmp_path):
+    import shutil
+
+    import soundfile as sf
+
+    raw = (study.folder / "study.json").read_text(encoding="utf-8")
+    assert raw.startswith('{\n  "format": 2,\n  "id": "s1",\n  "test": "pairwise",') and raw.endswith("}\n")
+    assert load_study(study.folder).to_json() == raw  # every field read back, the version and time included
+    clip = study.clips[0]
+    assert (clip.source, clip.prompt, clip.duration_s) == ("clip0.wav", "", 3.0)
+    for relative in [c.file for c in clip.candidates] + [clip.anchor_file]:
+        info = sf.info(study.path(relative))
+        assert (info.format, info.subtype) == ("FLAC", "PCM_24")  # lossless, 24-bit
+
+    copy = tmp_path / "copy"
+    shutil.copytree(study.folder, copy)
+    path = copy / "study.json"
+    data = json.loads(raw)
+    data["clips"][0]["prompt"] = "café, ♪"
+    data["questionnaire"] = [{"id": "age", "question": "Âge ?", "choices": ["<30", "30+"]}]
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    edited = load_study(copy)
+    assert edited.clips[0].prompt == "café, ♪" and edited.questionnaire == data["questionnaire"]
+    assert '"prompt": "café, ♪"' in edited.to_json()  # written as read, not escaped
+
+    def refusal(change):
+        changed = json.loads(raw)
+        change(changed)
+        path.write_text(json.dumps(changed), encoding="utf-8")
+        with pytest.raises(StudyError) as error:
+            load_study(copy)
+        return str(error.value)
+
+    assert refusal(lambda d: d.update(format=99)) == f"{path}: was written by a newer version of restorelab (format 99)"
+    assert refusal(lambda d: d.update(test="abx")) == f"{path}: is not a valid study file (ValueError: unknown test 'abx')"
+    assert refusal(lambda d: d.pop("clips")) == f"{path}: is not a valid study file (KeyError: 'clips')"
+    path.write_text(raw, encoding="utf-8")
+    (copy / clip.candidates[1].file).unlink()
+    with pytest.raises(StudyError, match=rf"^{copy / clip.candidates[1].file}: a stimulus of the study is missing$"):
+        load_study(copy)
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(StudyError, match=rf"^{path}: cannot be read as a study \(Expecting"):
+        load_study(copy)
+    path.unlink()
+    with pytest.raises(StudyError, match=rf"^{copy}: is not a study folder \(no study.json\); make one with "
+                                         r"`restorelab study build`$"):
+        load_study(copy)
+
+
 def test_identical_outputs_are_merged_per_clip(tmp_path):
     files = clip_files(tmp_path, count=1)
     restorers = {"spectral_gate_hf": get_restorer("spectral_gate_hf", prop_decrease=0.0),
@@ -203,6 +252,37 @@ def test_listeners_get_places_resume_and_get_a_code(study, tmp_path):
     assert StudyServer(study, log, store, rules, secret=b"other").completion_code("p1") != server.completion_code("p1")
     linked = again.arrive("ignored-stored-id", link_id="PROLIFIC_42")
     assert linked.listener_id == "PROLIFIC_42"
+
+
+def test_each_vote_names_its_sides_settings_and_counts_for_the_listener_who_comes_back(study, tmp_path):
+    rules = ListenRules(min_listen_s=0.0, min_decision_s=0.0)
+    server = StudyServer(study, VoteLog(tmp_path / "votes.csv"), StimulusStore(), rules, secret=b"s")
+    server.arrive("first")  # takes place 0
+    listener = server.arrive("second")
+    server.answer(listener, {"playback": "Headphones", "experience": "Casual listener"})
+    with pytest.raises(ListeningError, match=r"^There is no pair to vote on: press Start\.$"):
+        server.vote(listener, "left", json.dumps({"trial": "none", "left_s": 0.0, "right_s": 0.0}))
+    settings_seen = {}
+    while len(listener.judged) < 3 or ANCHOR not in settings_seen:
+        trial = server.present(listener)
+        for token in trial.tokens:
+            server.store.take(token)
+        cast = server.vote(listener, right_answer(listener.plan[listener.position]),
+                           json.dumps({"trial": trial.trial_id, "left_s": 0.0, "right_s": 0.0}))
+        assert cast.listener_index == 1
+        assert listener.judged[-1] == f"{cast.restorer_left} vs {cast.restorer_right}: {cast.winner}"
+        settings_seen.update({cast.restorer_left: cast.settings_left, cast.restorer_right: cast.settings_right})
+    clip = study.clips[0]
+    assert settings_seen[ANCHOR] == '[{"anchor": "input low-passed at 3500 Hz"}]'
+    for candidate in clip.candidates:
+        if candidate.label in settings_seen:  # every clip's candidates have the same settings here
+            assert settings_seen[candidate.label] == json.dumps(candidate.settings, sort_keys=True)
+    assert list(json.loads(settings_seen["mcra_wiener"])[0]["params"]) == sorted(
+        json.loads(settings_seen["mcra_wiener"])[0]["params"])
+    # Back on another device: the same place, the next trial, the answers already given.
+    back = server.arrive(link_id="second")
+    assert (back.index, back.position, back.questionnaire) == (1, len(listener.judged), listener.questionnaire)
+    assert server.arrive("first").position == 0
 
 
 # -- results --------------------------------------------------------------------
@@ -574,13 +654,14 @@ def test_the_study_secret_comes_from_the_environment_or_a_private_file_made_once
     assert study_secret(tmp_path / "votes" / "votes.csv") == b"from the environment"
     assert not (tmp_path / "votes").exists()
     monkeypatch.delenv(SECRET_ENV)
-    secret = study_secret(tmp_path / "votes" / "votes.csv")
-    kept = tmp_path / "votes" / ".study-secret"
+    votes = tmp_path / "server" / "votes"  # folders made as needed
+    secret = study_secret(votes / "votes.csv")
+    kept = votes / ".study-secret"
     assert len(secret) == 64 and int(secret, 16) >= 0 and kept.read_bytes() == secret
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # readable by the server's user only
-    assert study_secret(tmp_path / "votes" / "other.csv") == secret  # made once, then read
+    assert study_secret(votes / "other.csv") == secret  # made once, then read
     kept.write_bytes(b"an organiser's own secret\n")
-    assert study_secret(tmp_path / "votes" / "votes.csv") == b"an organiser's own secret"
+    assert study_secret(votes / "votes.csv") == b"an organiser's own secret"
 
 
 def test_listener_ids_are_checked_and_new_ones_random(study, tmp_path):
