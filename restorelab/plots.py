@@ -1,7 +1,9 @@
 """Figures from analysis numbers: spectrogram grids, PSD overlays, metric-change bars.
 
 Every figure is drawn from numbers :mod:`restorelab.analysis` measured (spectra, metric rows) and
-returned as a matplotlib ``Figure`` (or a plotly one); :func:`save` writes it atomically.
+returned as a matplotlib ``Figure`` (or a plotly one); :func:`save` writes it atomically. Figures
+are made without pyplot: nothing global keeps them (no closing needed), several request threads
+can draw at once, and no interactive-drawing hook runs on every change.
 :func:`display_spectrograms` shrinks a clip's spectrograms to what a panel shows.
 """
 
@@ -10,13 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from restorelab import analysis  # noqa: E402
+from restorelab import analysis
 
 PASS_COLOUR = "#2e7d32"
 FAIL_COLOUR = "#c62828"
@@ -58,7 +57,8 @@ def spectrogram_grid(spectra: dict[str, tuple], kind: str = "mel", dynamic_range
     # A fixed layout (no constrained layout: solving it takes longer than drawing), the axis labels
     # on the outer panels only, the names large enough to read at page size.
     width, height = 4.2 * cols + 1.0, 2.9 * rows + 0.8  # inches: the panels and the margins around them
-    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, sharex=True, sharey=True)
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     fig.subplots_adjust(left=0.9 / width, right=1 - 1.2 / width, bottom=0.5 / height, top=1 - 0.7 / height,
                         wspace=0.08, hspace=0.28)
     image = None
@@ -89,7 +89,8 @@ def psd_overlay(psds: dict[str, tuple[np.ndarray, np.ndarray]], sample_rate: int
     Args:
         psds: clip name -> its :func:`analysis.welch_psd_db`.
     """
-    fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.subplots()
     top = -np.inf
     for name, (freqs, level) in psds.items():
         keep = freqs > 0
@@ -111,8 +112,8 @@ def metric_change_bars(rows: list[dict], metrics: tuple[str, ...] = (
     """Change of each metric against the input row, bars coloured by the clip's verdict."""
     baseline = rows[0]
     outputs = rows[1:]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.6), squeeze=False,
-                             constrained_layout=True)
+    fig = Figure(figsize=(3.6 * len(metrics), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         names = [row["name"] for row in outputs]
         delta = [row[metric] - (baseline[metric] if metric != "log_mel_distance" else 0.0)
@@ -129,7 +130,7 @@ def metric_change_bars(rows: list[dict], metrics: tuple[str, ...] = (
 
 
 def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write a figure through a temporary file and a rename, then close it."""
+    """Write a figure through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -138,7 +139,6 @@ def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
         fig.savefig(tmp, dpi=dpi, **({"pil_kwargs": {"compress_level": 1}} if path.suffix == ".png" else {}))
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         tmp.unlink(missing_ok=True)
     return path
 
@@ -192,7 +192,8 @@ def psd_overlay_plotly(psds: dict[str, tuple[np.ndarray, np.ndarray]], sample_ra
 
 def strengths_with_intervals(rows: list[dict], title: str):
     """Bradley-Terry strengths as points with their 95 % intervals, best at the top."""
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(rows), 2) + 1.2), constrained_layout=True)
+    fig = Figure(figsize=(7, 0.45 * max(len(rows), 2) + 1.2), layout="constrained")
+    ax = fig.subplots()
     positions = np.arange(len(rows))[::-1]
     for y, row in zip(positions, rows):
         ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=NEUTRAL_COLOUR, linewidth=2)
@@ -233,7 +234,8 @@ def mushra_scores(scores: dict[str, list[float]], means: list[dict], title: str)
     ``means`` rows have ``condition``, ``mean``, ``ci_low`` and ``ci_high``; the conditions are drawn in their order.
     """
     names = [row["condition"] for row in means]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 4.6), constrained_layout=True)
+    fig = Figure(figsize=(max(6.0, 0.9 * len(names) + 2), 4.6), layout="constrained")
+    ax = fig.subplots()
     positions = np.arange(1, len(names) + 1)
     ax.boxplot([scores.get(name, []) for name in names], positions=positions, widths=0.5, showfliers=True,
                medianprops={"color": NEUTRAL_COLOUR})
@@ -255,8 +257,8 @@ def mushra_scores(scores: dict[str, list[float]], means: list[dict], title: str)
 def metric_scatter(points: list[dict], metrics: tuple[str, ...], title: str):
     """Each (item, condition) mean score against each metric, one panel per metric that has values."""
     metrics = [m for m in metrics if any(p.get(m) is not None for p in points)]
-    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(4.2 * max(len(metrics), 1), 3.8),
-                             constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(4.2 * max(len(metrics), 1), 3.8), layout="constrained")
+    axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         shown = [p for p in points if p.get(metric) is not None]
         ax.scatter([p[metric] for p in shown], [p["score"] for p in shown], s=18, color=NEUTRAL_COLOUR)
