@@ -236,27 +236,28 @@ class CompareView:
 
 
 class OutputCache:
-    """Restorer outputs kept for a repeat of the same comparison, with their metric rows.
+    """Restorer outputs kept for a repeat of the same comparison, with what was measured of them.
 
     Keyed by the input's hash, the restorer and every setting it ran with, so a changed knob or
-    another clip is never served from here. Bounded by the bytes of audio held; the least
-    recently used entry goes first. Safe to share between the app's request threads.
+    another clip is never served from here. Bounded by the bytes of audio held (what is measured
+    of an output is a small fraction of it); the least recently used entry goes first. Safe to
+    share between the app's request threads.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple, tuple[np.ndarray, dict]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[np.ndarray, object]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> tuple[np.ndarray, dict] | None:
+    def get(self, key: tuple) -> tuple[np.ndarray, object] | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
             return entry
 
-    def put(self, key: tuple, audio: np.ndarray, row: dict) -> None:
+    def put(self, key: tuple, audio: np.ndarray, measured: object) -> None:
         if audio.nbytes > self.max_bytes:
             return
         audio = audio.view()
@@ -264,7 +265,7 @@ class OutputCache:
         with self._lock:
             old = self._entries.pop(key, None)
             self._bytes -= 0 if old is None else old[0].nbytes
-            self._entries[key] = (audio, row)
+            self._entries[key] = (audio, measured)
             self._bytes += audio.nbytes
             while self._bytes > self.max_bytes:
                 _, (dropped, _) = self._entries.popitem(last=False)
@@ -287,11 +288,33 @@ def _checked_params(names: list[str], knobs: dict[str, float]) -> dict[str, dict
     return params
 
 
-def _measured(restorer, clip: Clip, input_job: Future) -> tuple[np.ndarray, dict]:
-    """A restorer's output and its row, measured against the input's profile (``input_job``, a
-    job submitted to the same pool before this one, so running or done by now)."""
+@dataclass(frozen=True)
+class _Measured:
+    """What a comparison shows of one clip besides its player: its metric row, its Welch PSD
+    and its Mel spectrogram as drawn (small: a few hundred kilobytes)."""
+
+    row: dict
+    psd: tuple
+    mel: tuple
+
+
+def _figures_of(audio: np.ndarray, sample_rate: int) -> dict:
+    return {"psd": welch_psd_db(audio, sample_rate),
+            "mel": plots.display_spectrograms(audio, sample_rate, ("mel",))["mel"]}
+
+
+def _measure_the_input(clip: Clip):
+    """The input's row, its profile (what every output is measured against) and its figures."""
+    row, profile = measure_input(clip.audio, clip.sample_rate)
+    return _Measured(row, **_figures_of(clip.audio, clip.sample_rate)), profile
+
+
+def _restored(restorer, clip: Clip, input_job: Future) -> tuple[np.ndarray, _Measured]:
+    """A restorer's output and what is shown of it, measured against the input's profile
+    (``input_job``, a job submitted to the same pool before this one, so running or done by now)."""
     audio = restorer(clip.audio, clip.sample_rate)
-    return audio, no_reference_metrics(audio, clip.sample_rate, input_job.result()[1])
+    row = no_reference_metrics(audio, clip.sample_rate, input_job.result()[1])
+    return audio, _Measured(row, **_figures_of(audio, clip.sample_rate))
 
 
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
@@ -331,9 +354,9 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
     input_hash = audio_sha256(clip.audio)
     keys = {name: (input_hash, name, json.dumps(view.settings[name], sort_keys=True)) for name in restorers}
     outputs: dict[str, np.ndarray] = {}
-    measured: dict[str, dict] = {}
+    measured: dict[str, _Measured] = {}
     with ThreadPoolExecutor(max_workers=COMPARE_WORKERS) as pool:
-        input_job = pool.submit(measure_input, clip.audio, sr)
+        input_job = pool.submit(_measure_the_input, clip)
         jobs = {}
         for name, restorer in restorers.items():
             cached = cache.get(keys[name]) if cache is not None else None
@@ -341,7 +364,7 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
                 outputs[name], measured[name] = cached
                 view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
             else:
-                jobs[pool.submit(_measured, restorer, clip, input_job)] = name
+                jobs[pool.submit(_restored, restorer, clip, input_job)] = name
         if outputs:
             yield "output", view
         for job in as_completed(jobs):
@@ -355,12 +378,12 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
                 cache.put(keys[name], outputs[name], measured[name])
             view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
             yield "output", view
-        baseline = input_job.result()[0]
+        measured[INPUT_ROW] = input_job.result()[0]
 
     order = [name for name in restorers if name in outputs]
     view.players = {INPUT_ROW: view.players[INPUT_ROW], **{name: view.players[name] for name in order}}
     view.settings = {name: view.settings[name] for name in view.players}
-    view.rows = rows_with_verdicts(baseline, {name: measured[name] for name in order},
+    view.rows = rows_with_verdicts(measured[INPUT_ROW].row, {name: measured[name].row for name in order},
                                    goals={name: restorers[name].goal for name in order})
     write_metric_tables(view.rows, folder)
     clips = {INPUT_ROW: clip.audio, **{name: outputs[name] for name in order}}
@@ -374,10 +397,11 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
             view.notes[name] = NO_AUDIBLE_CHANGE if first == INPUT_ROW else f"sounds the same as {first}"
     yield "metrics", view
 
-    view.psd_figure = plots.psd_overlay_plotly(_psds(clips, sr), sr)
+    shown = [INPUT_ROW, *order]
+    view.psd_figure = plots.psd_overlay_plotly({name: measured[name].psd for name in shown}, sr)
     yield "psd", view
 
-    view.mel_png = plots.save(plots.spectrogram_grid(_spectrograms(clips, sr, "mel"), "mel"),
+    view.mel_png = plots.save(plots.spectrogram_grid({name: measured[name].mel for name in shown}, "mel"),
                               folder / "mel_spectrograms.png")
     view.finished = True
     yield "spectrograms", view
