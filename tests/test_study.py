@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -165,6 +166,101 @@ def test_outputs_made_elsewhere(tmp_path):
         build_study([], tmp_path / "study4", systems_dir=systems)
     with pytest.raises(StudyError, match="input/: missing|input: missing"):
         build_study([], tmp_path / "study5", systems_dir=tmp_path)
+
+
+def test_ids_are_made_of_safe_characters_and_which_references_a_test_needs_is_checked():
+    from restorelab.listening.study import check_references, clean_id
+
+    assert clean_id("  My Clip (v2).wav ") == "My-Clip-v2-wav"
+    assert clean_id("Ünïcode_ok-1") == "n-code_ok-1" and clean_id("x" * 70) == "x" * 64
+    with pytest.raises(StudyError, match=r"^'\?\?' cannot be made into an id \(letters, digits, - and _\)$"):
+        clean_id("??")
+    check_references("pairwise", None, None)
+    check_references("mushra", "refs", None)
+    check_references("mushra", None, "hiss")
+    refusals = {("abx", None, None): "the test must be one of pairwise, mushra, got 'abx'",
+                ("mushra", None, None): "a MUSHRA test needs the clean originals: give --reference-dir (the clips "
+                                        "are degraded) or --preset (the clips are clean, and are degraded with it), "
+                                        "not both",
+                ("mushra", "refs", "hiss"): "a MUSHRA test needs the clean originals",
+                ("pairwise", "refs", None): "--reference-dir and --preset are for --test mushra",
+                ("pairwise", None, "hiss"): "--reference-dir and --preset are for --test mushra"}
+    for args, message in refusals.items():
+        with pytest.raises(StudyError) as error:
+            check_references(*args)
+        assert str(error.value).startswith(message), args
+
+
+def test_a_study_is_written_beside_its_folder_then_renamed_and_each_bad_request_named(tmp_path):
+    from datetime import datetime, timezone
+
+    from restorelab.listening.study import DEFAULT_INSTRUCTIONS, write_study
+
+    files = clip_files(tmp_path, count=2, seconds=1.0)
+    gate = {"spectral_gate_hf": get_restorer("spectral_gate_hf")}
+    folder = tmp_path / "deep" / "er" / "study"  # folders made as needed
+    calls, partial = [], []
+
+    def progress(*args):
+        calls.append(args)
+        partial.extend(p.name for p in folder.parent.iterdir())
+
+    built = build_study(files, folder, restorers=gate, progress=progress)
+    assert calls == [("clip0", 0, 2), ("clip1", 1, 2), ("done", 2, 2)]
+    assert partial and all(name.startswith(".study.partial-") for name in partial)  # written beside, then renamed
+    assert [p.name for p in folder.parent.iterdir()] == ["study"] and built.folder == folder
+    assert re.fullmatch(r"study-[0-9a-f]{8}", built.id) and built.instructions == DEFAULT_INSTRUCTIONS
+    created = datetime.fromisoformat(built.created_utc)
+    assert created.utcoffset().total_seconds() == 0 and created.microsecond == 0
+    assert abs((datetime.now(timezone.utc) - created).total_seconds()) < 60
+    clip = built.clips[0]
+    assert clip.candidate("input").settings == [{"restorer": "input"}]
+    assert clip.candidate("spectral_gate_hf").settings[0]["restorer"] == "spectral_gate_hf"
+    (tmp_path / "empty").mkdir()
+    assert build_study(files[:1], tmp_path / "empty", restorers=gate).folder == tmp_path / "empty"
+
+    (tmp_path / "a file").write_text("mine")
+    refusals = [
+        (lambda: write_study(["a"], iter([]), tmp_path / "s", reveal="later"),
+         "reveal must be one of end, never, each, got 'later'"),
+        (lambda: write_study(["a"], iter([]), tmp_path / "s", test="abx"), "the test must be one of pairwise, mushra, got 'abx'"),
+        (lambda: write_study([], iter([]), tmp_path / "s"), "no clips: give audio files or folders"),
+        (lambda: write_study(["a"], iter([]), tmp_path / "a file"), f"{tmp_path / 'a file'}: already exists; choose a "
+                                                                    "new folder for the study"),
+        (lambda: write_study(["b a", "b-a", "c", "c"], iter([]), tmp_path / "s"),
+         "these clips would share an id: b-a, c; rename them"),
+        (lambda: build_study(files, tmp_path / "s"), "no restorers: name at least one with -r"),
+        (lambda: build_study([], tmp_path / "s", systems_dir=tmp_path, test="mushra", preset="hiss"),
+         "--systems-dir holds outputs of degraded clips; give their originals with --reference-dir, not --preset"),
+    ]
+    for make, message in refusals:
+        with pytest.raises(StudyError) as error:
+            make()
+        assert str(error.value) == message
+    with pytest.raises(StudyError, match="clip0.wav: is too long: 1.0 s; the limit is 0 s"):
+        build_study(files, tmp_path / "s", restorers=gate, max_duration_s=0.4)
+    assert not (tmp_path / "s").exists() and (tmp_path / "a file").read_text() == "mine"
+
+
+def test_other_systems_outputs_are_trimmed_with_their_input_and_reference(tmp_path):
+    systems, refs = tmp_path / "systems", tmp_path / "refs"
+    for folder in (systems / "input", systems / "a", refs):
+        folder.mkdir(parents=True)
+    (systems / "input" / "notes.txt").write_text("not a clip")
+    (systems / "input" / "folder.wav").mkdir()  # nor is a folder
+    clean = np.stack([melody(1.0, seed=8)] * 2)
+    A.write_wav(systems / "input" / "song.wav", add_noise(clean, 20.0, np.random.default_rng(0))[:, : SR - 4410], SR)
+    A.write_wav(systems / "a" / "song.wav", clean[:, : SR - 2205], SR)  # longer than the input: trimmed to it
+    A.write_wav(refs / "song.wav", clean, SR)
+    built = build_study([], tmp_path / "pairwise", systems_dir=systems)
+    assert [clip.id for clip in built.clips] == ["song"] and built.clips[0].duration_s == pytest.approx(0.9)
+    for candidate in built.clips[0].candidates:
+        assert A.load_audio(built.path(candidate.file)).audio.shape == (2, SR - 4410)
+    mushra = build_study([], tmp_path / "mushra", systems_dir=systems, test="mushra", reference_dir=refs)
+    reference = mushra.clips[0].candidate("hidden_reference")
+    assert A.load_audio(mushra.path(reference.file)).audio.shape == (2, SR - 4410)
+    assert reference.sha256 == audio_sha256(A.load_audio(refs / "song.wav").audio[:, : SR - 4410])
+    assert mushra.clips[0].candidate("a").metrics["si_sdr_db"] > 60  # the clean original, trimmed alike
 
 
 # -- design ---------------------------------------------------------------------
