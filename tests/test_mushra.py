@@ -10,6 +10,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from conftest import SR, add_noise, band_level_db, melody
 from restorelab import audio as A
@@ -96,6 +97,9 @@ def test_each_condition_records_what_it_is_and_hashes_the_sound_before_matching(
         [{"condition": "the clean reference, hidden"}], [{"condition": "the reference low-passed at 3500 Hz"}],
         [{"condition": "the reference low-passed at 7000 Hz"}]]
     assert clip.candidate("input").settings == [{"restorer": "input"}]
+    for candidate in clip.candidates:
+        info = sf.info(study.path(candidate.file))
+        assert (info.format, info.subtype) == ("FLAC", "PCM_24")  # lossless, 24-bit
 
 
 def test_a_reference_of_another_shape_is_refused_with_both_shapes(tmp_path):

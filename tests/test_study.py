@@ -381,6 +381,45 @@ def test_each_vote_names_its_sides_settings_and_counts_for_the_listener_who_come
     assert server.arrive("first").position == 0
 
 
+def test_a_restarted_server_gives_each_listener_their_own_place_and_reads_the_secret_beside_the_log(
+        study, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from restorelab.listening.study_session import SECRET_ENV, study_secret
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    log, store = VoteLog(tmp_path / "votes.csv"), StimulusStore()
+    rules = ListenRules(min_listen_s=0.0, min_decision_s=0.0)
+    server = StudyServer(study, log, store, rules)  # no secret given: the one kept beside the log
+    assert server.completion_code("p") == StudyServer(study, log, store, rules,
+                                                      secret=study_secret(log.path)).completion_code("p")
+    server.arrive("a")
+    b = server.arrive("b")
+    assert b.questionnaire == ""  # a new listener has answered nothing
+    server.answer(b, {"playback": "Headphones", "experience": "Casual listener"})
+    complete(server, b, right_answer, store)
+    again = StudyServer(study, log, store, rules)
+    assert again.arrive("b").index == 1 and again.arrive("c").index == 2  # b's place is read from the log
+    assert study.clip("clip1").id == "clip1" and study.clips[0].candidate("input").label == "input"
+    with pytest.raises(KeyError, match="nope"):
+        study.clip("nope")
+    with pytest.raises(KeyError, match="nope"):
+        study.clips[0].candidate("nope")
+    french = replace(study, questionnaire=[{"id": "casque", "question": "Écoutez-vous au casque ?",
+                                            "choices": ["Oui, écouteurs", "Non"]}])
+    listener = StudyServer(french, VoteLog(tmp_path / "fr.csv"), store, rules, secret=b"s").arrive()
+    StudyServer(french, VoteLog(tmp_path / "fr.csv"), store, rules, secret=b"s").answer(listener,
+                                                                                     {"casque": "Oui, écouteurs"})
+    assert listener.questionnaire == '{"casque": "Oui, écouteurs"}'  # kept as written, not escaped
+
+
+def test_metrics_that_are_not_finite_are_stored_as_missing():
+    from restorelab.listening.study import _finite
+
+    assert _finite(float("inf")) is None and _finite(np.nan) is None and _finite(-np.inf) is None
+    assert _finite(np.float32(2.5)) == 2.5 and type(_finite(np.float32(2.5))) is float
+
+
 # -- results --------------------------------------------------------------------
 
 TRUE_STRENGTH = {"input": -0.8, "spectral_gate_hf": 0.6, "mcra_wiener": 0.2}
