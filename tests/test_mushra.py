@@ -14,6 +14,7 @@ import soundfile as sf
 
 from conftest import SR, add_noise, band_level_db, melody
 from restorelab import audio as A
+from restorelab.analysis import visqol_available
 from restorelab.cli import main
 from restorelab.degrade import degrade
 from restorelab.listening import votes as V
@@ -1013,6 +1014,24 @@ def test_a_degraded_clip_that_cannot_be_paired_is_refused_with_both_files_named(
     assert message.startswith(f"{clean_dir / 'long.wav'}") and "too long" in message
     message, _ = refusal("a.wav", short(2.0, 2), max_duration_s=1.6)
     assert "a.wav" in message and "too long" in message
+
+
+def test_an_unknown_preset_is_named(tmp_path):
+    from restorelab.listening.study import _references
+
+    path = A.write_wav(tmp_path / "c.wav", short(0.5, 0), SR)
+    with pytest.raises(StudyError, match=r"^unknown preset 'nope'; known presets: band_limit_16k, "):
+        list(_references([path], None, "nope", 0, 600.0))
+
+
+@pytest.mark.skipif(not visqol_available(), reason="ViSQOL is not installed")
+def test_visqol_is_measured_for_each_condition_when_asked(tmp_path):
+    files = clean_files(tmp_path, count=1, seconds=1.0)
+    built = build_study(files, tmp_path / "study", restorers={"spectral_gate_hf": get_restorer("spectral_gate_hf")},
+                        test="mushra", preset="hiss", with_visqol=True)
+    scores = {c.label: c.metrics["visqol_moslqo"] for c in built.clips[0].candidates}
+    assert set(scores) == {"input", "spectral_gate_hf", *MADE} and all(1.0 <= v <= 5.0 for v in scores.values())
+    assert scores[HIDDEN_REFERENCE] > 4.5 > scores[LOW_ANCHOR]  # a copy of the reference, and a 3.5 kHz low-pass
 
 
 def test_clean_clips_are_degraded_with_the_preset_each_with_its_own_seed(tmp_path):

@@ -86,9 +86,11 @@ def test_a_study_file_is_read_exactly_and_each_fault_is_named(study, tmp_path):
     data = json.loads(raw)
     data["clips"][0]["prompt"] = "café, ♪"
     data["questionnaire"] = [{"id": "age", "question": "Âge ?", "choices": ["<30", "30+"]}]
+    data["app_version"] = "0.0.1"  # a study made by another version says so
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     edited = load_study(copy)
     assert edited.clips[0].prompt == "café, ♪" and edited.questionnaire == data["questionnaire"]
+    assert edited.app_version == "0.0.1"
     assert '"prompt": "café, ♪"' in edited.to_json()  # written as read, not escaped
 
     def refusal(change):
@@ -173,6 +175,7 @@ def test_ids_are_made_of_safe_characters_and_which_references_a_test_needs_is_ch
 
     assert clean_id("  My Clip (v2).wav ") == "My-Clip-v2-wav"
     assert clean_id("Ünïcode_ok-1") == "n-code_ok-1" and clean_id("x" * 70) == "x" * 64
+    assert clean_id("Xylophone-X") == "Xylophone-X"  # only the dashes made at the ends go
     with pytest.raises(StudyError, match=r"^'\?\?' cannot be made into an id \(letters, digits, - and _\)$"):
         clean_id("??")
     check_references("pairwise", None, None)
@@ -324,7 +327,7 @@ def test_listeners_get_places_resume_and_get_a_code(study, tmp_path):
     server = StudyServer(study, log, store, rules, secret=b"secret")
     first, second = server.arrive(), server.arrive("not a valid id!")
     assert (first.index, second.index) == (0, 1) and valid_listener_id(second.listener_id)
-    with pytest.raises(ValueError, match="Answer the questions first"):
+    with pytest.raises(ValueError, match=r"^Answer the questions first, then press Start\.$"):
         server.present(first)
     with pytest.raises(ValueError, match="What are you listening on"):
         server.answer(first, {"playback": "A gramophone", "experience": "Casual listener"})
@@ -358,8 +361,8 @@ def test_each_vote_names_its_sides_settings_and_counts_for_the_listener_who_come
     server.answer(listener, {"playback": "Headphones", "experience": "Casual listener"})
     with pytest.raises(ListeningError, match=r"^There is no pair to vote on: press Start\.$"):
         server.vote(listener, "left", json.dumps({"trial": "none", "left_s": 0.0, "right_s": 0.0}))
-    settings_seen = {}
-    while len(listener.judged) < 3 or ANCHOR not in settings_seen:
+    settings_seen, hashes_seen = {}, {}
+    while len(listener.judged) < 3 or ANCHOR not in settings_seen or "input" not in settings_seen:
         trial = server.present(listener)
         for token in trial.tokens:
             server.store.take(token)
@@ -368,8 +371,11 @@ def test_each_vote_names_its_sides_settings_and_counts_for_the_listener_who_come
         assert cast.listener_index == 1
         assert listener.judged[-1] == f"{cast.restorer_left} vs {cast.restorer_right}: {cast.winner}"
         settings_seen.update({cast.restorer_left: cast.settings_left, cast.restorer_right: cast.settings_right})
+        hashes_seen.update({cast.restorer_left: cast.stimulus_left_sha256,
+                            cast.restorer_right: cast.stimulus_right_sha256})
     clip = study.clips[0]
     assert settings_seen[ANCHOR] == '[{"anchor": "input low-passed at 3500 Hz"}]'
+    assert hashes_seen[ANCHOR] == "" and hashes_seen["input"] == clip.candidate("input").sha256
     for candidate in clip.candidates:
         if candidate.label in settings_seen:  # every clip's candidates have the same settings here
             assert settings_seen[candidate.label] == json.dumps(candidate.settings, sort_keys=True)
