@@ -69,17 +69,39 @@ def click(page) -> float:
     return start
 
 
-def shown(page, start: float) -> tuple[float, float]:
-    """``(first output playable, every result shown)`` in seconds from ``start``."""
-    page.wait_for_function(FIRST_OUTPUT, timeout=120_000)
-    first = time.monotonic() - start
-    page.wait_for_function("window.compareRunning && document.querySelector('#compare-status').innerText"
-                           ".includes('Compared')", timeout=120_000)
-    page.locator("#mel").scroll_into_view_if_needed()  # Gradio loads images only near the viewport
-    for selector in ("#psd .js-plotly-plot", "#mel img", "#metrics table"):
-        page.wait_for_selector(selector)
-    page.wait_for_function(ALL_PLAYERS)
-    return first, time.monotonic() - start
+#: Every result is on screen: this Compare's summary line, the PSD plot, the Mel spectrograms (scrolled
+#: to, since Gradio loads images only near the viewport, and decoded), the metrics table and every player.
+EVERYTHING = """() => {
+    const status = document.querySelector('#compare-status');
+    if (!window.compareRunning || !status.innerText.includes('Compared')) return false;
+    const mel = document.querySelector('#mel');
+    mel.scrollIntoView();
+    const image = mel.querySelector('img');
+    return Boolean(image && image.complete && image.naturalWidth > 0
+                   && document.querySelector('#psd .js-plotly-plot') && document.querySelector('#metrics table'))
+        && (""" + ALL_PLAYERS + """)();
+}"""
+
+
+def shown(pages: list, starts: list[float], timeout_s: float = 120.0) -> list[tuple[float, float]]:
+    """Per page, ``(first output playable, every result shown)`` in seconds from its ``start``.
+
+    The pages are watched together (each checked every 50 ms), so the times of visitors who pressed
+    Compare at once are each their own, not one page's time waited out before the next is looked at.
+    """
+    first: list[float | None] = [None] * len(pages)
+    everything: list[float | None] = [None] * len(pages)
+    while None in everything:
+        for k, page in enumerate(pages):
+            now = time.monotonic()
+            if first[k] is None and page.evaluate(FIRST_OUTPUT):
+                first[k] = now - starts[k]
+            if first[k] is not None and everything[k] is None and page.evaluate(EVERYTHING):
+                everything[k] = now - starts[k]
+            if now - starts[k] > timeout_s:
+                raise TimeoutError(f"Compare was not done after {timeout_s:.0f} s")
+        time.sleep(0.05)
+    return list(zip(first, everything))
 
 
 def browser_pages(p, count: int):
@@ -102,17 +124,17 @@ def main() -> None:
             fresh = []
             for _ in range(args.runs):
                 open_example(page, url)
-                fresh.append(shown(page, click(page)))
+                fresh += shown([page], [click(page)])
             for other in others:
                 open_example(other, url)
             starts = [click(other) for other in others]  # two visitors press Compare together
-            both = [shown(other, start) for other, start in zip(others, starts)]
+            both = shown(others, starts)
             browser.close()
     with local_app(RESTORELAB_VOTES_PATH=votes) as (_, url), sync_playwright() as p:
         browser, (page,) = browser_pages(p, 1)
         open_example(page, url)
-        shown(page, click(page))
-        repeated = shown(page, click(page))  # the same clip, restorers and settings again
+        shown([page], [click(page)])
+        repeated = shown([page], [click(page)])[0]  # the same clip, restorers and settings again
         browser.close()
     print(f"app answered its first request {answered:.1f} s after start")
     print(f"restorers alone on the 9.7 s stereo example, one after another: {alone:.2f} s")
