@@ -435,6 +435,14 @@ def test_what_counts_as_the_same_sound_at_its_boundaries():
     quiet = np.full((1, SR), 10 ** (-100 / 20))  # a constant 100 dB below full scale
     assert audibly_identical(np.zeros_like(quiet), quiet, SR)
     assert not audibly_identical(np.zeros_like(quiet), quiet * 10 ** (5 / 20), SR)  # -95 dBFS
+    assert audibly_identical(np.zeros_like(quiet), quiet * 10 ** (3 / 20), SR)  # -97 dBFS
+    # A change of one sample, 84 dB below its 50 ms frame, is the same sound even where the
+    # signal itself crosses zero at that sample: the test is per frame, not per sample.
+    sine = 0.5 * np.sin(2 * np.pi * 441 * np.arange(SR) / SR)[None]
+    clicked = sine.copy()
+    clicked[0, 1000] += 1e-3  # sample 1000 is a zero crossing of the 441 Hz sine
+    assert audibly_identical(sine, clicked, SR)
+    assert merge_identical({"a": sine, "b": clicked}, SR) == [["a", "b"]]
     short = np.ones((1, SR // 20 + 7)) * 0.5  # frames past the end are padded, not dropped
     changed = short.copy()
     changed[:, -3:] = -0.5
