@@ -93,9 +93,8 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
             result.reference_rows.append(
                 {"name": name, **analysis.reference_metrics(reference, audio, sr, cutoff_hz, with_visqol)})
         if figures:
-            for kind, spectrogram in plots.display_spectrograms(audio, sr).items():  # one pass for both
-                drawn[kind][name] = spectrogram
-            drawn["psd"][name] = analysis.welch_psd_db(audio, sr)
+            for kind, data in plots.figure_data(audio, sr).items():
+                drawn[kind][name] = data
 
     # One worker measures and writes, in order, while the next restorer runs: two outputs held at
     # once for a short clip, one for a long one (each waits for the last to be measured first).

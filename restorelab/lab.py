@@ -27,7 +27,7 @@ import numpy as np
 
 from restorelab import plots
 from restorelab.analysis import (INPUT_ROW, VerdictThresholds, measure_input, no_reference_metrics,
-                                 rows_with_verdicts, welch_psd_db)
+                                 rows_with_verdicts)
 from restorelab.audio import AudioError, Clip, load_audio, match_loudness, write_wav
 from restorelab.compare import write_metric_tables
 from restorelab.limits import Limits
@@ -212,6 +212,7 @@ class CompareView:
         candidates: the distinct sounds, the input's first (outputs that sound the same merged).
         notes: restorer -> ``made no audible change`` or ``sounds the same as ...``.
         settings: restorer -> the settings it ran with (as votes and studies record them).
+        psds: clip name -> its Welch PSD (a few kilobytes), for the overlay and the zip's PNG.
     """
 
     clip_id: str
@@ -230,6 +231,7 @@ class CompareView:
     matched_players: dict[str, Path] = field(default_factory=dict)  # written on first use
     mel_png: Path | None = None
     linear_png: Path | None = None
+    psds: dict[str, tuple] = field(default_factory=dict)
     psd_figure: object | None = None
     zip_path: Path | None = None
     finished: bool = False  # every stage of compare_steps is done
@@ -290,23 +292,17 @@ def _checked_params(names: list[str], knobs: dict[str, float]) -> dict[str, dict
 
 @dataclass(frozen=True)
 class _Measured:
-    """What a comparison shows of one clip besides its player: its metric row, its Welch PSD
-    and its Mel spectrogram as drawn (small: a few hundred kilobytes)."""
+    """What a comparison shows of one clip besides its player: its metric row, and its PSD and Mel
+    spectrogram as drawn (:func:`plots.figure_data`: a few hundred kilobytes)."""
 
     row: dict
-    psd: tuple
-    mel: tuple
-
-
-def _figures_of(audio: np.ndarray, sample_rate: int) -> dict:
-    return {"psd": welch_psd_db(audio, sample_rate),
-            "mel": plots.display_spectrograms(audio, sample_rate, ("mel",))["mel"]}
+    figures: dict
 
 
 def _measure_the_input(clip: Clip):
-    """The input's row, its profile (what every output is measured against) and its figures."""
+    """The input's row and figures, and its profile (what every output is measured against)."""
     row, profile = measure_input(clip.audio, clip.sample_rate)
-    return _Measured(row, **_figures_of(clip.audio, clip.sample_rate)), profile
+    return _Measured(row, plots.figure_data(clip.audio, clip.sample_rate, ("mel",))), profile
 
 
 def _restored(restorer, clip: Clip, input_job: Future) -> tuple[np.ndarray, _Measured]:
@@ -314,7 +310,7 @@ def _restored(restorer, clip: Clip, input_job: Future) -> tuple[np.ndarray, _Mea
     (``input_job``, a job submitted to the same pool before this one, so running or done by now)."""
     audio = restorer(clip.audio, clip.sample_rate)
     row = no_reference_metrics(audio, clip.sample_rate, input_job.result()[1])
-    return audio, _Measured(row, **_figures_of(audio, clip.sample_rate))
+    return audio, _Measured(row, plots.figure_data(audio, clip.sample_rate, ("mel",)))
 
 
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
@@ -390,19 +386,19 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
     for group in merge_identical(clips, sr):
         first = group[0]
         view.candidates.append(Candidate(members=tuple(group), path=view.players[first],
-                                         sha256=audio_sha256(clips[first]),
+                                         sha256=input_hash if first == INPUT_ROW else audio_sha256(clips[first]),
                                          settings=json.dumps([view.settings[name] for name in group],
                                                              sort_keys=True)))
         for name in group[1:]:
             view.notes[name] = NO_AUDIBLE_CHANGE if first == INPUT_ROW else f"sounds the same as {first}"
     yield "metrics", view
 
-    shown = [INPUT_ROW, *order]
-    view.psd_figure = plots.psd_overlay_plotly({name: measured[name].psd for name in shown}, sr)
+    view.psds = {name: measured[name].figures["psd"] for name in view.players}
+    view.psd_figure = plots.psd_overlay_plotly(view.psds, sr)
     yield "psd", view
 
-    view.mel_png = plots.save(plots.spectrogram_grid({name: measured[name].mel for name in shown}, "mel"),
-                              folder / "mel_spectrograms.png")
+    view.mel_png = plots.save(plots.spectrogram_grid({name: measured[name].figures["mel"] for name in view.players},
+                                                     "mel"), folder / "mel_spectrograms.png")
     view.finished = True
     yield "spectrograms", view
 
@@ -418,10 +414,6 @@ def linear_spectrograms(view: CompareView) -> Path:
 
 def _player_audio(view: CompareView) -> dict[str, np.ndarray]:
     return {name: load_audio(path).audio for name, path in view.players.items()}
-
-
-def _psds(clips: dict[str, np.ndarray], sample_rate: int) -> dict[str, tuple]:
-    return {name: welch_psd_db(audio, sample_rate) for name, audio in clips.items()}
 
 
 def _spectrograms(clips: dict[str, np.ndarray], sample_rate: int, kind: str) -> dict[str, tuple]:
@@ -484,13 +476,10 @@ def comparison_zip(view: CompareView) -> Path:
     _finished(view)
     _still_there(view)
     if view.zip_path is None:
-        clips = _player_audio(view)  # read once for the three figures the page does not draw
         if view.linear_png is None:
-            _draw_linear(view, clips)
-        plots.save(plots.psd_overlay(_psds(clips, view.sample_rate), view.sample_rate),
-                   view.folder / "psd_overlay.png")
+            _draw_linear(view, _player_audio(view))
+        plots.save(plots.psd_overlay(view.psds, view.sample_rate), view.folder / "psd_overlay.png")
         plots.save(plots.metric_change_bars(view.rows), view.folder / "metric_changes.png")
-        del clips
         view.zip_path = _zip_folder(view.folder, view.folder / "restorelab-comparison.zip")
     return view.zip_path
 

@@ -41,6 +41,13 @@ def display_spectrograms(audio: np.ndarray, sample_rate: int, kinds: tuple[str, 
     return shown
 
 
+def figure_data(audio: np.ndarray, sample_rate: int, spectrograms: tuple[str, ...] = ("mel", "linear")) -> dict:
+    """What a comparison's figures draw of one clip: its :func:`display_spectrograms` of the kinds
+    ``spectrograms`` and its Welch PSD (``psd``, :func:`analysis.welch_psd_db`). Small, so it can be
+    kept after the clip's audio is let go."""
+    return {**display_spectrograms(audio, sample_rate, spectrograms), "psd": analysis.welch_psd_db(audio, sample_rate)}
+
+
 def spectrogram_grid(spectra: dict[str, tuple], kind: str = "mel", dynamic_range_db: float = 90.0):
     """One spectrogram per clip, all on the same colour scale (max over all clips).
 
