@@ -356,6 +356,9 @@ def cmd_bench(args) -> int:
 def cmd_data_build(args) -> int:
     from restorelab.unet import corpus
 
+    for option, value in (("--clip-seconds", args.clip_seconds), ("--recording-seconds", args.recording_seconds)):
+        if not 5.0 <= value <= 3600.0:  # nan fails both comparisons
+            return _fail(f"{option} {value:g}: must be within 5 to 3600 s (shorter pieces are not kept)")
     missing = [tool for tool in ("fluidsynth", "mma") if shutil.which(tool) is None]
     if missing or not corpus.SOUND_FONT.is_file():
         return _fail("the data build needs Debian packages: sudo apt-get install " + " ".join(corpus.APT_PACKAGES))
@@ -363,8 +366,9 @@ def cmd_data_build(args) -> int:
     if not held_out.is_file():
         return _fail(f"--held-out {held_out}: no such file (the tracks kept out of training must be known)")
     cache = _output_folder(args.cache if args.cache else corpus.DEFAULT_CACHE)
-    corpus.build(cache, seed=args.seed, clip_seconds=args.clip_seconds, held_out_manifest=held_out,
-               mma_songs=args.mma_songs, log=lambda line: print(line, file=sys.stderr))
+    corpus.build(cache, seed=args.seed, clip_seconds=args.clip_seconds, recording_seconds=args.recording_seconds,
+                 held_out_manifest=held_out, mma_songs=args.mma_songs,
+                 log=lambda line: print(line, file=sys.stderr))
     return 0
 
 
@@ -609,7 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tab-separated list (a path_in_package column) of tracks never used for training: "
                         "the evaluation excerpts' sources (default: the list shipped in assets/)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--clip-seconds", type=float, default=45.0, help="longest excerpt kept per track")
+    q.add_argument("--clip-seconds", type=float, default=45.0,
+                   help="a MIDI render's length, and the length of each piece a recording is cut into")
+    q.add_argument("--recording-seconds", type=float, default=240.0,
+                   help="most of each recording kept, in consecutive pieces (default 240)")
     q.add_argument("--mma-songs", type=int, default=40, help="songs written over MMA grooves")
     q.set_defaults(func=cmd_data_build)
 

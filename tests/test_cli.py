@@ -345,6 +345,14 @@ def test_file_names_that_are_not_utf8_are_read_and_written(clips, tmp_path, caps
     assert main(["compare", str(folder / name), "-r", "spectral_gate_hf", "-o", str(tmp_path / "c"), "-q"]) == 0
 
 
+@pytest.mark.parametrize("option, value", [("--clip-seconds", "2"), ("--recording-seconds", "nan"),
+                                           ("--recording-seconds", "1e9")])
+def test_data_build_refuses_pieces_it_would_not_keep(option, value, tmp_path, capsys):
+    assert main(["data", "build", "--cache", str(tmp_path / "cache"), option, value]) == 2
+    assert f"{option} {float(value):g}: must be within 5 to 3600 s" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
 def test_the_held_out_tracks_ship_with_the_repository():
     from restorelab import cli
 

@@ -165,3 +165,75 @@ def test_subset_stops_at_its_size_budget(tmp_path):
     _cache(source, [("train", 2.0)] * 4)
     items = data.subset(source, tmp_path / "subset", seconds=1.0, max_mb=1e-6, log=lambda _: None)
     assert len(items) == 1  # the first excerpt is over the budget: it is kept, and nothing after it
+
+
+def test_recording_pieces_cut_the_sounding_part_in_order():
+    audio = np.zeros((2, 40 * SR), dtype=np.float32)
+    audio[:, 2 * SR : 34 * SR] = np.arange(32 * SR, dtype=np.float32) / (32 * SR) + 0.1  # 2 s of silence each side
+    pieces = data.recording_pieces(audio, SR, clip_seconds=10, max_seconds=100)
+    # 32 s of sound: 10, 10, 10 and a 2 s tail, which is dropped.
+    assert [p.shape[-1] for p in pieces] == [10 * SR] * 3
+    assert np.array_equal(np.concatenate(pieces, axis=-1), audio[:, 2 * SR : 32 * SR])
+    # At most max_seconds of the track; a last piece of exactly 5 s is kept.
+    capped = data.recording_pieces(audio, SR, clip_seconds=10, max_seconds=25)
+    assert [p.shape[-1] for p in capped] == [10 * SR, 10 * SR, 5 * SR]
+    assert data.recording_pieces(np.zeros((2, SR), np.float32), SR, 10, 100) == []
+
+
+def _vorbis(path, seconds, seed, cutoff_hz=None):
+    import soundfile as sf
+    from scipy.signal import butter, sosfilt
+
+    noise = np.random.default_rng(seed).standard_normal((int(seconds * SR), 2)) * 0.1
+    if cutoff_hz:
+        noise = sosfilt(butter(8, cutoff_hz, fs=SR, output="sos"), noise, axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, noise.astype(np.float32), SR, format="OGG", subtype="VORBIS", compression_level=0.0)
+
+
+def test_build_cuts_recordings_into_pieces_from_folders_and_archives(tmp_path, monkeypatch):
+    import zipfile
+
+    folder, staging = tmp_path / "music", tmp_path / "staging"
+    _vorbis(folder / "long.ogg", 27, seed=1)
+    _vorbis(folder / "held.ogg", 12, seed=2)
+    _vorbis(staging / "sound/cdtracks/song.ogg", 12, seed=3)
+    _vorbis(staging / "sound/cdtracks/dull.ogg", 12, seed=4, cutoff_hz=12000)
+    _vorbis(staging / "sound/misc/jingle.ogg", 12, seed=5)
+    archive = tmp_path / "music.pk3"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name in ("sound/cdtracks/song.ogg", "sound/cdtracks/dull.ogg", "sound/misc/jingle.ogg"):
+            bundle.write(staging / name, name)
+    held_out = tmp_path / "MANIFEST.tsv"
+    held_out.write_text(f"file\tdebian_package\tpath_in_package\tseconds\nh.flac\tx\t{folder / 'held.ogg'}\t10\n")
+    monkeypatch.setattr(data, "FREEDOOM_WADS", ())
+    monkeypatch.setattr(data, "OPENMSX_DIR", tmp_path / "none")
+    monkeypatch.setattr(data, "RECORDING_DIRS", {"wesnoth-1.16-music": folder})
+    monkeypatch.setattr(data, "RECORDING_ARCHIVES", {"nexuiz-music": (archive, "sound/cdtracks")})
+    cache, lines = tmp_path / "cache", []
+    items = data.build(cache, clip_seconds=10, recording_seconds=25, held_out_manifest=held_out, mma_songs=0,
+                       log=lines.append)
+
+    # 25 s of the 27 s track in pieces of 10, 10 and 5 s; the archive's 12 s track gives one piece
+    # (its 2 s tail is dropped); the dull track and the track outside the folder are not taken.
+    assert [(i.file, i.package, round(i.seconds)) for i in items] == [
+        ("recordings/wesnoth-1.16-music/long.flac", "wesnoth-1.16-music", 10),
+        ("recordings/wesnoth-1.16-music/long-part2.flac", "wesnoth-1.16-music", 10),
+        ("recordings/wesnoth-1.16-music/long-part3.flac", "wesnoth-1.16-music", 5),
+        ("recordings/nexuiz-music/song.flac", "nexuiz-music", 10)]
+    assert {i.split for i in items[:3]} == {data.split_of("wesnoth-1.16-music", "recordings/wesnoth-1.16-music/long.flac")}
+    assert all(i.bandwidth_hz >= data.MIN_BANDWIDTH_HZ for i in items)
+    assert f"held out for evaluation: {folder / 'held.ogg'}" in lines
+    assert any(line.startswith("skipped dull.ogg: bandwidth") for line in lines)
+    assert [i.file for i in data.read_manifest(cache)] == [i.file for i in items]
+    assert data.read_manifest(cache)[3].package == "nexuiz-music"
+    assert "GPL-2.0+" in (cache / "manifest.tsv").read_text().splitlines()[4]
+
+    # Resuming reads the pieces already written: a track whose pieces are all there is not decoded.
+    decoded = []
+    original = data._load_recording
+    monkeypatch.setattr(data, "_load_recording", lambda path, log: decoded.append(path.name) or original(path, log))
+    again = data.build(cache, clip_seconds=10, recording_seconds=25, held_out_manifest=held_out, mma_songs=0,
+                       log=lambda _: None)
+    assert again == items
+    assert "long.ogg" not in decoded and "song.ogg" in decoded  # its second piece was too short to write

@@ -8,8 +8,10 @@ Two kinds of source, all installed with ``apt-get`` (see :data:`APT_PACKAGES`):
   Each MIDI gets seeded variations (instruments within their General MIDI
   family, tempo, velocity) so the same notes sound different.
 * Real recordings (Vorbis, and Opus for ``warzone2100-music``) from the packages
-  in :data:`RECORDING_DIRS`, keeping only tracks whose spectrum reaches 19 kHz
-  and never a track that ``music-reference/MANIFEST.tsv`` holds out for evaluation.
+  in :data:`RECORDING_DIRS` and the game archives in :data:`RECORDING_ARCHIVES`,
+  keeping only tracks whose spectrum reaches 19 kHz and never a track that
+  ``music-reference/MANIFEST.tsv`` holds out for evaluation. Each track is cut into
+  consecutive pieces (up to ``recording_seconds`` of it), each piece a clip.
 
 Each recording is assigned, by a hash of its package and path, to the ``train``
 or the ``validation`` split (:data:`VALIDATION_SHARE` of them): checkpoints and
@@ -30,6 +32,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -42,7 +45,7 @@ from restorelab.dsp import bandwidth_hz
 
 APT_PACKAGES = ("fluidsynth", "fluid-soundfont-gm", "freedoom", "openttd-openmsx", "mma",
                 "wesnoth-1.16-music", "hedgewars-data", "supertux-data", "singularity-music",
-                "planetblupi-music-ogg", "drascula-music", "warzone2100-music")
+                "planetblupi-music-ogg", "drascula-music", "warzone2100-music", "nexuiz-music")
 SOUND_FONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 FREEDOOM_WADS = (Path("/usr/share/games/doom/freedoom1.wad"), Path("/usr/share/games/doom/freedoom2.wad"))
 OPENMSX_DIR = Path("/usr/share/games/openttd/baseset/openmsx")
@@ -57,6 +60,10 @@ RECORDING_DIRS = {
     "drascula-music": Path("/usr/share/scummvm/drascula/audio"),
     "warzone2100-music": Path("/usr/share/games/warzone2100/music"),
 }
+#: Package -> (zip archive, folder inside it) of music shipped inside a game's data archive.
+RECORDING_ARCHIVES = {
+    "nexuiz-music": (Path("/usr/share/games/nexuiz/data/music.pk3"), "sound/cdtracks"),
+}
 RECORDING_SUFFIXES = (".ogg", ".opus")
 #: Licences as the packages' Debian copyright files state them (the sound font: MIT).
 LICENCES = {
@@ -70,6 +77,7 @@ LICENCES = {
     "planetblupi-music-ogg": "GPL-3.0+",
     "drascula-music": "Drascula licence (free redistribution)",
     "warzone2100-music": "CC-BY-SA-3.0 or GPL-2.0+ (per album)",
+    "nexuiz-music": "GPL-2.0+",
 }
 DEFAULT_CACHE = Path(os.environ.get("RESTORELAB_DATA", Path.home() / ".cache" / "restorelab" / "train-data"))
 MIN_BANDWIDTH_HZ = 19000.0
@@ -229,6 +237,47 @@ def split_of(package: str, relative: str) -> str:
     return "validation" if int.from_bytes(digest[:8], "big") / 2**64 < VALIDATION_SHARE else "train"
 
 
+def recording_pieces(audio: np.ndarray, sample_rate: int, clip_seconds: float,
+                     max_seconds: float) -> list[np.ndarray]:
+    """Consecutive pieces of ``clip_seconds`` of a track's sounding part, up to ``max_seconds`` of it
+    in all; a last piece under 5 s is dropped."""
+    audio = trim_silence(audio, sample_rate)[:, : int(max_seconds * sample_rate)]
+    n, shortest = int(clip_seconds * sample_rate), 5 * sample_rate
+    return [audio[:, start : start + n] for start in range(0, audio.shape[-1], n)
+            if audio.shape[-1] - start >= shortest]
+
+
+def _recording_folders(unpacked: Path) -> Iterator[tuple[str, Path, Path]]:
+    """``(package, folder of its tracks, where the tracks come from)`` for every recording source; the
+    tracks inside an archive are first unpacked under ``unpacked``."""
+    for package, folder in RECORDING_DIRS.items():
+        yield package, folder, folder
+    for package, (archive, inner) in RECORDING_ARCHIVES.items():
+        if not archive.is_file():
+            continue
+        with zipfile.ZipFile(archive) as bundle:
+            for member in bundle.namelist():
+                if member.startswith(f"{inner}/") and Path(member).suffix.lower() in RECORDING_SUFFIXES:
+                    bundle.extract(member, unpacked / package)
+        yield package, unpacked / package / inner, archive / inner
+
+
+def _load_recording(path: Path, log) -> np.ndarray | None:
+    """A track as stereo at the working rate, or None (said why) if it cannot be read or its band
+    stops under :data:`MIN_BANDWIDTH_HZ`."""
+    try:
+        clip = load_audio(path, max_duration_s=1800)
+    except AudioError as exc:
+        log(f"skipped {exc}")
+        return None
+    audio = clip.audio if clip.channels == 2 else np.repeat(clip.audio, 2, axis=0)
+    width = bandwidth_hz(audio, WORKING_RATE)
+    if width < MIN_BANDWIDTH_HZ:
+        log(f"skipped {path.name}: bandwidth {width:.0f} Hz is under {MIN_BANDWIDTH_HZ:.0f}")
+        return None
+    return audio
+
+
 # -- the cache -----------------------------------------------------------------
 
 def _write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -263,12 +312,13 @@ def _write_manifest(cache: Path, items: list[Item]) -> None:
 
 
 def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 45.0,
-          held_out_manifest: Path | None = None, mma_songs: int = 40, variations: int = 1,
-          log=print) -> list[Item]:
+          recording_seconds: float = 240.0, held_out_manifest: Path | None = None, mma_songs: int = 40,
+          variations: int = 1, log=print) -> list[Item]:
     """Render and collect the training music into ``cache``; returns the manifest's items.
 
-    Existing files are kept (the build resumes); a recording whose bandwidth is
-    under 19 kHz, or that is held out, is skipped and said so.
+    MIDI renders are cut to ``clip_seconds``; recordings to pieces of ``clip_seconds``, up to
+    ``recording_seconds`` of each track. Existing files are kept (the build resumes); a
+    recording whose bandwidth is under 19 kHz, or that is held out, is skipped and said so.
     """
     cache = Path(cache)
     rng = np.random.default_rng(seed)
@@ -316,28 +366,29 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
             keep(f"midi/{package}/{name}-v{v}.flac", "midi", package, render)
 
     held_out = held_out_paths(held_out_manifest) if held_out_manifest else set()
-    for package, folder in RECORDING_DIRS.items():
-        paths = [p for p in folder.rglob("*") if p.suffix.lower() in RECORDING_SUFFIXES] if folder.is_dir() else []
-        for path in sorted(paths):
-            if str(path) in held_out:
-                log(f"held out for evaluation: {path}")
-                continue
-            relative = f"recordings/{package}/{path.relative_to(folder).with_suffix('.flac')}"
+    with tempfile.TemporaryDirectory(prefix="restorelab-archives-") as unpacked:
+        for package, folder, origin in _recording_folders(Path(unpacked)):
+            paths = [p for p in folder.rglob("*") if p.suffix.lower() in RECORDING_SUFFIXES] if folder.is_dir() else []
+            for path in sorted(paths):
+                inside = path.relative_to(folder)
+                if str(origin / inside) in held_out:
+                    log(f"held out for evaluation: {origin / inside}")
+                    continue
+                stem = f"recordings/{package}/{inside.with_suffix('')}"
+                split = split_of(package, f"{stem}.flac")  # every piece of a track in the same split
+                seconds = min(sf.info(str(path)).duration, recording_seconds)
+                decoded: list = []
 
-            def load(path=path):
-                try:
-                    clip = load_audio(path, max_duration_s=1800)
-                except AudioError as exc:
-                    log(f"skipped {exc}")
-                    return None
-                audio = clip.audio if clip.channels == 2 else np.repeat(clip.audio, 2, axis=0)
-                width = bandwidth_hz(audio, WORKING_RATE)
-                if width < MIN_BANDWIDTH_HZ:
-                    log(f"skipped {path}: bandwidth {width:.0f} Hz is under {MIN_BANDWIDTH_HZ:.0f}")
-                    return None
-                return audio
+                def piece(k, path=path, decoded=decoded):
+                    if not decoded:
+                        whole = _load_recording(path, log)
+                        decoded.append([] if whole is None else
+                                       recording_pieces(whole, WORKING_RATE, clip_seconds, recording_seconds))
+                    return decoded[0][k] if k < len(decoded[0]) else None
 
-            keep(relative, "recording", package, load, split_of(package, relative))
+                for k in range(max(1, int(np.ceil(seconds / clip_seconds)))):
+                    name = f"{stem}.flac" if k == 0 else f"{stem}-part{k + 1}.flac"
+                    keep(name, "recording", package, lambda k=k, piece=piece: piece(k), split)
     _write_manifest(cache, items)
     log(f"{len(items)} clips, {sum(i.seconds for i in items) / 60:.1f} min, in {cache}")
     return items
