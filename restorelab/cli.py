@@ -381,8 +381,8 @@ def cmd_data_subset(args) -> int:
     except FileNotFoundError as exc:
         return _fail(str(exc))
     out = _output_folder(args.out)
-    corpus.subset(source, out, seconds=args.seconds, max_mb=args.max_mb, split=args.split, seed=args.seed,
-                log=lambda line: print(line, file=sys.stderr))
+    corpus.subset(source, out, seconds=args.seconds, max_mb=args.max_mb, split=args.split, source=args.source,
+                  min_bandwidth_hz=args.min_bandwidth_hz, seed=args.seed, log=lambda line: print(line, file=sys.stderr))
     return 0
 
 
@@ -627,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seconds", type=float, default=3.0, help="excerpt length (default 3)")
     q.add_argument("--max-mb", type=float, default=50.0, help="stop after this many megabytes (default 50)")
     q.add_argument("--split", choices=("train", "validation"), default="train")
+    q.add_argument("--source", choices=("recording", "midi"), help="only clips of this source (default: both)")
+    q.add_argument("--min-bandwidth-hz", type=float, default=0.0,
+                   help="only clips whose measured band reaches this (19000: what bandwidth extension trains on)")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_data_subset)
 

@@ -115,17 +115,18 @@ def test_recordings_split_by_a_hash_of_package_and_path():
     assert len({data.split_of(f"package{i}", "x.flac") for i in range(50)}) == 2
 
 
-def _cache(folder, rows):
+def _cache(folder, rows, kinds=None):
     import soundfile as sf
 
     lines = ["\t".join(data.MANIFEST_COLUMNS)]
     for i, (split, seconds) in enumerate(rows):
+        source, bandwidth = (kinds or {}).get(i, ("recording", "20000"))
         relative = f"recordings/p/clip{i}.flac"
         (folder / "recordings" / "p").mkdir(parents=True, exist_ok=True)
         audio = np.stack([np.full(int(seconds * SR), 0.25), np.full(int(seconds * SR), -0.5)]).astype(np.float32)
         audio[:, :: 2] *= -1
         sf.write(folder / relative, audio.T, SR, subtype="PCM_24")
-        lines.append("\t".join([relative, "recording", "wesnoth-1.16-music", "GPL", f"{seconds:.2f}", "20000", split]))
+        lines.append("\t".join([relative, source, "wesnoth-1.16-music", "GPL", f"{seconds:.2f}", bandwidth, split]))
     (folder / "manifest.tsv").write_text("\n".join(lines) + "\n")
 
 
@@ -158,6 +159,16 @@ def test_subset_takes_one_mono_excerpt_per_clip_of_its_split(tmp_path):
         assert sf.info(str(out / item.file)).subtype == "PCM_16"
     held = data.subset(source, tmp_path / "held", seconds=1.0, split="validation", log=lambda _: None)
     assert [item.split for item in data.read_manifest(tmp_path / "held")] == ["validation"] == [i.split for i in held]
+
+
+def test_subset_takes_only_the_source_and_band_asked_for(tmp_path):
+    source = tmp_path / "cache"
+    _cache(source, [("train", 2.0)] * 4, kinds={1: ("midi", "21000"), 2: ("recording", "18999")})
+    kept = data.subset(source, tmp_path / "s", seconds=1.0, source="recording", min_bandwidth_hz=19000,
+                       log=lambda _: None)
+    assert sorted(item.file.split("-")[0] for item in kept) == ["recordings/p/clip0", "recordings/p/clip3"]
+    midi = data.subset(source, tmp_path / "m", seconds=1.0, source="midi", log=lambda _: None)
+    assert [item.source for item in midi] == ["midi"] and midi[0].bandwidth_hz == 21000
 
 
 def test_subset_stops_at_its_size_budget(tmp_path):

@@ -395,13 +395,15 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
 
 
 def subset(cache: Path, out: Path, *, seconds: float = 3.0, max_mb: float = 50.0, split: str = "train",
-           seed: int = 0, log=print) -> list[Item]:
+           source: str | None = None, min_bandwidth_hz: float = 0.0, seed: int = 0, log=print) -> list[Item]:
     """A smaller cache for training elsewhere: one random excerpt of ``seconds`` from each clip of
-    ``split`` (a channel or the mid, at random), as 16-bit mono FLAC, clips in a seeded random
-    order until ``max_mb`` is reached. The manifest keeps each source clip's package and bandwidth."""
+    ``split`` (of ``source``, ``recording`` or ``midi``, when given, and reaching ``min_bandwidth_hz``;
+    a channel or the mid, at random), as 16-bit mono FLAC, clips in a seeded random order until
+    ``max_mb`` is reached. The manifest keeps each source clip's package and bandwidth."""
     out = Path(out)
     rng = np.random.default_rng(seed)
-    items = [item for item in read_manifest(cache) if item.split == split]
+    items = [item for item in read_manifest(cache) if item.split == split and source in (None, item.source)
+             and item.bandwidth_hz >= min_bandwidth_hz]
     kept: list[Item] = []
     size = 0
     n = int(seconds * WORKING_RATE)
