@@ -1,0 +1,141 @@
+"""How much of the high band in a clip's quiet frames is a stationary floor, the part a denoiser
+can take without taking music.
+
+For each clip: the power at 6-14 kHz (under the 32 kHz codec's cliff) over its quietest quarter of
+frames, as ``restorelab evaluate --no-reference`` picks them; a per-bin stationary floor
+estimated by minimum statistics (the power smoothed over 0.3 s, its minimum over the clip, scaled
+so that white noise is estimated at its own level); and the dB that removing exactly that floor
+from the quiet frames would take off (``floor_db``). Where a restorer takes off more than that, the
+rest was not stationary: it rose and fell with the music. ``comodulation`` is the correlation, over
+the quiet frames, of the high band's level with the 1-6 kHz band's.
+
+Known answers first: the reference excerpts band-limited at 16 kHz (a floor of their own, no
+hiss added), and the same with the ``hiss_16k`` preset's hiss, where the true drop is known
+(the quiet high band with and without the hiss). Then the clips in question.
+
+    python scripts/quiet_band.py ../shared/data/music-reference ../shared/data/musicgen-clips \\
+        -r spectral_gate_hf -r spectral_subtraction_hf -r unet_denoise
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from restorelab.analysis import quiet_frames
+from restorelab.audio import WORKING_RATE, load_audio
+from restorelab.degrade import degrade
+from restorelab.dsp import Stft
+from restorelab.report import to_markdown
+
+STFT = Stft(2048, 512)
+HIGH = (6000.0, 14000.0)
+MID = (1000.0, 6000.0)
+SMOOTH_S = 0.3
+
+
+def power(audio: np.ndarray) -> np.ndarray:
+    """Channel-averaged power ``[frames, bins]``."""
+    return np.mean(np.square(np.abs(STFT.forward(audio))), axis=0)
+
+
+def _band(p: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    k0, k1 = (int(round(f * STFT.n_fft / WORKING_RATE)) for f in band)
+    return p[:, k0:k1]
+
+
+def _minimum(p: np.ndarray) -> np.ndarray:
+    width = max(1, int(round(SMOOTH_S * WORKING_RATE / STFT.hop)))
+    return uniform_filter1d(p, width, axis=0, mode="nearest").min(axis=0)
+
+
+@lru_cache(maxsize=8)
+def _bias(channels: int, samples: int) -> float:
+    """Mean over estimated floor for white noise of the same channels and length, through the same
+    STFT (its overlapping frames are not independent), so that white noise is estimated at its level."""
+    noise = np.random.default_rng(0).standard_normal((channels, samples)).astype(np.float32)
+    high = _band(power(noise), HIGH)
+    return float(high.mean() / _minimum(high).mean())
+
+
+def measure(audio: np.ndarray, quiet: np.ndarray | None = None) -> dict[str, float]:
+    p = power(audio)
+    if quiet is None:
+        quiet = quiet_frames(p)
+    high = _band(p, HIGH)
+    floor = _minimum(high) * _bias(*np.atleast_2d(audio).shape)
+    level = high[quiet].sum(axis=1)
+    left = np.maximum(high[quiet] - floor, 0.0).sum(axis=1)
+    mid = _band(p, MID)[quiet].sum(axis=1)
+    return {"quiet_high_db": float(10 * np.log10(level.mean() + 1e-20)),
+            "floor_db": float(10 * np.log10(level.mean() / max(left.mean(), 1e-20))),
+            "comodulation": float(np.corrcoef(np.log10(level + 1e-20), np.log10(mid + 1e-20))[0, 1]),
+            "quiet": quiet}
+
+
+def clips(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac"))
+
+
+def summary(name: str, rows: list[dict]) -> dict:
+    out = {"set": name, "clips": len(rows)}
+    for key in rows[0]:
+        values = np.array([row[key] for row in rows], dtype=float)
+        out[key] = f"{np.mean(values):.2f} ({np.median(values):.2f})"
+        if key == "floor_db":
+            out["floor_at_least_1.5_db"] = int(np.sum(values >= 1.5))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("references", type=Path, help="full-band music (the known answers)")
+    parser.add_argument("clips", type=Path, help="the clips in question (e.g. real MusicGen output)")
+    parser.add_argument("-r", "--restorer", action="append", default=[], help="restorers to measure on the clips")
+    args = parser.parse_args()
+
+    from restorers import build_available
+
+    table = []
+    limited, hissy = [], []
+    for path in clips(args.references):
+        clean, _ = degrade(load_audio(path).audio, WORKING_RATE, "band_limit_16k", seed=0)
+        noisy, _ = degrade(load_audio(path).audio, WORKING_RATE, "hiss_16k", seed=0)
+        a, b = measure(clean), measure(noisy)
+        b_on_clean = measure(clean, b["quiet"])
+        limited.append({k: a[k] for k in ("quiet_high_db", "floor_db", "comodulation")})
+        hissy.append({k: b[k] for k in ("quiet_high_db", "floor_db", "comodulation")}
+                     | {"true_drop_db": b["quiet_high_db"] - b_on_clean["quiet_high_db"]})
+    table.append(summary(f"{args.references.name}, band-limited at 16 kHz", limited))
+    table.append(summary(f"{args.references.name}, hiss_16k", hissy))
+
+    restorers, _ = build_available(args.restorer)
+    rows, taken = [], {name: [] for name in restorers}
+    for path in clips(args.clips):
+        audio = load_audio(path).audio
+        m = measure(audio)
+        rows.append({k: m[k] for k in ("quiet_high_db", "floor_db", "comodulation")})
+        for name, restorer in restorers.items():
+            out = measure(np.asarray(restorer(audio, WORKING_RATE), dtype=np.float32), m["quiet"])
+            taken[name].append({"taken_db": m["quiet_high_db"] - out["quiet_high_db"],
+                                "beyond_floor_db": m["quiet_high_db"] - out["quiet_high_db"] - m["floor_db"]})
+    table.append(summary(args.clips.name, rows))
+    for name, values in taken.items():
+        table.append(summary(f"{args.clips.name}, {name}", values))
+    floored = [i for i, row in enumerate(rows) if row["floor_db"] >= 1.5]
+    if floored:  # the clips with a floor worth taking: what each restorer took of theirs
+        for name, values in taken.items():
+            table.append(summary(f"{args.clips.name} with a floor of 1.5 dB or more, {name}",
+                                 [values[i] for i in floored]))
+    columns = ["set", "clips", "quiet_high_db", "floor_db", "floor_at_least_1.5_db", "comodulation", "true_drop_db", "taken_db",
+               "beyond_floor_db"]
+    print(to_markdown([{c: row.get(c, "") for c in columns} for row in table], columns))
+    print("mean (median) over clips; dB of the 6-14 kHz band in each clip's quietest quarter of frames")
+
+
+if __name__ == "__main__":
+    main()
