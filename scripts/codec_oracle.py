@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("clips", nargs="*", help="clean clips or folders")
     parser.add_argument("--manifest", help="a training cache: take its recordings of --split")
     parser.add_argument("--split", default="validation")
+    parser.add_argument("--later-pieces", action="store_true",
+                        help="only the pieces after each track's first (as codec_restorers.py)")
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
     files = clips_of(args)

@@ -5,13 +5,16 @@ with seed ``i``); the bandwidth the codec left is measured on the degraded clip 
 long-term spectrum reaches its floor, n_fft 4096), and LSD is taken below it, so a band the coder
 cut off entirely (MP3 at 64 kbps ends near 5.5 kHz) does not swamp what a restorer does inside
 the band. The clean clip itself (``clean``) checks that a restorer leaves clean music alone.
-Prints a Markdown table per preset: mean LSD below the bandwidth, whole-band LSD, SI-SDR.
+Prints a Markdown table per preset: mean LSD below the bandwidth, whole-band LSD, SI-SDR, and with
+``--visqol`` ViSQOL's MOS-LQO (about a second of computing per second of audio and row).
 
     python scripts/codec_restorers.py CLIPS... -r unet_codec -r spectral_gate_hf
     python scripts/codec_restorers.py --manifest ~/.cache/restorelab/train-data --split validation \
         -r unet_codec -r unet_codec:candidate.pt
 
 ``-r NAME:CHECKPOINT`` runs a U-Net restorer with another checkpoint (a row of its own).
+``--later-pieces`` keeps only the pieces after each track's first: builds before recordings were
+cut into pieces held only a track's first piece, so no checkpoint trained on one of them heard these.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restorelab.analysis import lsd, si_sdr_db
+from restorelab.analysis import lsd, si_sdr_db, visqol_moslqo
 from restorelab.audio import find_audio_files, load_audio
 from restorelab.degrade import degrade
 from restorelab.dsp import bandwidth_hz
@@ -35,8 +38,10 @@ def clips_of(args) -> list[Path]:
     if args.manifest:
         from restorelab.unet.corpus import recordings_of
 
-        return recordings_of(Path(args.manifest), args.split)
-    return find_audio_files(args.clips)
+        files = recordings_of(Path(args.manifest), args.split)
+    else:
+        files = find_audio_files(args.clips)
+    return [path for path in files if "-part" in path.stem] if args.later_pieces else files
 
 
 def main() -> None:
@@ -44,9 +49,12 @@ def main() -> None:
     parser.add_argument("clips", nargs="*", help="clean clips or folders")
     parser.add_argument("--manifest", help="a training cache: take its recordings of --split")
     parser.add_argument("--split", default="validation")
+    parser.add_argument("--later-pieces", action="store_true",
+                        help="only the pieces after each track's first (never in a build before the pieces)")
     parser.add_argument("-r", "--restorer", action="append", required=True, help="NAME or NAME:CHECKPOINT")
     parser.add_argument("--preset", action="append", help="presets (default: all of PRESETS)")
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--visqol", action="store_true", help="add ViSQOL's MOS-LQO (slow)")
     args = parser.parse_args()
     restorers = {}
     for label in args.restorer:
@@ -55,7 +63,7 @@ def main() -> None:
     files = clips_of(args)
     print(f"{len(files)} clips")
     for preset in args.preset or PRESETS:
-        rows: dict[str, list[tuple[float, float, float]]] = {"input": [], **{name: [] for name in restorers}}
+        rows: dict[str, list[tuple[float, ...]]] = {"input": [], **{name: [] for name in restorers}}
         for seed, path in enumerate(files):
             clip = load_audio(path, max_duration_s=1800)
             n = int(args.seconds * clip.sample_rate)
@@ -66,12 +74,16 @@ def main() -> None:
             outputs = {"input": degraded, **{name: r(degraded, clip.sample_rate) for name, r in restorers.items()}}
             for name, audio in outputs.items():
                 row = lsd(clean, audio, clip.sample_rate, bandwidth)
-                rows[name].append((row["lsd_low"], row["lsd"], si_sdr_db(clean, audio)))
-        print(f"\n`{preset}`\n\n| restorer | LSD below the bandwidth | LSD | SI-SDR (dB) |\n|---|---|---|---|")
+                visqol = (visqol_moslqo(clean, audio, clip.sample_rate),) if args.visqol else ()
+                rows[name].append((row["lsd_low"], row["lsd"], si_sdr_db(clean, audio), *visqol))
+        extra = (" ViSQOL |", "---|") if args.visqol else ("", "")
+        print(f"\n`{preset}`\n\n| restorer | LSD below the bandwidth | LSD | SI-SDR (dB) |{extra[0]}\n"
+              f"|---|---|---|---|{extra[1]}")
         for name, values in rows.items():
             table = np.array(values)
-            print(f"| {name} | {table[:, 0].mean():.3f} | {table[:, 1].mean():.3f} | {table[:, 2].mean():.2f} |",
-                  flush=True)
+            visqol = f" {table[:, 3].mean():.3f} |" if args.visqol else ""
+            print(f"| {name} | {table[:, 0].mean():.3f} | {table[:, 1].mean():.3f} | {table[:, 2].mean():.2f} |"
+                  f"{visqol}", flush=True)
 
 
 if __name__ == "__main__":
