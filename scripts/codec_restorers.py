@@ -13,6 +13,9 @@ Prints a Markdown table per preset: mean LSD below the bandwidth, whole-band LSD
         -r unet_codec -r unet_codec:candidate.pt
 
 ``-r NAME:CHECKPOINT`` runs a U-Net restorer with another checkpoint (a row of its own).
+``--set NAME.param=value`` changes a setting as ``restorelab evaluate --set`` does. ``--band-errors``
+adds, per restorer, the mean squared log10-power error (LSD's STFT and floor) that each band
+contributes, so the bands left to win show.
 ``--later-pieces`` keeps only the pieces after each track's first: builds before recordings were
 cut into pieces held only a track's first piece, so no checkpoint trained on one of them heard these.
 """
@@ -24,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from restorelab.analysis import lsd, si_sdr_db, visqol_moslqo
+from restorelab.analysis import LSD_POWER_FLOOR, LSD_STFT, lsd, si_sdr_db, visqol_moslqo
+from restorelab.cli import parse_settings
 from restorelab.audio import find_audio_files, load_audio
 from restorelab.degrade import degrade
 from restorelab.dsp import bandwidth_hz
 from restorers import get_restorer
 
+BAND_EDGES_HZ = (0, 15000, 16000, 17000, 18000, 19000, 20000, 22050)
 PRESETS = ("clean", "opus_32k", "opus_64k", "mp3_64k", "mp3_128k", "vorbis_64k", "musicgen_codec")
 
 
@@ -44,6 +49,17 @@ def clips_of(args) -> list[Path]:
     return [path for path in files if "-part" in path.stem] if args.later_pieces else files
 
 
+def band_errors(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Per band of :data:`BAND_EDGES_HZ`, its bins' share of the mean squared log10-power error."""
+    def log_power(audio):
+        return np.log10(np.square(np.abs(LSD_STFT.forward(audio))) + LSD_POWER_FLOOR)
+
+    error = np.square(log_power(estimate[..., : clean.shape[-1]]) - log_power(clean)).mean(axis=(0, 1))
+    frequency = np.arange(error.size) * sample_rate / LSD_STFT.n_fft
+    band = np.digitize(frequency, BAND_EDGES_HZ[1:-1])
+    return np.bincount(band, weights=error, minlength=len(BAND_EDGES_HZ) - 1) / error.size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clips", nargs="*", help="clean clips or folders")
@@ -55,15 +71,20 @@ def main() -> None:
     parser.add_argument("--preset", action="append", help="presets (default: all of PRESETS)")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--visqol", action="store_true", help="add ViSQOL's MOS-LQO (slow)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME.param=value")
+    parser.add_argument("--band-errors", action="store_true", help="add each band's share of the squared error")
     args = parser.parse_args()
+    settings = parse_settings(args.set)
     restorers = {}
     for label in args.restorer:
         name, _, checkpoint = label.partition(":")
-        restorers[label] = get_restorer(name, **({"checkpoint": checkpoint} if checkpoint else {}))
+        restorers[label] = get_restorer(name, **settings.get(name, {}),
+                                        **({"checkpoint": checkpoint} if checkpoint else {}))
     files = clips_of(args)
     print(f"{len(files)} clips")
     for preset in args.preset or PRESETS:
         rows: dict[str, list[tuple[float, ...]]] = {"input": [], **{name: [] for name in restorers}}
+        bands: dict[str, list[np.ndarray]] = {name: [] for name in rows}
         for seed, path in enumerate(files):
             clip = load_audio(path, max_duration_s=1800)
             n = int(args.seconds * clip.sample_rate)
@@ -76,6 +97,8 @@ def main() -> None:
                 row = lsd(clean, audio, clip.sample_rate, bandwidth)
                 visqol = (visqol_moslqo(clean, audio, clip.sample_rate),) if args.visqol else ()
                 rows[name].append((row["lsd_low"], row["lsd"], si_sdr_db(clean, audio), *visqol))
+                if args.band_errors:
+                    bands[name].append(band_errors(clean, audio, clip.sample_rate))
         extra = (" ViSQOL |", "---|") if args.visqol else ("", "")
         print(f"\n`{preset}`\n\n| restorer | LSD below the bandwidth | LSD | SI-SDR (dB) |{extra[0]}\n"
               f"|---|---|---|---|{extra[1]}")
@@ -84,6 +107,13 @@ def main() -> None:
             visqol = f" {table[:, 3].mean():.3f} |" if args.visqol else ""
             print(f"| {name} | {table[:, 0].mean():.3f} | {table[:, 1].mean():.3f} | {table[:, 2].mean():.2f} |"
                   f"{visqol}", flush=True)
+        if args.band_errors:
+            edges = [f"{a / 1000:g}-{b / 1000:g} kHz" for a, b in zip(BAND_EDGES_HZ, BAND_EDGES_HZ[1:])]
+            print("\nmean squared log10-power error contributed by each band (they add up to the whole)\n")
+            print("| restorer | " + " | ".join(edges) + " | all |\n|---|" + "---|" * (len(edges) + 1))
+            for name, values in bands.items():
+                mean = np.mean(values, axis=0)
+                print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in mean) + f" | {mean.sum():.3f} |")
 
 
 if __name__ == "__main__":

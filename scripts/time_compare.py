@@ -10,7 +10,10 @@ settings (the second reuses the outputs). The restorers alone, run in this proce
 clip, give the overhead as a ratio. Needs Debian's chromium (``sh scripts/install-test-deps.sh``)
 and the ``playwright`` package.
 
-    python scripts/time_compare.py [--runs 3]
+``--clip FILE`` uploads that file instead of loading the example (the visitors and the restorers
+alone take it too).
+
+    python scripts/time_compare.py [--runs 3] [--clip FILE]
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ ALL_PLAYERS = ("() => [...document.querySelectorAll('.compare-player')].filter(p
                ".every(p => (p.querySelector('#duration') || {}).innerText !== '0:00')")
 
 
-def restorers_alone() -> float:
-    """Seconds the chosen restorers take on the example, one after another, in this process."""
+def restorers_alone(path: Path | None = None) -> float:
+    """Seconds the chosen restorers take on the example (or ``path``), one after another, in this process."""
     from restorelab import lab
+    from restorelab.audio import load_audio
     from restorers import build_available
 
-    clip = lab.load_example(EXAMPLE)
+    clip = lab.load_example(EXAMPLE) if path is None else load_audio(path)
     names = [name for name in lab.restorer_choices() if name not in lab.unavailable_restorers()]
     restorers, _ = build_available(names)
     for restorer in restorers.values():  # load models once, as the app has by its second comparison
@@ -46,10 +50,16 @@ def restorers_alone() -> float:
     return time.monotonic() - start
 
 
-def open_example(page, url: str) -> None:
+def open_example(page, url: str, path: Path | None = None) -> None:
+    """Load the example, or upload ``path``, and open the Compare tab."""
     page.goto(url)
-    page.click("#load-example")
-    page.wait_for_function("document.querySelector('#source-info').innerText.includes('synth_pop')")
+    if path is None:
+        page.click("#load-example")
+        name = "synth_pop"
+    else:
+        page.set_input_files("#upload input[type=file]", str(path))
+        name = path.stem
+    page.wait_for_function(f"document.querySelector('#source-info').innerText.includes({name!r})", timeout=120_000)
     page.get_by_role("tab", name="Compare").click()
 
 
@@ -112,8 +122,9 @@ def browser_pages(p, count: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clip", type=Path, help="an audio file to upload instead of the bundled example")
     args = parser.parse_args()
-    alone = restorers_alone()
+    alone = restorers_alone(args.clip)
     votes = str(Path(tempfile.mkdtemp()) / "votes.csv")
     started = time.monotonic()
     # Without the output cache (1 kB holds no output): every Compare runs the restorers.
@@ -123,21 +134,21 @@ def main() -> None:
             browser, (page, *others) = browser_pages(p, 3)
             fresh = []
             for _ in range(args.runs):
-                open_example(page, url)
+                open_example(page, url, args.clip)
                 fresh += shown([page], [click(page)])
             for other in others:
-                open_example(other, url)
+                open_example(other, url, args.clip)
             starts = [click(other) for other in others]  # two visitors press Compare together
             both = shown(others, starts)
             browser.close()
     with local_app(RESTORELAB_VOTES_PATH=votes) as (_, url), sync_playwright() as p:
         browser, (page,) = browser_pages(p, 1)
-        open_example(page, url)
+        open_example(page, url, args.clip)
         shown([page], [click(page)])
         repeated = shown([page], [click(page)])[0]  # the same clip, restorers and settings again
         browser.close()
     print(f"app answered its first request {answered:.1f} s after start")
-    print(f"restorers alone on the 9.7 s stereo example, one after another: {alone:.2f} s")
+    print(f"restorers alone on {args.clip or 'the 9.7 s stereo example'}, one after another: {alone:.2f} s")
     for label, runs in (("fresh page", fresh), ("two visitors at once", both),
                         ("Compare again, same settings", [repeated])):
         for first, total in runs:
