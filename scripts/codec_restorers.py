@@ -16,6 +16,7 @@ Prints a Markdown table per preset: mean LSD below the bandwidth, whole-band LSD
 ``--set NAME.param=value`` changes a setting as ``restorelab evaluate --set`` does. ``--band-errors``
 adds, per restorer, the mean squared log10-power error (LSD's STFT and floor) that each band
 contributes, so the bands left to win show.
+``--by-package`` adds LSD per source package (a cache's recordings, or each file's folder).
 ``--later-pieces`` keeps only the pieces after each track's first: builds before recordings were
 cut into pieces held only a track's first piece, so no checkpoint trained on one of them heard these.
 """
@@ -49,6 +50,12 @@ def clips_of(args) -> list[Path]:
     return [path for path in files if "-part" in path.stem] if args.later_pieces else files
 
 
+def package_of(path: Path) -> str:
+    """A cache recording's package (``recordings/PACKAGE/...``), else the file's folder."""
+    parts = path.parts
+    return parts[parts.index("recordings") + 1] if "recordings" in parts[:-2] else path.parent.name
+
+
 def band_errors(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per band of :data:`BAND_EDGES_HZ`, its bins' share of the mean squared log10-power error."""
     def log_power(audio):
@@ -73,6 +80,7 @@ def main() -> None:
     parser.add_argument("--visqol", action="store_true", help="add ViSQOL's MOS-LQO (slow)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME.param=value")
     parser.add_argument("--band-errors", action="store_true", help="add each band's share of the squared error")
+    parser.add_argument("--by-package", action="store_true", help="add LSD per source package")
     args = parser.parse_args()
     settings = parse_settings(args.set)
     restorers = {}
@@ -85,6 +93,7 @@ def main() -> None:
     for preset in args.preset or PRESETS:
         rows: dict[str, list[tuple[float, ...]]] = {"input": [], **{name: [] for name in restorers}}
         bands: dict[str, list[np.ndarray]] = {name: [] for name in rows}
+        packages = [package_of(path) for path in files]
         for seed, path in enumerate(files):
             clip = load_audio(path, max_duration_s=1800)
             n = int(args.seconds * clip.sample_rate)
@@ -107,6 +116,14 @@ def main() -> None:
             visqol = f" {table[:, 3].mean():.3f} |" if args.visqol else ""
             print(f"| {name} | {table[:, 0].mean():.3f} | {table[:, 1].mean():.3f} | {table[:, 2].mean():.2f} |"
                   f"{visqol}", flush=True)
+        if args.by_package:
+            names = sorted(set(packages))
+            print("\nLSD by package (clips)\n")
+            print("| restorer | " + " | ".join(f"{n} ({packages.count(n)})" for n in names)
+                  + " | mean of the packages |\n|---|" + "---|" * (len(names) + 1))
+            for name, values in rows.items():
+                means = [np.mean([v[1] for v, p in zip(values, packages) if p == n]) for n in names]
+                print(f"| {name} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {np.mean(means):.3f} |")
         if args.band_errors:
             edges = [f"{a / 1000:g}-{b / 1000:g} kHz" for a, b in zip(BAND_EDGES_HZ, BAND_EDGES_HZ[1:])]
             print("\nmean squared log10-power error contributed by each band (they add up to the whole)\n")
