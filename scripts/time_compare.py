@@ -57,6 +57,7 @@ def open_example(page, url: str, path: Path | None = None) -> None:
         page.click("#load-example")
         name = "synth_pop"
     else:
+        page.get_by_text("Upload", exact=True).click()  # its accordion starts closed
         page.set_input_files("#upload input[type=file]", str(path))
         name = path.stem
     page.wait_for_function(f"document.querySelector('#source-info').innerText.includes({name!r})", timeout=120_000)
