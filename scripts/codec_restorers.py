@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from restorelab.analysis import LSD_POWER_FLOOR, LSD_STFT, lsd, si_sdr_db, visqol_moslqo
-from restorelab.cli import parse_settings
 from restorelab.audio import find_audio_files, load_audio
+from restorelab.cli import parse_settings
 from restorelab.degrade import degrade
 from restorelab.dsp import bandwidth_hz
 from restorers import get_restorer

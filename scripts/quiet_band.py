@@ -7,7 +7,8 @@ estimated by minimum statistics (the power smoothed over 0.3 s, its minimum over
 so that white noise is estimated at its own level); and the dB that removing exactly that floor
 from the quiet frames would take off (``floor_db``). Where a restorer takes off more than that, the
 rest was not stationary: it rose and fell with the music. ``comodulation`` is the correlation, over
-the quiet frames, of the high band's level with the 1-6 kHz band's.
+the quiet frames, of the high band's level with the 1-6 kHz band's. For the clips with a floor of
+1.5 dB or more: how far the floor lies under the clip's mean power, and its slope from 6 to 14 kHz.
 
 Known answers first: the reference excerpts band-limited at 16 kHz (a floor of their own, no
 hiss added), and the same with the ``hiss_16k`` preset's hiss, where the true drop is known
@@ -62,7 +63,8 @@ def _bias(channels: int, samples: int) -> float:
     return float(high.mean() / _minimum(high).mean())
 
 
-def measure(audio: np.ndarray, quiet: np.ndarray | None = None) -> dict[str, float]:
+def measure(audio: np.ndarray, quiet: np.ndarray | None = None) -> dict:
+    """The quiet frames' high band, its stationary floor and comodulation (see the module's doc)."""
     p = power(audio)
     if quiet is None:
         quiet = quiet_frames(p)
@@ -71,9 +73,13 @@ def measure(audio: np.ndarray, quiet: np.ndarray | None = None) -> dict[str, flo
     level = high[quiet].sum(axis=1)
     left = np.maximum(high[quiet] - floor, 0.0).sum(axis=1)
     mid = _band(p, MID)[quiet].sum(axis=1)
+    k0 = int(round(HIGH[0] * STFT.n_fft / WORKING_RATE))
+    octaves = np.log2((k0 + np.arange(floor.size)) * WORKING_RATE / STFT.n_fft)
     return {"quiet_high_db": float(10 * np.log10(level.mean() + 1e-20)),
             "floor_db": float(10 * np.log10(level.mean() / max(left.mean(), 1e-20))),
             "comodulation": float(np.corrcoef(np.log10(level + 1e-20), np.log10(mid + 1e-20))[0, 1]),
+            "floor_under_mean_db": float(10 * np.log10(p.sum(axis=1).mean() / max(floor.sum(), 1e-20))),
+            "floor_slope_db_per_octave": float(np.polyfit(octaves, 10 * np.log10(floor + 1e-20), 1)[0]),
             "quiet": quiet}
 
 
@@ -86,6 +92,8 @@ def summary(name: str, rows: list[dict]) -> dict:
     for key in rows[0]:
         values = np.array([row[key] for row in rows], dtype=float)
         out[key] = f"{np.mean(values):.2f} ({np.median(values):.2f})"
+        if key.startswith("floor_") and key != "floor_db":  # the few clips with a floor: their range too
+            out[key] += f", {values.min():.1f} to {values.max():.1f}"
         if key == "floor_db":
             out["floor_at_least_1.5_db"] = int(np.sum(values >= 1.5))
     return out
@@ -114,11 +122,12 @@ def main() -> None:
     table.append(summary(f"{args.references.name}, hiss_16k", hissy))
 
     restorers, _ = build_available(args.restorer)
-    rows, taken = [], {name: [] for name in restorers}
+    rows, floors, taken = [], [], {name: [] for name in restorers}
     for path in clips(args.clips):
         audio = load_audio(path).audio
         m = measure(audio)
         rows.append({k: m[k] for k in ("quiet_high_db", "floor_db", "comodulation")})
+        floors.append({k: m[k] for k in ("floor_db", "floor_under_mean_db", "floor_slope_db_per_octave")})
         for name, restorer in restorers.items():
             out = measure(np.asarray(restorer(audio, WORKING_RATE), dtype=np.float32), m["quiet"])
             taken[name].append({"taken_db": m["quiet_high_db"] - out["quiet_high_db"],
@@ -127,12 +136,13 @@ def main() -> None:
     for name, values in taken.items():
         table.append(summary(f"{args.clips.name}, {name}", values))
     floored = [i for i, row in enumerate(rows) if row["floor_db"] >= 1.5]
-    if floored:  # the clips with a floor worth taking: what each restorer took of theirs
+    if floored:  # the clips with a floor worth taking: the floor, and what each restorer took of it
+        table.append(summary(f"{args.clips.name} with a floor of 1.5 dB or more", [floors[i] for i in floored]))
         for name, values in taken.items():
             table.append(summary(f"{args.clips.name} with a floor of 1.5 dB or more, {name}",
                                  [values[i] for i in floored]))
-    columns = ["set", "clips", "quiet_high_db", "floor_db", "floor_at_least_1.5_db", "comodulation", "true_drop_db", "taken_db",
-               "beyond_floor_db"]
+    columns = ["set", "clips", "floor_db", "floor_at_least_1.5_db", "comodulation", "true_drop_db", "taken_db",
+               "beyond_floor_db", "floor_under_mean_db", "floor_slope_db_per_octave"]
     print(to_markdown([{c: row.get(c, "") for c in columns} for row in table], columns))
     print("mean (median) over clips; dB of the 6-14 kHz band in each clip's quietest quarter of frames")
 
