@@ -650,8 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="denoise: share of hiss items band-limited (14-17 kHz) after the hiss is added "
                         "(default: the shipped checkpoints')")
     p.add_argument("--hiss-colours", default=None,
-                   help="denoise: the hiss domain's noise colours, comma-separated: white, pink "
-                        "(default: the shipped checkpoints')")
+                   help="denoise: the hiss domain's noise colours, comma-separated: white, pink, brown "
+                        "(default: the shipped checkpoints', white and pink)")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped checkpoints')")
     p.add_argument("--batch", type=int, default=None, help="excerpts per step (default: the shipped checkpoints')")

@@ -61,19 +61,20 @@ def additive_noise(audio: np.ndarray, sample_rate: int, rng: np.random.Generator
     """Add seeded noise at ``snr_db`` below the signal's RMS.
 
     Args:
-        color: ``white`` (flat) or ``pink`` (-3 dB/octave).
+        color: ``white`` (flat), ``pink`` (-3 dB/octave) or ``brown`` (-6 dB/octave).
         highpass_hz: if positive, the noise is high-passed first (hiss).
     """
     import scipy.signal
 
     noise = rng.standard_normal(audio.shape)
-    if color == "pink":
+    slopes = {"white": 0, "pink": 1, "brown": 2}  # amplitude ~ sqrt(f) ** -slope
+    if color not in slopes:
+        raise ValueError(f"color must be white, pink or brown, got {color!r}")
+    if slopes[color]:
         spectrum = np.fft.rfft(noise, axis=-1)
         f = np.fft.rfftfreq(audio.shape[-1], 1 / sample_rate)
-        spectrum /= np.sqrt(np.maximum(f, f[1] if len(f) > 1 else 1.0))
+        spectrum /= np.sqrt(np.maximum(f, f[1] if len(f) > 1 else 1.0)) ** slopes[color]
         noise = np.fft.irfft(spectrum, n=audio.shape[-1], axis=-1)
-    elif color != "white":
-        raise ValueError(f"color must be white or pink, got {color!r}")
     if highpass_hz > 0:
         sos = scipy.signal.butter(4, highpass_hz, "highpass", fs=sample_rate, output="sos")
         noise = scipy.signal.sosfiltfilt(sos, noise, axis=-1)

@@ -11,8 +11,9 @@ the quiet frames, of the high band's level with the 1-6 kHz band's. For the clip
 1.5 dB or more: how far the floor lies under the clip's mean power, and its slope from 6 to 14 kHz.
 
 Known answers first: the reference excerpts band-limited at 16 kHz (a floor of their own, no
-hiss added), and the same with the ``hiss_16k`` preset's hiss, where the true drop is known
-(the quiet high band with and without the hiss). Then the clips in question.
+hiss added), the same with the ``hiss_16k`` preset's hiss, and with brown hiss (-6 dB per octave,
+as the real clips' floors fall) and what each restorer takes of it; the true drop is known (the
+quiet high band with and without the hiss). Then the clips in question.
 
     python scripts/quiet_band.py ../shared/data/music-reference ../shared/data/musicgen-clips \\
         -r spectral_gate_hf -r spectral_subtraction_hf -r unet_denoise
@@ -29,7 +30,7 @@ from scipy.ndimage import uniform_filter1d
 
 from restorelab.analysis import quiet_frames
 from restorelab.audio import WORKING_RATE, load_audio
-from restorelab.degrade import degrade
+from restorelab.degrade import additive_noise, degrade
 from restorelab.dsp import Stft
 from restorelab.report import to_markdown
 
@@ -103,25 +104,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("references", type=Path, help="full-band music (the known answers)")
     parser.add_argument("clips", type=Path, help="the clips in question (e.g. real MusicGen output)")
-    parser.add_argument("-r", "--restorer", action="append", default=[], help="restorers to measure on the clips")
+    parser.add_argument("-r", "--restorer", action="append", default=[],
+                        help="restorers to measure on the clips: NAME or NAME:CHECKPOINT")
     args = parser.parse_args()
 
-    from restorers import build_available
+    from restorers import get_restorer
+
+    restorers = {}
+    for label in args.restorer:  # NAME, or NAME:CHECKPOINT for a U-Net with another checkpoint
+        name, _, checkpoint = label.partition(":")
+        restorers[label] = get_restorer(name, **({"checkpoint": checkpoint} if checkpoint else {}))
 
     table = []
-    limited, hissy = [], []
-    for path in clips(args.references):
+    limited, hissy, brown, on_brown = [], [], [], {name: [] for name in restorers}
+    for i, path in enumerate(clips(args.references)):
         clean, _ = degrade(load_audio(path).audio, WORKING_RATE, "band_limit_16k", seed=0)
         noisy, _ = degrade(load_audio(path).audio, WORKING_RATE, "hiss_16k", seed=0)
-        a, b = measure(clean), measure(noisy)
-        b_on_clean = measure(clean, b["quiet"])
+        # Hiss falling 6 dB per octave, as the real clips' floors do (above 4 kHz, 30 dB under the music).
+        steep = additive_noise(clean, WORKING_RATE, np.random.default_rng(i), snr_db=30.0, color="brown",
+                               highpass_hz=4000.0)
+        a, b, c = measure(clean), measure(noisy), measure(steep)
         limited.append({k: a[k] for k in ("quiet_high_db", "floor_db", "comodulation")})
         hissy.append({k: b[k] for k in ("quiet_high_db", "floor_db", "comodulation")}
-                     | {"true_drop_db": b["quiet_high_db"] - b_on_clean["quiet_high_db"]})
+                     | {"true_drop_db": b["quiet_high_db"] - measure(clean, b["quiet"])["quiet_high_db"]})
+        brown.append({k: c[k] for k in ("quiet_high_db", "floor_db", "comodulation")}
+                     | {"true_drop_db": c["quiet_high_db"] - measure(clean, c["quiet"])["quiet_high_db"]})
+        for name, restorer in restorers.items():
+            out = measure(np.asarray(restorer(steep, WORKING_RATE), dtype=np.float32), c["quiet"])
+            on_brown[name].append({"taken_db": c["quiet_high_db"] - out["quiet_high_db"]})
     table.append(summary(f"{args.references.name}, band-limited at 16 kHz", limited))
     table.append(summary(f"{args.references.name}, hiss_16k", hissy))
+    table.append(summary(f"{args.references.name}, band-limited, brown hiss", brown))
+    for name, values in on_brown.items():
+        table.append(summary(f"{args.references.name}, band-limited, brown hiss, {name}", values))
 
-    restorers, _ = build_available(args.restorer)
     rows, floors, taken = [], [], {name: [] for name in restorers}
     for path in clips(args.clips):
         audio = load_audio(path).audio

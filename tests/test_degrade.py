@@ -134,3 +134,14 @@ def test_the_musicgen_codec_preset_adds_hiss_band_limits_and_goes_through_opus()
     # noise fill of empty bands, one of the codec artifacts this preset is for); below it, the music and hiss.
     assert band_level_db(y, y, 17000, 21000, reference_band=(1000, 4000)) < -35
     assert band_level_db(y, y, 12000, 15000, reference_band=(1000, 4000)) > -35
+
+
+@pytest.mark.parametrize("color, db_per_octave", [("white", 0.0), ("pink", -3.01), ("brown", -6.02)])
+def test_noise_colours_fall_as_named(color, db_per_octave):
+    silence = np.zeros((1, 8 * SR), dtype=np.float32)
+    noise = D.additive_noise(silence + 1e-3, SR, np.random.default_rng(0), snr_db=0.0, color=color)[0] - 1e-3
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    f = np.fft.rfftfreq(noise.size, 1 / SR)
+    octaves = [power[(f >= lo) & (f < 2 * lo)].mean() for lo in (1000.0, 2000.0, 4000.0, 8000.0)]
+    # The mean power density of each octave band falls by the colour's dB per octave.
+    np.testing.assert_allclose(np.diff(10 * np.log10(octaves)), db_per_octave, atol=0.3)

@@ -68,7 +68,7 @@ MIN_HISS_SNR_DB = 18.0
 #: Where the ``hiss`` domain's codec-like band limit falls (Hz): a 32 kHz codec's 16 kHz, and
 #: the 14.8-15.7 kHz cliffs measured on real MusicGen output, give or take.
 HISS_BAND_LIMIT_HZ = (14000.0, 17000.0)
-HISS_COLOURS = ("white", "pink")
+HISS_COLOURS = ("white", "pink", "brown")
 
 
 @dataclass
@@ -96,8 +96,8 @@ class TrainSettings:
     #: end together, as in a 32 kHz codec's output; the target is the clean audio with the same
     #: limit). Without it the model learned to find hiss by the empty band it fills above 16 kHz.
     hiss_band_limit_share: float = 0.5
-    #: Denoising: the ``hiss`` domain's noise colours, drawn per item (``white``, ``pink``).
-    hiss_colours: tuple[str, ...] = HISS_COLOURS
+    #: Denoising: the ``hiss`` domain's noise colours, drawn per item (``white``, ``pink``, ``brown``).
+    hiss_colours: tuple[str, ...] = ("white", "pink")
     #: Share of excerpts drawn from real recordings rather than MIDI renders (None: by duration).
     recording_share: float | None = None
     #: Bandwidth extension: share of excerpts degraded by the MusicGen-like chain (gentle roll-off,
