@@ -553,6 +553,15 @@ def _matched(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, n
     return reference[:, :n], estimate[:, :n]
 
 
+def log_spectral_error(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
+    """Squared difference of log10 power per cell ``[channels, frames, bins]`` (:data:`LSD_STFT`,
+    power floored at :data:`LSD_POWER_FLOOR`): what :func:`lsd` averages."""
+    reference, estimate = _matched(reference, estimate)
+    p_ref = np.maximum(np.square(np.abs(LSD_STFT.forward(reference)), dtype=np.float64), LSD_POWER_FLOOR)
+    p_est = np.maximum(np.square(np.abs(LSD_STFT.forward(estimate)), dtype=np.float64), LSD_POWER_FLOOR)
+    return np.square(np.log10(p_ref) - np.log10(p_est))
+
+
 def lsd(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
         cutoff_hz: float | None = None) -> dict[str, float]:
     """Log-spectral distance, ``mean_t sqrt(mean_f (log10 P_ref - log10 P_est)^2)``.
@@ -561,10 +570,7 @@ def lsd(reference: np.ndarray, estimate: np.ndarray, sample_rate: int,
     at or above it. Averaged over channels. See :data:`LSD_STFT` and
     :data:`LSD_POWER_FLOOR`.
     """
-    reference, estimate = _matched(reference, estimate)
-    p_ref = np.maximum(np.square(np.abs(LSD_STFT.forward(reference)), dtype=np.float64), LSD_POWER_FLOOR)
-    p_est = np.maximum(np.square(np.abs(LSD_STFT.forward(estimate)), dtype=np.float64), LSD_POWER_FLOOR)
-    squared = np.square(np.log10(p_ref) - np.log10(p_est))
+    squared = log_spectral_error(reference, estimate)
 
     def over(bins: slice) -> float:
         return float(np.mean(np.sqrt(np.mean(squared[..., bins], axis=-1))))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from restorelab.analysis import LSD_POWER_FLOOR, LSD_STFT, lsd, si_sdr_db, visqol_moslqo
+from restorelab.analysis import LSD_STFT, log_spectral_error, lsd, si_sdr_db, visqol_moslqo
 from restorelab.audio import find_audio_files, load_audio
 from restorelab.cli import parse_settings
 from restorelab.degrade import degrade
@@ -50,6 +50,17 @@ def clips_of(args) -> list[Path]:
     return [path for path in files if "-part" in path.stem] if args.later_pieces else files
 
 
+def restorers_of(labels: list[str], settings: dict | None = None) -> dict:
+    """``NAME`` or ``NAME:CHECKPOINT`` (a U-Net restorer with another checkpoint) -> the restorer,
+    with ``settings`` (``restorelab.cli.parse_settings``'s) for its name."""
+    restorers = {}
+    for label in labels:
+        name, _, checkpoint = label.partition(":")
+        restorers[label] = get_restorer(name, **(settings or {}).get(name, {}),
+                                        **({"checkpoint": checkpoint} if checkpoint else {}))
+    return restorers
+
+
 def package_of(path: Path) -> str:
     """A cache recording's package (``recordings/PACKAGE/...``), else the file's folder."""
     parts = path.parts
@@ -58,10 +69,7 @@ def package_of(path: Path) -> str:
 
 def band_errors(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per band of :data:`BAND_EDGES_HZ`, its bins' share of the mean squared log10-power error."""
-    def log_power(audio):
-        return np.log10(np.square(np.abs(LSD_STFT.forward(audio))) + LSD_POWER_FLOOR)
-
-    error = np.square(log_power(estimate[..., : clean.shape[-1]]) - log_power(clean)).mean(axis=(0, 1))
+    error = log_spectral_error(clean, estimate).mean(axis=(0, 1))
     frequency = np.arange(error.size) * sample_rate / LSD_STFT.n_fft
     band = np.digitize(frequency, BAND_EDGES_HZ[1:-1])
     return np.bincount(band, weights=error, minlength=len(BAND_EDGES_HZ) - 1) / error.size
@@ -82,18 +90,13 @@ def main() -> None:
     parser.add_argument("--band-errors", action="store_true", help="add each band's share of the squared error")
     parser.add_argument("--by-package", action="store_true", help="add LSD per source package")
     args = parser.parse_args()
-    settings = parse_settings(args.set)
-    restorers = {}
-    for label in args.restorer:
-        name, _, checkpoint = label.partition(":")
-        restorers[label] = get_restorer(name, **settings.get(name, {}),
-                                        **({"checkpoint": checkpoint} if checkpoint else {}))
+    restorers = restorers_of(args.restorer, parse_settings(args.set))
     files = clips_of(args)
+    packages = [package_of(path) for path in files]
     print(f"{len(files)} clips")
     for preset in args.preset or PRESETS:
         rows: dict[str, list[tuple[float, ...]]] = {"input": [], **{name: [] for name in restorers}}
         bands: dict[str, list[np.ndarray]] = {name: [] for name in rows}
-        packages = [package_of(path) for path in files]
         for seed, path in enumerate(files):
             clip = load_audio(path, max_duration_s=1800)
             n = int(args.seconds * clip.sample_rate)

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from restorelab.analysis import quiet_frames
-from restorelab.audio import WORKING_RATE, load_audio
+from restorelab.audio import WORKING_RATE, find_audio_files, load_audio
 from restorelab.degrade import additive_noise, degrade
 from restorelab.dsp import Stft
 from restorelab.report import to_markdown
@@ -45,9 +45,12 @@ def power(audio: np.ndarray) -> np.ndarray:
     return np.mean(np.square(np.abs(STFT.forward(audio))), axis=0)
 
 
+def _bins(band: tuple[float, float]) -> slice:
+    return slice(*(STFT.bin_index(f, WORKING_RATE) for f in band))
+
+
 def _band(p: np.ndarray, band: tuple[float, float]) -> np.ndarray:
-    k0, k1 = (int(round(f * STFT.n_fft / WORKING_RATE)) for f in band)
-    return p[:, k0:k1]
+    return p[:, _bins(band)]
 
 
 def _minimum(p: np.ndarray) -> np.ndarray:
@@ -74,18 +77,14 @@ def measure(audio: np.ndarray, quiet: np.ndarray | None = None) -> dict:
     level = high[quiet].sum(axis=1)
     left = np.maximum(high[quiet] - floor, 0.0).sum(axis=1)
     mid = _band(p, MID)[quiet].sum(axis=1)
-    k0 = int(round(HIGH[0] * STFT.n_fft / WORKING_RATE))
-    octaves = np.log2((k0 + np.arange(floor.size)) * WORKING_RATE / STFT.n_fft)
+    bins = _bins(HIGH)
+    octaves = np.log2(np.arange(bins.start, bins.stop) * WORKING_RATE / STFT.n_fft)
     return {"quiet_high_db": float(10 * np.log10(level.mean() + 1e-20)),
             "floor_db": float(10 * np.log10(level.mean() / max(left.mean(), 1e-20))),
             "comodulation": float(np.corrcoef(np.log10(level + 1e-20), np.log10(mid + 1e-20))[0, 1]),
             "floor_under_mean_db": float(10 * np.log10(p.sum(axis=1).mean() / max(floor.sum(), 1e-20))),
             "floor_slope_db_per_octave": float(np.polyfit(octaves, 10 * np.log10(floor + 1e-20), 1)[0]),
             "quiet": quiet}
-
-
-def clips(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac"))
 
 
 def summary(name: str, rows: list[dict]) -> dict:
@@ -108,16 +107,13 @@ def main() -> None:
                         help="restorers to measure on the clips: NAME or NAME:CHECKPOINT")
     args = parser.parse_args()
 
-    from restorers import get_restorer
+    from codec_restorers import restorers_of  # this folder's, run as a script
 
-    restorers = {}
-    for label in args.restorer:  # NAME, or NAME:CHECKPOINT for a U-Net with another checkpoint
-        name, _, checkpoint = label.partition(":")
-        restorers[label] = get_restorer(name, **({"checkpoint": checkpoint} if checkpoint else {}))
+    restorers = restorers_of(args.restorer)
 
     table = []
     limited, hissy, brown, on_brown = [], [], [], {name: [] for name in restorers}
-    for i, path in enumerate(clips(args.references)):
+    for i, path in enumerate(find_audio_files([args.references])):
         clean, _ = degrade(load_audio(path).audio, WORKING_RATE, "band_limit_16k", seed=0)
         noisy, _ = degrade(load_audio(path).audio, WORKING_RATE, "hiss_16k", seed=0)
         # Hiss falling 6 dB per octave, as the real clips' floors do (above 4 kHz, 30 dB under the music).
@@ -139,7 +135,7 @@ def main() -> None:
         table.append(summary(f"{args.references.name}, band-limited, brown hiss, {name}", values))
 
     rows, floors, taken = [], [], {name: [] for name in restorers}
-    for path in clips(args.clips):
+    for path in find_audio_files([args.clips]):
         audio = load_audio(path).audio
         m = measure(audio)
         rows.append({k: m[k] for k in ("quiet_high_db", "floor_db", "comodulation")})

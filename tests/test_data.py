@@ -241,10 +241,14 @@ def test_build_cuts_recordings_into_pieces_from_folders_and_archives(tmp_path, m
     assert "GPL-2.0+" in (cache / "manifest.tsv").read_text().splitlines()[4]
 
     # Resuming reads the pieces already written: a track whose pieces are all there is not decoded.
-    decoded = []
-    original = data._load_recording
+    decoded, measured = [], []
+    original, width = data._load_recording, data.bandwidth_hz
     monkeypatch.setattr(data, "_load_recording", lambda path, log: decoded.append(path.name) or original(path, log))
+    monkeypatch.setattr(data, "bandwidth_hz", lambda audio, rate: measured.append(1) or width(audio, rate))
     again = data.build(cache, clip_seconds=10, recording_seconds=25, held_out_manifest=held_out, mma_songs=0,
                        log=lambda _: None)
     assert again == items
     assert "long.ogg" not in decoded and "song.ogg" in decoded  # its second piece was too short to write
+    # Only the decoded tracks are measured (song.ogg, and dull.ogg, skipped again); the pieces
+    # already written keep the bandwidth their manifest holds.
+    assert sorted(decoded) == ["dull.ogg", "song.ogg"] and len(measured) == 2

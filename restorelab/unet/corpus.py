@@ -324,25 +324,27 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
     rng = np.random.default_rng(seed)
     items: list[Item] = []
 
+    # A file already written keeps the bandwidth its last manifest measured (files are never rewritten).
+    measured = {item.file: item.bandwidth_hz for item in read_manifest(cache)} if (cache / "manifest.tsv").is_file() else {}
+
     def keep(relative: str, source: str, package: str, make, split: str = "train") -> None:
+        """Add a clip: the file already in the cache, else what ``make`` returns (trimmed; None: skip)."""
         path = cache / relative
         if path.is_file():
             info = sf.info(str(path))
-            audio = None
+            width = measured.get(relative)
+            if width is None:
+                width = bandwidth_hz(sf.read(str(path), dtype="float32", always_2d=True)[0].T, WORKING_RATE)
         else:
             audio = make()
             if audio is None:
                 return
-            audio = trim_silence(audio, WORKING_RATE)[:, : int(clip_seconds * WORKING_RATE)]
             if audio.shape[-1] < 5 * WORKING_RATE:
                 log(f"skipped {relative}: under 5 s of sound")
                 return
             _write_flac(path, audio, WORKING_RATE)
-            info = sf.info(str(path))
-        if audio is None:
-            audio = sf.read(str(path), dtype="float32", always_2d=True)[0].T
-        items.append(Item(relative, source, package, info.frames / info.samplerate, bandwidth_hz(audio, WORKING_RATE),
-                          split))
+            info, width = sf.info(str(path)), bandwidth_hz(audio, WORKING_RATE)
+        items.append(Item(relative, source, package, info.frames / info.samplerate, width, split))
 
     midis: list[tuple[str, str, bytes]] = []
     for wad in FREEDOOM_WADS:
@@ -361,7 +363,8 @@ def build(cache: Path = DEFAULT_CACHE, *, seed: int = 0, clip_seconds: float = 4
             variant_rng = np.random.default_rng([seed, v, *name.encode()])
 
             def render(midi=midi, variant_rng=variant_rng):
-                return render_midi(vary_midi(midi, variant_rng, max_seconds=clip_seconds + 5))
+                audio = render_midi(vary_midi(midi, variant_rng, max_seconds=clip_seconds + 5))
+                return trim_silence(audio, WORKING_RATE)[:, : int(clip_seconds * WORKING_RATE)]
 
             keep(f"midi/{package}/{name}-v{v}.flac", "midi", package, render)
 
