@@ -7,7 +7,10 @@ playable and when every result was on screen (every player, the metrics table, t
 Mel spectrograms and the summary line); then two visitors pressing Compare at the same moment,
 with the app's output cache off; then, in an app with it on, Compare pressed twice with the same
 settings (the second reuses the outputs). The restorers alone, run in this process on the same
-clip, give the overhead as a ratio. Needs Debian's chromium (``sh scripts/install-test-deps.sh``)
+clip, give the overhead as a ratio. For each fresh page it also prints the CPU seconds the app and
+the browser spent from the click until everything was shown (Linux's ``/proc``), against what the
+machine's cores could give in that time: where the two add up to about that, the comparison is
+bound by the machine's CPU, wherever its time goes. Needs Debian's chromium (``sh scripts/install-test-deps.sh``)
 and the ``playwright`` package.
 
 ``--clip FILE`` uploads that file instead of loading the example (the visitors and the restorers
@@ -19,6 +22,7 @@ alone take it too).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +35,24 @@ FIRST_OUTPUT = ("() => [...document.querySelectorAll('.compare-player')].slice(1
                 " && (p.querySelector('#duration') || {}).innerText && p.querySelector('#duration').innerText !== '0:00')")
 ALL_PLAYERS = ("() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
                ".every(p => (p.querySelector('#duration') || {}).innerText !== '0:00')")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process so far, all its threads (Linux's ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def browser_cpu_seconds() -> float:
+    """CPU seconds so far of every Chromium process (the browser, its renderers and helpers)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(os.readlink(entry / "exe")).name.startswith("chrom"):
+                total += cpu_seconds(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return total
 
 
 def restorers_alone(path: Path | None = None) -> float:
@@ -129,14 +151,16 @@ def main() -> None:
     votes = str(Path(tempfile.mkdtemp()) / "votes.csv")
     started = time.monotonic()
     # Without the output cache (1 kB holds no output): every Compare runs the restorers.
-    with local_app(RESTORELAB_VOTES_PATH=votes, RESTORELAB_MAX_OUTPUT_CACHE_MB="0.001") as (_, url):
+    with local_app(RESTORELAB_VOTES_PATH=votes, RESTORELAB_MAX_OUTPUT_CACHE_MB="0.001") as (app, url):
         answered = time.monotonic() - started
         with sync_playwright() as p:
             browser, (page, *others) = browser_pages(p, 3)
-            fresh = []
+            fresh, cpu = [], []
             for _ in range(args.runs):
                 open_example(page, url, args.clip)
+                before = cpu_seconds(app.pid), browser_cpu_seconds()
                 fresh += shown([page], [click(page)])
+                cpu.append((cpu_seconds(app.pid) - before[0], browser_cpu_seconds() - before[1]))
             for other in others:
                 open_example(other, url, args.clip)
             starts = [click(other) for other in others]  # two visitors press Compare together
@@ -155,6 +179,10 @@ def main() -> None:
         for first, total in runs:
             print(f"{label:30s} first output playable {first:5.2f} s, everything shown {total:5.2f} s "
                   f"({total / alone:.1f} x the restorers alone)")
+    cores = os.cpu_count() or 1
+    for (_, total), (app_s, browser_s) in zip(fresh, cpu):
+        print(f"fresh page, CPU seconds from the click: app {app_s:.2f}, browser {browser_s:.2f}, together "
+              f"{app_s + browser_s:.2f} of the {cores * total:.2f} that {cores} cores give in {total:.2f} s")
 
 
 if __name__ == "__main__":
