@@ -278,6 +278,20 @@ class OutputCache:
 COMPARE_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
+def limit_blas_threads():
+    """Give numpy's BLAS its share of the cores in a process that compares: each of the
+    :data:`COMPARE_WORKERS` restorers running at once gets ``cores // COMPARE_WORKERS`` threads
+    (BLAS's default is every core for each call). On two cores, two BLAS threads under each of two
+    restorers kept a comparison's threads spinning on each other: the 9.7 s example took 4.5 CPU
+    seconds and 2.6 s instead of 3.6 and 2.2 (``scripts/time_compare.py`` shows it in the app).
+    The setting is the process's (the BLAS libraries loaded now); returns the ``threadpoolctl``
+    limiter, whose ``restore_original_limits()`` undoes it.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=max(1, (os.cpu_count() or 1) // COMPARE_WORKERS), user_api="blas")
+
+
 def _checked_params(names: list[str], knobs: dict[str, float]) -> dict[str, dict[str, float]]:
     """The restorers' parameters from the Compare tab's knobs, each checked against its range."""
     params = {}

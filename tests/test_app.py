@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import time
 
@@ -540,3 +541,19 @@ def test_the_progress_line_counts_only_the_restorers_that_run(app, tmp_path, mon
     monkeypatch.setattr(cls, "availability_for", classmethod(lambda c, p: Availability(False, "not here")))
     first = next(iter(app.on_compare(clip, ["spectral_gate_hf", "mcra_wiener"], False, *knobs(app))))
     assert first[-1] == "Restored 0 of 1…"
+
+
+def test_compare_keeps_the_pages_progress_light_and_gives_blas_its_share_of_the_cores(app):
+    """The status line tells how far a comparison got, so its outputs go without Gradio's animated
+    overlays; and the app's BLAS runs one thread per restorer running at once."""
+    from threadpoolctl import threadpool_info
+
+    demo = app.build_app()
+    compare = [d for d in demo.config["dependencies"] if d.get("api_name") == "on_compare"]
+    assert len(compare) == 1 and compare[0]["show_progress"] == "minimal"
+    limiter = app.lab.limit_blas_threads()
+    try:
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and set(blas) == {max(1, (os.cpu_count() or 1) // app.lab.COMPARE_WORKERS)}
+    finally:
+        limiter.restore_original_limits()
