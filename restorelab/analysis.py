@@ -179,24 +179,34 @@ def mel_spectrogram_db(audio: np.ndarray, sample_rate: int, max_columns: int | N
     return spectrograms_db(audio, sample_rate, ("mel",), max_columns)["mel"]
 
 
-def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096, block_segments: int = 1024):
+def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096, block_segments: int = 256):
     """Channel-averaged Welch PSD in dB re full scale per Hz: ``(freqs_hz, psd_db)``.
 
-    Half-overlapping Hann segments (scipy's default), averaged ``block_segments`` at a time: the
-    same mean as one call over the whole clip, without holding every segment's spectrum at once.
+    scipy's ``welch`` with its defaults (half-overlapping periodic Hann segments, each less its
+    mean, density scaling, the mean over segments), computed ``block_segments`` segments at a time
+    with one FFT call per block: the same numbers as one ``welch`` call over the whole clip, without
+    holding every segment's spectrum at once, and several times faster than ``welch``'s own loop.
     """
+    import scipy.fft
     import scipy.signal
 
     audio = _as_2d(audio)
+    n_fft = min(n_fft, audio.shape[-1])
     hop = n_fft // 2
-    segments = max(1, (audio.shape[-1] - n_fft) // hop + 1) if audio.shape[-1] >= n_fft else 1
-    total, freqs = 0.0, None
+    segments = (audio.shape[-1] - n_fft) // hop + 1
+    window = scipy.signal.get_window("hann", n_fft)
+    scale = np.full(n_fft // 2 + 1, 2.0 / (sample_rate * np.sum(window**2)))
+    scale[0] /= 2  # the one-sided spectrum doubles every bin but 0 Hz (and Nyquist, for an even n_fft)
+    if n_fft % 2 == 0:
+        scale[-1] /= 2
+    total = np.zeros(n_fft // 2 + 1)
     for first in range(0, segments, block_segments):
         count = min(block_segments, segments - first)
         piece = audio[:, first * hop : (first + count - 1) * hop + n_fft].astype(np.float64)
-        freqs, psd = scipy.signal.welch(piece, fs=sample_rate, nperseg=min(n_fft, piece.shape[-1]))
-        total = total + psd.mean(axis=0) * count
-    return freqs, db(total / segments)
+        frames = np.lib.stride_tricks.sliding_window_view(piece, n_fft, axis=-1)[:, ::hop]
+        spectrum = scipy.fft.rfft((frames - frames.mean(axis=-1, keepdims=True)) * window, axis=-1)
+        total += (np.square(spectrum.real) + np.square(spectrum.imag)).sum(axis=(0, 1)) / audio.shape[0]
+    return scipy.fft.rfftfreq(n_fft, 1.0 / sample_rate), db(total * scale / segments)
 
 
 # -- no-reference measures --------------------------------------------------
