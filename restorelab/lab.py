@@ -319,12 +319,11 @@ def _measure_the_input(clip: Clip):
     return _Measured(row, plots.figure_data(clip.audio, clip.sample_rate, ("mel",))), profile
 
 
-def _restored(restorer, clip: Clip, input_job: Future) -> tuple[np.ndarray, _Measured]:
-    """A restorer's output and what is shown of it, measured against the input's profile
-    (``input_job``, a job submitted to the same pool before this one, so running or done by now)."""
-    audio = restorer(clip.audio, clip.sample_rate)
-    row = no_reference_metrics(audio, clip.sample_rate, input_job.result()[1])
-    return audio, _Measured(row, plots.figure_data(audio, clip.sample_rate, ("mel",)))
+def _measure_output(audio: np.ndarray, sample_rate: int, input_job: Future) -> _Measured:
+    """What is shown of an output, measured against the input's profile (``input_job``, a job
+    submitted to the same pool before this one, so running or done by now)."""
+    row = no_reference_metrics(audio, sample_rate, input_job.result()[1])
+    return _Measured(row, plots.figure_data(audio, sample_rate, ("mel",)))
 
 
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
@@ -365,29 +364,35 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
     keys = {name: (input_hash, name, json.dumps(view.settings[name], sort_keys=True)) for name in restorers}
     outputs: dict[str, np.ndarray] = {}
     measured: dict[str, _Measured] = {}
+    # Every restorer is queued before any measuring, so each player goes out as soon as its
+    # restorer is done; the table waits for the measurements, queued behind the restorers.
     with ThreadPoolExecutor(max_workers=COMPARE_WORKERS) as pool:
-        input_job = pool.submit(_measure_the_input, clip)
-        jobs = {}
+        restoring = {}
         for name, restorer in restorers.items():
             cached = cache.get(keys[name]) if cache is not None else None
             if cached is not None:
                 outputs[name], measured[name] = cached
                 view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
             else:
-                jobs[pool.submit(_restored, restorer, clip, input_job)] = name
+                restoring[pool.submit(restorer, clip.audio, sr)] = name
+        input_job = pool.submit(_measure_the_input, clip)
         if outputs:
             yield "output", view
-        for job in as_completed(jobs):
-            name = jobs[job]
+        measuring = {}
+        for job in as_completed(restoring):
+            name = restoring[job]
             try:
-                outputs[name], measured[name] = job.result()
+                outputs[name] = job.result()
             except Exception as exc:  # one restorer failing must not lose the others
                 view.skipped[name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
                 continue
-            if cache is not None:
-                cache.put(keys[name], outputs[name], measured[name])
+            measuring[name] = pool.submit(_measure_output, outputs[name], sr, input_job)
             view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
             yield "output", view
+        for name, job in measuring.items():
+            measured[name] = job.result()
+            if cache is not None:
+                cache.put(keys[name], outputs[name], measured[name])
         measured[INPUT_ROW] = input_job.result()[0]
 
     order = [name for name in restorers if name in outputs]

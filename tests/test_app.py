@@ -441,6 +441,31 @@ def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
     assert all(len(new) == 1 for new in shown) and sorted(sum(shown, [])) == sorted(names)  # one new player each
 
 
+def test_every_player_goes_out_before_any_output_is_measured(app, tmp_path, monkeypatch):
+    """Measuring waits until every restorer's player has been yielded: a comparison that measured
+    each output before showing it would hold the measurements here and fail."""
+    import threading
+
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    names = ["spectral_gate_hf", "mcra_wiener", "bandwidth_extension_dsp"]
+    every_player_out = threading.Event()
+    measure = app.lab._measure_output
+
+    def held(*args):
+        if not every_player_out.wait(20):
+            raise TimeoutError("an output was measured before every player went out")
+        return measure(*args)
+
+    monkeypatch.setattr(app.lab, "_measure_output", held)
+    stages = []
+    for stage, view in app.lab.compare_steps(clip, names, {}, cache=None):
+        stages.append(stage)
+        if stage == "output" and len(view.players) == 1 + len(names):
+            every_player_out.set()
+    assert stages == ["input", "output", "output", "output", "metrics", "psd", "spectrograms"]
+    assert [row["name"] for row in view.rows] == ["input", *names] and not view.skipped
+
+
 def test_a_repeated_comparison_reuses_the_outputs_and_a_changed_knob_does_not(app, tmp_path, monkeypatch):
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     cache = app.lab.OutputCache(10**9)
