@@ -15,6 +15,8 @@ import argparse
 import html
 import json
 import os
+import sys
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -727,7 +729,15 @@ def launch(argv: list[str] | None = None) -> None:
         head=HEAD, css=CSS, ssr_mode=False, max_file_size=f"{int(LIMITS.max_upload_mb)}mb",
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
-        app_kwargs={"routes": [Route(f"{STIMULUS_ROUTE}/{{token}}", serve_stimulus)]})
+        app_kwargs={"routes": [Route(f"{STIMULUS_ROUTE}/{{token}}", serve_stimulus)]}, prevent_thread_lock=True)
+    if not args.study:  # the server answers already; the models load behind it, not in a first comparison
+        threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+    demo.block_thread()
+
+
+def _warm_up() -> None:
+    for failure in lab.warm_up():
+        print(f"restorelab: warming up, {failure}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -582,3 +582,19 @@ def test_compare_keeps_the_pages_progress_light_and_gives_blas_its_share_of_the_
         assert blas and set(blas) == {max(1, (os.cpu_count() or 1) // app.lab.COMPARE_WORKERS)}
     finally:
         limiter.restore_original_limits()
+
+
+def test_warming_up_loads_every_shipped_checkpoint_and_reports_a_failing_restorer(app, monkeypatch):
+    from restorers import spectral_unet
+
+    monkeypatch.setattr(spectral_unet, "_MODELS", {})  # as in a fresh process
+    assert app.lab.warm_up(seconds=0.5) == []
+    shipped = {str(cls.checkpoint_path(cls().params).resolve())
+               for cls in (spectral_unet.UNetDenoise, spectral_unet.UNetCodec, spectral_unet.UNetBandwidthExtension)}
+    assert shipped <= set(spectral_unet._MODELS)
+
+    def broken(self, audio, sample_rate):
+        raise RuntimeError("no good")
+
+    monkeypatch.setattr(app.lab.restorer_class("mcra_wiener"), "__call__", broken)
+    assert app.lab.warm_up(seconds=0.5) == ["mcra_wiener: RuntimeError: no good"]
