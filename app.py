@@ -29,7 +29,7 @@ from restorelab import generation, lab
 from restorelab.analysis import VerdictThresholds
 from restorelab.audio import atomic_write_text, write_wav
 from restorelab.limits import Limits
-from restorelab.memory import release_memory
+from restorelab.memory import freeze_what_lives, release_memory
 from restorelab.listening import votes
 from restorelab.listening.stimuli import TARGET_LUFS, TRUE_PEAK_CEILING_DBTP
 from restorelab.listening.mushra import RatingLog, ratings_path
@@ -738,6 +738,7 @@ def launch(argv: list[str] | None = None) -> None:
 def _warm_up() -> None:
     for failure in lab.warm_up():
         print(f"restorelab: warming up, {failure}", file=sys.stderr)
+    freeze_what_lives()  # the modules and models: collections after each comparison skip them
 
 
 if __name__ == "__main__":
