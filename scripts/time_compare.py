@@ -5,13 +5,14 @@ bundled MusicGen-like example and presses Compare with the default selection (ev
 available here). For each run on a fresh page it prints when the first restorer's player became
 playable and when every result was on screen (every player, the metrics table, the PSD plot, the
 Mel spectrograms and the summary line); then two visitors pressing Compare at the same moment,
-with the app's output cache off; then, in an app with it on, Compare pressed twice with the same
-settings (the second reuses the outputs). The restorers alone, run in this process on the same
-clip, give the overhead as a ratio. For each fresh page it also prints the CPU seconds the app and
-the browser spent from the click until everything was shown (Linux's ``/proc``), against what the
-machine's cores could give in that time: where the two add up to about that, the comparison is
-bound by the machine's CPU, wherever its time goes. Needs Debian's chromium (``sh scripts/install-test-deps.sh``)
-and the ``playwright`` package.
+with the app's output cache off, first on new pages, then on the same pages again (like the
+fresh-page runs after the first, whose page had compared before); then, in an app with the cache
+on, Compare pressed twice with the same settings (the second reuses the outputs). The restorers
+alone, run in this process on the same clip, give the overhead as a ratio. For each fresh page it
+also prints the CPU seconds the app and the browser spent from the click until everything was
+shown (Linux's ``/proc``), against what the machine's cores could give in that time: where the two
+add up to about that, the comparison is bound by the machine's CPU, wherever its time goes. Needs
+Debian's chromium (``sh scripts/install-test-deps.sh``) and the ``playwright`` package.
 
 ``--clip FILE`` uploads that file instead of loading the example (the visitors and the restorers
 alone take it too).
@@ -161,10 +162,12 @@ def main() -> None:
                 before = cpu_seconds(app.pid), browser_cpu_seconds()
                 fresh += shown([page], [click(page)])
                 cpu.append((cpu_seconds(app.pid) - before[0], browser_cpu_seconds() - before[1]))
-            for other in others:
-                open_example(other, url, args.clip)
-            starts = [click(other) for other in others]  # two visitors press Compare together
-            both = shown(others, starts)
+            both = []
+            for _ in range(2):  # new visitors (their pages' first comparison), then the same two again
+                for other in others:
+                    open_example(other, url, args.clip)
+                starts = [click(other) for other in others]  # two visitors press Compare together
+                both.append(shown(others, starts))
             browser.close()
     with local_app(RESTORELAB_VOTES_PATH=votes) as (_, url), sync_playwright() as p:
         browser, (page,) = browser_pages(p, 1)
@@ -174,7 +177,8 @@ def main() -> None:
         browser.close()
     print(f"app answered its first request {answered:.1f} s after start")
     print(f"restorers alone on {args.clip or 'the 9.7 s stereo example'}, one after another: {alone:.2f} s")
-    for label, runs in (("fresh page", fresh), ("two visitors at once", both),
+    for label, runs in (("fresh page", fresh), ("two new visitors at once", both[0]),
+                        ("the same two again, at once", both[1]),
                         ("Compare again, same settings", [repeated])):
         for first, total in runs:
             print(f"{label:30s} first output playable {first:5.2f} s, everything shown {total:5.2f} s "
