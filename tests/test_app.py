@@ -598,3 +598,18 @@ def test_warming_up_loads_every_shipped_checkpoint_and_reports_a_failing_restore
 
     monkeypatch.setattr(app.lab.restorer_class("mcra_wiener"), "__call__", broken)
     assert app.lab.warm_up(seconds=0.5) == ["mcra_wiener: RuntimeError: no good"]
+
+
+def test_a_comparison_started_during_a_warm_up_restores_after_it(app, tmp_path):
+    import threading
+
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    steps = app.lab.compare_steps(clip, ["spectral_gate_hf"], {}, cache=None)
+    stages = [next(steps)[0]]  # the input's player goes out at once
+    with app.lab._WARMING:  # a warm-up is running
+        waiting = threading.Thread(target=lambda: stages.append(next(steps)[0]))
+        waiting.start()
+        waiting.join(0.5)
+        assert waiting.is_alive() and stages == ["input"]
+    waiting.join(30)
+    assert stages == ["input", "output"] and [stage for stage, _ in steps] == ["metrics", "psd", "spectrograms"]
