@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -735,7 +736,13 @@ def launch(argv: list[str] | None = None) -> None:
     demo.block_thread()
 
 
+#: Seconds between the server answering and the models loading behind it: the first page is served
+#: first (loading them at once delayed the first answer past 5 s in two of four starts).
+WARM_UP_DELAY_S = 3.0
+
+
 def _warm_up() -> None:
+    time.sleep(WARM_UP_DELAY_S)
     for failure in lab.warm_up():
         print(f"restorelab: warming up, {failure}", file=sys.stderr)
     freeze_what_lives()  # the modules and models: collections after each comparison skip them
