@@ -738,7 +738,7 @@ def launch(argv: list[str] | None = None) -> None:
 
 #: Seconds between the server answering and the models loading behind it: the first page is served
 #: first (loading them at once delayed the first answer past 5 s in two of four starts).
-WARM_UP_DELAY_S = 3.0
+WARM_UP_DELAY_S = 1.5
 
 
 def _warm_up() -> None:

@@ -160,8 +160,8 @@ _WARMING = threading.Lock()
 
 def warm_up(seconds: float = 1.0) -> list[str]:
     """Load what a first comparison would otherwise wait for (torch, and every available neural
-    restorer's checkpoint, kept by its module), by running every available restorer on the first
-    ``seconds`` of the bundled example. Meant for a background thread once the app answers: on the
+    restorer's checkpoint, kept by its module), by running every available neural restorer on the
+    first ``seconds`` of the bundled example. Meant for a background thread once the app answers: on the
     reference machine a first comparison after start took 5.6 s to show everything, 3.8 s after it.
     A comparison started meanwhile waits for it before restoring. Returns the restorers that
     failed, with why (one failing does not stop the others).
@@ -170,7 +170,9 @@ def warm_up(seconds: float = 1.0) -> list[str]:
     excerpt = clip.audio[:, : int(seconds * clip.sample_rate)]
     failed = []
     with _WARMING:
-        restorers, _ = build_available([name for name in restorer_choices() if name not in unavailable_restorers()])
+        names = [name for name in restorer_choices() if name not in unavailable_restorers()
+                 and restorer_class(name).kind == "neural"]
+        restorers, _ = build_available(names)
         for name, restorer in restorers.items():
             try:
                 restorer(excerpt, clip.sample_rate)

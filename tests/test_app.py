@@ -596,8 +596,8 @@ def test_warming_up_loads_every_shipped_checkpoint_and_reports_a_failing_restore
     def broken(self, audio, sample_rate):
         raise RuntimeError("no good")
 
-    monkeypatch.setattr(app.lab.restorer_class("mcra_wiener"), "__call__", broken)
-    assert app.lab.warm_up(seconds=0.5) == ["mcra_wiener: RuntimeError: no good"]
+    monkeypatch.setattr(app.lab.restorer_class("unet_codec"), "__call__", broken)
+    assert app.lab.warm_up(seconds=0.5) == ["unet_codec: RuntimeError: no good"]
 
 
 def test_a_comparison_started_during_a_warm_up_restores_after_it(app, tmp_path):
