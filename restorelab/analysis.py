@@ -185,7 +185,7 @@ def welch_psd_db(audio: np.ndarray, sample_rate: int, n_fft: int = 4096, block_s
     scipy's ``welch`` with its defaults (half-overlapping periodic Hann segments, each less its
     mean, density scaling, the mean over segments), computed ``block_segments`` segments at a time
     with one FFT call per block: the same numbers as one ``welch`` call over the whole clip, without
-    holding every segment's spectrum at once, and several times faster than ``welch``'s own loop.
+    holding every segment's spectrum at once, and a third faster than ``welch``'s own loop.
     """
     import scipy.fft
     import scipy.signal

@@ -161,10 +161,10 @@ _WARMING = threading.Lock()
 def warm_up(seconds: float = 1.0) -> list[str]:
     """Load what a first comparison would otherwise wait for (torch, and every available neural
     restorer's checkpoint, kept by its module), by running every available neural restorer on the
-    first ``seconds`` of the bundled example. Meant for a background thread once the app answers: on the
-    reference machine a first comparison after start took 5.6 s to show everything, 3.8 s after it.
-    A comparison started meanwhile waits for it before restoring. Returns the restorers that
-    failed, with why (one failing does not stop the others).
+    first ``seconds`` of the bundled example. Meant for a background thread once the app answers:
+    on the reference machine, a first comparison on a fresh app showed everything after 5.6 s
+    without it and 4.2 s with it. A comparison started meanwhile waits for it before restoring.
+    Returns the restorers that failed, with why (one failing does not stop the others).
     """
     clip = load_example(next(iter(EXAMPLES)))
     excerpt = clip.audio[:, : int(seconds * clip.sample_rate)]

@@ -42,7 +42,7 @@ def release_memory() -> None:
 
 
 def freeze_what_lives() -> int:
-    """Collect today's garbage, then leave every object alive now out of later collections
+    """Collect the garbage there is, then leave every object alive now out of later collections
     (``gc.freeze``). For a server once its modules and models are loaded: the app holds over
     400,000 such objects, and each full collection went through all of them (0.24 s holding the
     GIL, after every comparison); afterwards a collection sees only what was made since (0.015 s).
