@@ -56,6 +56,10 @@ def tonal_stripes(audio: np.ndarray, sample_rate: int, rng: np.random.Generator,
     return (audio + stripes).astype(np.float32)
 
 
+#: Noise colours: name -> the power's fall, in steps of 3 dB per octave (amplitude ~ f ** (-step / 2)).
+NOISE_COLORS = {"white": 0, "pink": 1, "brown": 2}
+
+
 def additive_noise(audio: np.ndarray, sample_rate: int, rng: np.random.Generator, snr_db: float = 20.0,
                    color: str = "white", highpass_hz: float = 0.0) -> np.ndarray:
     """Add seeded noise at ``snr_db`` below the signal's RMS.
@@ -67,13 +71,12 @@ def additive_noise(audio: np.ndarray, sample_rate: int, rng: np.random.Generator
     import scipy.signal
 
     noise = rng.standard_normal(audio.shape)
-    slopes = {"white": 0, "pink": 1, "brown": 2}  # amplitude ~ sqrt(f) ** -slope
-    if color not in slopes:
-        raise ValueError(f"color must be white, pink or brown, got {color!r}")
-    if slopes[color]:
+    if color not in NOISE_COLORS:
+        raise ValueError(f"color must be {', '.join(NOISE_COLORS)}, got {color!r}")
+    if NOISE_COLORS[color]:
         spectrum = np.fft.rfft(noise, axis=-1)
         f = np.fft.rfftfreq(audio.shape[-1], 1 / sample_rate)
-        spectrum /= np.sqrt(np.maximum(f, f[1] if len(f) > 1 else 1.0)) ** slopes[color]
+        spectrum /= np.sqrt(np.maximum(f, f[1] if len(f) > 1 else 1.0)) ** NOISE_COLORS[color]
         noise = np.fft.irfft(spectrum, n=audio.shape[-1], axis=-1)
     if highpass_hz > 0:
         sos = scipy.signal.butter(4, highpass_hz, "highpass", fs=sample_rate, output="sos")

@@ -45,6 +45,10 @@ def power(audio: np.ndarray) -> np.ndarray:
     return np.mean(np.square(np.abs(STFT.forward(audio))), axis=0)
 
 
+#: What :func:`measure` gives of every clip (the rest only of the clips in question).
+BASIC = ("quiet_high_db", "floor_db", "comodulation")
+
+
 def _bins(band: tuple[float, float]) -> slice:
     return slice(*(STFT.bin_index(f, WORKING_RATE) for f in band))
 
@@ -112,19 +116,23 @@ def main() -> None:
     restorers = restorers_of(args.restorer)
 
     table = []
+    def with_hiss(noisy: dict, clean: np.ndarray) -> dict:
+        """The row of a clip with hiss added, and the true drop: its quiet high band less the clean one's."""
+        return {k: noisy[k] for k in BASIC} | {"true_drop_db": noisy["quiet_high_db"]
+                                              - measure(clean, noisy["quiet"])["quiet_high_db"]}
+
     limited, hissy, brown, on_brown = [], [], [], {name: [] for name in restorers}
     for i, path in enumerate(find_audio_files([args.references])):
-        clean, _ = degrade(load_audio(path).audio, WORKING_RATE, "band_limit_16k", seed=0)
-        noisy, _ = degrade(load_audio(path).audio, WORKING_RATE, "hiss_16k", seed=0)
+        reference = load_audio(path).audio
+        clean, _ = degrade(reference, WORKING_RATE, "band_limit_16k", seed=0)
+        noisy, _ = degrade(reference, WORKING_RATE, "hiss_16k", seed=0)
         # Hiss falling 6 dB per octave, as the real clips' floors do (above 4 kHz, 30 dB under the music).
         steep = additive_noise(clean, WORKING_RATE, np.random.default_rng(i), snr_db=30.0, color="brown",
                                highpass_hz=4000.0)
-        a, b, c = measure(clean), measure(noisy), measure(steep)
-        limited.append({k: a[k] for k in ("quiet_high_db", "floor_db", "comodulation")})
-        hissy.append({k: b[k] for k in ("quiet_high_db", "floor_db", "comodulation")}
-                     | {"true_drop_db": b["quiet_high_db"] - measure(clean, b["quiet"])["quiet_high_db"]})
-        brown.append({k: c[k] for k in ("quiet_high_db", "floor_db", "comodulation")}
-                     | {"true_drop_db": c["quiet_high_db"] - measure(clean, c["quiet"])["quiet_high_db"]})
+        a, c = measure(clean), measure(steep)
+        limited.append({k: a[k] for k in BASIC})
+        hissy.append(with_hiss(measure(noisy), clean))
+        brown.append(with_hiss(c, clean))
         for name, restorer in restorers.items():
             out = measure(np.asarray(restorer(steep, WORKING_RATE), dtype=np.float32), c["quiet"])
             on_brown[name].append({"taken_db": c["quiet_high_db"] - out["quiet_high_db"]})
@@ -138,7 +146,7 @@ def main() -> None:
     for path in find_audio_files([args.clips]):
         audio = load_audio(path).audio
         m = measure(audio)
-        rows.append({k: m[k] for k in ("quiet_high_db", "floor_db", "comodulation")})
+        rows.append({k: m[k] for k in BASIC})
         floors.append({k: m[k] for k in ("floor_db", "floor_under_mean_db", "floor_slope_db_per_octave")})
         for name, restorer in restorers.items():
             out = measure(np.asarray(restorer(audio, WORKING_RATE), dtype=np.float32), m["quiet"])

@@ -68,7 +68,7 @@ MIN_HISS_SNR_DB = 18.0
 #: Where the ``hiss`` domain's codec-like band limit falls (Hz): a 32 kHz codec's 16 kHz, and
 #: the 14.8-15.7 kHz cliffs measured on real MusicGen output, give or take.
 HISS_BAND_LIMIT_HZ = (14000.0, 17000.0)
-HISS_COLOURS = ("white", "pink", "brown")
+HISS_COLOURS = tuple(dg.NOISE_COLORS)  # the colours the hiss domain can draw
 
 
 @dataclass
