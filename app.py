@@ -152,8 +152,8 @@ def on_compare(clip, names, matched, *knob_values, request: gr.Request = None):
         with JOBS.hold(_visitor(request), "a comparison"):
             for stage, view in lab.compare_steps(clip, list(names or []), knobs, limits=LIMITS, cache=OUTPUT_CACHE):
                 if stage in ("input", "output"):
-                    players = _player_updates(view, False) if stage == "input" else [
-                        gr.update(value=str(view.players[name]), visible=True, label=name)
+                    players = _waiting_players(view) if stage == "input" else [
+                        gr.update(value=str(view.players[name]), label=name)
                         if name in view.players and name not in shown else skip for name in PLAYER_NAMES]
                     shown.update(view.players)
                     running = sum(name != lab.INPUT_ROW and name not in view.skipped for name in view.settings)
@@ -161,8 +161,9 @@ def on_compare(clip, names, matched, *knob_values, request: gr.Request = None):
                     yield (view, *players, *earlier, f"Restored {len(view.players) - 1} of {running}…")
                 elif stage == "metrics":
                     players = _player_updates(view, True) if matched else [
-                        gr.update(label=f"{name} ({view.notes[name]})") if name in view.notes else skip
-                        for name in PLAYER_NAMES]
+                        gr.update(label=f"{name} ({view.notes[name]})") if name in view.notes
+                        else gr.update(value=None, visible=False) if name in view.skipped and name not in shown
+                        else skip for name in PLAYER_NAMES]
                     columns, rows = lab.metrics_table(view.rows, view.notes)
                     yield (view, *players, skip, skip, skip, gr.update(value=rows, headers=columns), None,
                            "Measured; drawing the figures…")
@@ -182,6 +183,15 @@ def _compare_summary(view) -> str:
     same = "".join(f"\n- **{name}** {note}" for name, note in view.notes.items())
     return (f"Compared {len(view.players) - 1} restorer(s) on **{view.clip_name}** ({view.duration_s:.1f} s): "
             f"{len(view.candidates)} different sound(s) to listen to.{same}{skipped}")
+
+
+def _waiting_players(view):
+    """The input's player, and an empty one under each name still restoring: every player takes its
+    place at once, so none moves another when its output arrives (a player that changes width
+    draws its waveform again)."""
+    return [gr.update(value=str(view.players[name]), visible=True, label=name) if name in view.players
+            else gr.update(value=None, visible=True, label=f"{name} (restoring…)") if name in view.settings
+            else gr.update(value=None, visible=False) for name in PLAYER_NAMES]
 
 
 def _player_updates(view, matched):

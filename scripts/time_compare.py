@@ -34,8 +34,9 @@ from playwright.sync_api import sync_playwright
 EXAMPLE = "Synth pop, MusicGen-like degradation"
 FIRST_OUTPUT = ("() => [...document.querySelectorAll('.compare-player')].slice(1).some(p => p.offsetParent"
                 " && (p.querySelector('#duration') || {}).innerText && p.querySelector('#duration').innerText !== '0:00')")
+#: Every visible player holds its clip (a player still waiting for its restorer has no duration).
 ALL_PLAYERS = ("() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
-               ".every(p => (p.querySelector('#duration') || {}).innerText !== '0:00')")
+               ".every(p => p.querySelector('#duration') && p.querySelector('#duration').innerText !== '0:00')")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -434,11 +434,16 @@ def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
     assert list(view.players) == ["input", *names]  # in the registry's order, whatever order they finished in
     updates = list(app.on_compare(clip, names, False, *knobs(app)))
     first_players = dict(zip(app.PLAYER_NAMES, updates[0][1: 1 + len(app.PLAYER_NAMES)]))
-    assert first_players["input"]["visible"] and not any(first_players[n]["visible"] for n in names)
+    assert first_players["input"]["visible"] and first_players["input"]["value"].endswith("input.wav")
+    # Every chosen restorer's player takes its place at once, empty until its output arrives.
+    assert all(first_players[n]["visible"] and first_players[n]["value"] is None
+               and first_players[n]["label"] == f"{n} (restoring…)" for n in names)
+    assert not any(first_players[n]["visible"] for n in app.PLAYER_NAMES if n not in ["input", *names])
     assert "Restored 0 of 3" in updates[0][-1] and "Compared 3 restorer(s)" in updates[-1][-1]
     later = [dict(zip(app.PLAYER_NAMES, u[1: 1 + len(app.PLAYER_NAMES)])) for u in updates[1:4]]
-    shown = [[n for n in names if p[n].get("visible")] for p in later]
-    assert all(len(new) == 1 for new in shown) and sorted(sum(shown, [])) == sorted(names)  # one new player each
+    filled = [[n for n in names if isinstance(p[n], dict) and p[n].get("value")] for p in later]
+    assert all(len(new) == 1 for new in filled) and sorted(sum(filled, [])) == sorted(names)  # one output each
+    assert all(later[k][n]["label"] == n for k, new in enumerate(filled) for n in new)
 
 
 def test_every_player_goes_out_before_any_output_is_measured(app, tmp_path, monkeypatch):
@@ -508,6 +513,15 @@ def test_a_failing_restorer_is_reported_and_the_others_are_kept(app, tmp_path, m
     assert list(view.players) == ["input", "spectral_gate_hf"] and [r["name"] for r in view.rows] == ["input",
                                                                                                      "spectral_gate_hf"]
     assert view.skipped == {"mcra_wiener": "failed: RuntimeError: out of memory"}
+    for matched in (False, True):  # its empty player, shown while it ran, goes once it has failed
+        updates = list(app.on_compare(clip, ["spectral_gate_hf", "mcra_wiener"], matched, *knobs(app)))
+        shown = {}
+        for update in updates:
+            for name, player in zip(app.PLAYER_NAMES, update[1:1 + len(app.PLAYER_NAMES)]):
+                shown[name] = player.get("visible", shown.get(name))
+        assert updates[0][1 + app.PLAYER_NAMES.index("mcra_wiener")]["visible"]
+        assert [name for name, visible in shown.items() if visible] == ["input", "spectral_gate_hf"]
+        assert "mcra_wiener** skipped: failed: RuntimeError" in updates[-1][-1]
 
 
 def test_an_unfinished_comparison_cannot_be_zipped_or_judged(app, tmp_path):
