@@ -141,11 +141,16 @@ def on_model_check(model):
 OUTPUT_CACHE = lab.OutputCache(int(LIMITS.max_output_cache_mb * 1e6))
 
 
-def on_compare(clip, names, matched, *knob_values, request: gr.Request = None):
+def on_compare(clip, names, matched, *values, request: gr.Request = None):
     """Show each result as it is ready: the input's player, each restorer's as it finishes, then
     the metrics, the PSD overlay and the spectrograms (a generator: one update per stage, and only
-    the components that stage changes)."""
-    knobs = dict(zip(lab.MAIN_KNOBS, knob_values))
+    the components that stage changes).
+
+    ``values`` are the main knobs' values, then the metrics table's chosen columns (optional, so
+    an API call that leaves them out gets the default ones).
+    """
+    knobs = dict(zip(lab.MAIN_KNOBS, values[:len(lab.MAIN_KNOBS)]))
+    columns = values[len(lab.MAIN_KNOBS)] if len(values) > len(lab.MAIN_KNOBS) else lab.TABLE_COLUMNS
     skip = gr.skip()
     shown: set[str] = set()
     try:
@@ -164,8 +169,8 @@ def on_compare(clip, names, matched, *knob_values, request: gr.Request = None):
                         gr.update(label=f"{name} ({view.notes[name]})") if name in view.notes
                         else gr.update(value=None, visible=False) if name in view.skipped and name not in shown
                         else skip for name in PLAYER_NAMES]
-                    columns, rows = lab.metrics_table(view.rows, view.notes)
-                    yield (view, *players, skip, skip, skip, gr.update(value=rows, headers=columns), None,
+                    headers, rows = lab.metrics_table(view.rows, view.notes, _chosen_columns(columns))
+                    yield (view, *players, skip, skip, skip, gr.update(value=rows, headers=headers), None,
                            "Measured; drawing the figures…")
                 elif stage == "psd":
                     yield (view, *[skip] * len(PLAYER_NAMES), skip, skip, view.psd_figure, skip, skip, skip)
@@ -237,9 +242,12 @@ def on_metric_columns(view, columns):
     """The metrics table with the columns the visitor picked (unknown names are left out)."""
     if view is None or not view.rows:
         return gr.skip()
-    chosen = [str(c) for c in (columns or [])][:50]
-    names, rows = lab.metrics_table(view.rows, view.notes, chosen)
+    names, rows = lab.metrics_table(view.rows, view.notes, _chosen_columns(columns))
     return gr.update(value=rows, headers=names)
+
+
+def _chosen_columns(columns) -> list[str]:
+    return [str(c) for c in (columns or [])][:50]
 
 
 def on_linear(view):
@@ -617,8 +625,9 @@ def build_compare_tab(clip, view):
     # and would need twice the memory. The status line says how far it got, so the outputs go
     # without Gradio's animated loading overlays, which kept the browser busy redrawing them
     # (about a fifth of the page's CPU time during a comparison, on the same cores as the server).
-    run.click(on_compare, [clip, names, matched, *knobs], outputs, concurrency_limit=1, show_progress="minimal").then(
-        on_metric_columns, [view, columns], metrics)
+    # The table comes with the visitor's columns (the last input, so API calls may leave it out).
+    run.click(on_compare, [clip, names, matched, *knobs, columns], outputs, concurrency_limit=1,
+              show_progress="minimal")
     columns.change(on_metric_columns, [view, columns], metrics)
     matched.change(on_matched_toggle, [view, matched], players)
     zip_button.click(on_zip, view, download)

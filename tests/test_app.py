@@ -572,6 +572,23 @@ def test_the_metrics_table_gives_each_verdicts_reason_and_the_columns_picked(app
     assert app.on_metric_columns(None, ["peak_db"]) == gr.skip()
 
 
+def test_compare_sends_the_table_with_the_columns_picked_before_it(app, tmp_path):
+    """The table arrives once, with the visitor's columns; an API call that leaves them out gets the
+    default ones."""
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    metrics = 1 + len(app.PLAYER_NAMES) + 3  # view, players, mel, linear, psd, then the table
+    for extra, headers in (([["peak_db", "verdict"]], ["name", "verdict", "peak_db", "note"]),
+                           ([], ["name", *app.lab.TABLE_COLUMNS, "note"])):
+        tables = [update[metrics] for update in app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), *extra)
+                  if isinstance(update[metrics], dict) and "headers" in update[metrics]]
+        assert [table["headers"] for table in tables] == [headers]
+    demo = app.build_app()
+    compare = next(d for d in demo.config["dependencies"] if d.get("api_name") == "on_compare")
+    picker = next(c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "metric-columns")
+    assert compare["inputs"][-1] == picker
+    assert not any(d["trigger_after"] == compare["id"] for d in demo.config["dependencies"])  # no second sending
+
+
 def test_the_progress_line_counts_only_the_restorers_that_run(app, tmp_path, monkeypatch):
     from restorers import Availability
 
