@@ -122,7 +122,8 @@ def test_cliff_depth_tells_a_codec_cutoff_from_a_gentle_roll_off(rng):
     assert cliff_depth_db(long_term_power(Stft().forward(gentle)), 12000.0, SR) < 5
 
 
-@pytest.mark.parametrize("shape", [(200, 70), (70, 200), (1, 5), (3, 3), (130, 1)])
+# (1501, 40) and (40, 1501): odd lengths over several blocks of the filter's lanes, either axis.
+@pytest.mark.parametrize("shape", [(200, 70), (70, 200), (1, 5), (3, 3), (130, 1), (1501, 40), (40, 1501)])
 @pytest.mark.parametrize("size", [1, 3, 17])
 @pytest.mark.parametrize("axis", [0, 1])
 def test_median_filter_equals_scipy_with_mirrored_edges(shape, size, axis, rng):
@@ -140,9 +141,24 @@ def test_the_median_network_selects_the_median_of_every_0_1_input(size):
     # zeros and ones selects it of every sequence. All 2**size such sequences, at once.
     bits = (np.arange(2**size)[:, None] >> np.arange(size)) & 1
     lanes = [bits[:, k].copy() for k in range(size)]
-    for i, j in D.median_network(size):
+    for i, j in D.selection_network(size, (size // 2,)):
         lanes[i], lanes[j] = np.minimum(lanes[i], lanes[j]), np.maximum(lanes[i], lanes[j])
     assert np.array_equal(lanes[size // 2], (bits.sum(axis=1) > size // 2).astype(int))
+
+
+@pytest.mark.parametrize("half", [1, 2, 4, 8])
+def test_the_pair_network_selects_the_two_middle_values_of_every_0_1_input(half):
+    # The running median's shared part: of 2h values, the h-th and h+1-th smallest (indices h - 1
+    # and h). The k-th smallest of zeros and ones is 1 when at most k of them are zeros.
+    size = 2 * half
+    bits = (np.arange(2**size)[:, None] >> np.arange(size)) & 1
+    lanes = [bits[:, k].copy() for k in range(size)]
+    for i, j in D.selection_network(size, (half - 1, half)):
+        lanes[i], lanes[j] = np.minimum(lanes[i], lanes[j]), np.maximum(lanes[i], lanes[j])
+    ones = bits.sum(axis=1)
+    assert np.array_equal(lanes[half - 1], (ones >= half + 1).astype(int))
+    assert np.array_equal(lanes[half], (ones >= half).astype(int))
+    assert len(D.selection_network(16, (7, 8))) == 53  # the filter's docstring counts on it
 
 
 def test_median_filter_known_answer_and_bad_sizes():
