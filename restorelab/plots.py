@@ -2,8 +2,9 @@
 
 Every figure is drawn from numbers :mod:`restorelab.analysis` measured (spectra, metric rows) and
 returned as a matplotlib ``Figure`` (a plotly one for the page's interactive figures, a PIL image
-for the spectrogram grid); :func:`save` writes any of them atomically. Figures are made without pyplot: nothing global keeps them (no closing needed), several request threads
-can draw at once, and no interactive-drawing hook runs on every change.
+for the spectrogram grids); :func:`save` writes any of them atomically. Figures are made without
+pyplot: nothing global keeps them (no closing needed), several request threads can draw at once,
+and no interactive-drawing hook runs on every change.
 :func:`display_spectrograms` shrinks a clip's spectrograms to what a panel shows.
 """
 
@@ -57,7 +58,7 @@ def figure_data(audio: np.ndarray, sample_rate: int, spectrograms: tuple[str, ..
 @dataclass(frozen=True)
 class GridLayout:
     """Where :func:`spectrogram_grid` puts its panels, in pixels: up to three per row, each
-    ``PANEL_WIDTH`` by ``PANEL_HEIGHT``, with room on the left for the frequency labels, above each
+    ``panel_width`` by ``panel_height``, with room on the left for the frequency labels, above each
     panel for its name, below the last panel of each column for the time labels, and on the right
     for the colour bar."""
 
@@ -161,6 +162,13 @@ def spectrogram_grid(spectra: dict[str, tuple], kind: str = "mel", dynamic_range
     labels.append((width // 2, 12, f"{'Mel' if kind == 'mel' else 'Linear'} spectrograms (shared colour scale)",
                    20, "mt", False))
     image = Image.fromarray(pixels)
+    _draw_labels(image, labels)
+    return image
+
+
+def _draw_labels(image: Image.Image, labels: list[tuple]) -> None:
+    """Write ``(x, y, text, size_px, anchor, rotated)`` labels in black: ``anchor`` is PIL's
+    two-letter anchor; a rotated label reads upwards, centred on ``(x, y)``."""
     draw = ImageDraw.Draw(image)
     fonts = {size: _font(size) for size in {label[3] for label in labels}}
     for x, y, text, size, anchor, rotated in labels:
@@ -172,7 +180,6 @@ def spectrogram_grid(spectra: dict[str, tuple], kind: str = "mel", dynamic_range
         ImageDraw.Draw(strip).text((1 - left, 1 - top), text, fill=255, font=fonts[size])
         strip = strip.rotate(90, expand=True)
         image.paste((0, 0, 0), (x - strip.width // 2, y - strip.height // 2), mask=strip)
-    return image
 
 
 def psd_overlay(psds: dict[str, tuple[np.ndarray, np.ndarray]], sample_rate: int, dynamic_range_db: float = 120.0):
