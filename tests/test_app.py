@@ -6,7 +6,10 @@ import csv
 import json
 import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -597,6 +600,20 @@ def test_the_progress_line_counts_only_the_restorers_that_run(app, tmp_path, mon
     monkeypatch.setattr(cls, "availability_for", classmethod(lambda c, p: Availability(False, "not here")))
     first = next(iter(app.on_compare(clip, ["spectral_gate_hf", "mcra_wiener"], False, *knobs(app))))
     assert first[-1] == "Restored 0 of 1…"
+
+
+def test_the_app_starts_without_importing_what_only_later_requests_need():
+    """The app answers its first request sooner for leaving torch (the warm-up loads it once the
+    server answers), transformers, scipy.stats (the leaderboard) and scipy.signal to the requests
+    that use them: each takes from half a second to several to import."""
+    code = ("import sys\n"
+            "import app\n"
+            "app.build_app()\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'demucs', 'scipy.stats', 'scipy.signal')"
+            " if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_compare_keeps_the_pages_progress_light_and_gives_blas_its_share_of_the_cores(app):

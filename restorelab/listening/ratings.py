@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.stats
 
 from restorelab.listening.votes import CHOICES, MERGED
 
@@ -192,6 +191,8 @@ def leaderboard(votes: list[dict], min_votes: int = DEFAULT_MIN_VOTES, n_bootstr
         rows.append({"name": names[i], "strength": float(strengths[i]), "ci_low": float(low[i]),
                      "ci_high": float(high[i]), "votes": int(per_item_votes[i]),
                      "rank": rank if shown else None})
+
+    import scipy.stats  # here, not at the top: the app imports this module at start, and scipy.stats takes 0.6 s
 
     decisive_votes = [v for v in votes if v["choice"] in ("left", "right")]
     left_wins = sum(v["choice"] == "left" for v in decisive_votes)
