@@ -22,10 +22,11 @@ class AppDidNotStart(RuntimeError):
 
 
 @contextmanager
-def local_app(log=subprocess.DEVNULL, timeout_s: float = 120.0, **env: str):
+def local_app(log=subprocess.DEVNULL, timeout_s: float = 120.0, root: Path = ROOT, **env: str):
     """Yield ``(process, url)`` of the app started with extra environment variables; stop it after.
 
-    ``log`` takes the app's output (a file opened for writing).
+    ``log`` takes the app's output (a file opened for writing); ``root`` is the checkout whose
+    ``app.py`` (and packages) run.
 
     Raises:
         AppDidNotStart: it exited, or did not answer within ``timeout_s``.
@@ -35,7 +36,7 @@ def local_app(log=subprocess.DEVNULL, timeout_s: float = 120.0, **env: str):
         port = sock.getsockname()[1]
     environment = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                        HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **env)
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=environment, stdout=log,
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=environment, stdout=log,
                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout_s
