@@ -602,7 +602,7 @@ def test_the_progress_line_counts_only_the_restorers_that_run(app, tmp_path, mon
     assert first[-1] == "Restored 0 of 1…"
 
 
-def test_the_app_starts_without_importing_what_only_later_requests_need():
+def test_the_app_starts_without_importing_what_only_later_requests_need(tmp_path):
     """The app answers its first request sooner for leaving torch (the warm-up loads it once the
     server answers), transformers, scipy.stats (the leaderboard) and scipy.signal to the requests
     that use them: each takes from half a second to several to import."""
@@ -612,7 +612,8 @@ def test_the_app_starts_without_importing_what_only_later_requests_need():
             "print(sorted(m for m in ('torch', 'transformers', 'demucs', 'scipy.stats', 'scipy.signal')"
             " if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[1],
+                            env={**os.environ, "RESTORELAB_VOTES_PATH": str(tmp_path / "votes.csv")})
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
