@@ -149,10 +149,13 @@ def spectrograms_db(audio: np.ndarray, sample_rate: int, kinds: tuple[str, ...] 
         weights[kind] = _mel_weights(sample_rate) if kind == "mel" else None
     levels = _spectrograms_db(audio, FEATURE_STFT, weights, max_columns)
     times = _frame_times(audio, sample_rate, FEATURE_STFT, max_columns)
-    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
-    freqs = {"mel": (fb * FEATURE_STFT.bin_frequencies_hz(sample_rate)).sum(axis=1) / fb.sum(axis=1),
-             "linear": FEATURE_STFT.bin_frequencies_hz(sample_rate)}
+    freqs = {"mel": _mel_centres_hz(sample_rate), "linear": FEATURE_STFT.bin_frequencies_hz(sample_rate)}
     return {kind: (times, freqs[kind], level) for kind, level in levels.items()}
+
+
+def _mel_centres_hz(sample_rate: int) -> np.ndarray:
+    fb = mel_filterbank(sample_rate, FEATURE_STFT.n_fft, N_MELS)
+    return (fb * FEATURE_STFT.bin_frequencies_hz(sample_rate)).sum(axis=1) / fb.sum(axis=1)
 
 
 def linear_spectrogram_db(audio: np.ndarray, sample_rate: int, stft: Stft = FEATURE_STFT,
@@ -289,7 +292,7 @@ class _Spectra:
     later made wrong: the caller feeds those again through :meth:`correct`.
     """
 
-    def __init__(self, sample_rate: int, frames: int):
+    def __init__(self, sample_rate: int, frames: int, mel_db: bool = False):
         self.sample_rate = sample_rate
         self.freqs = FEATURE_STFT.bin_frequencies_hz(sample_rate)
         self.hf_bin = FEATURE_STFT.bin_index(HF_BAND_HZ, sample_rate)
@@ -298,6 +301,8 @@ class _Spectra:
         self.centroid = np.zeros(frames)
         self.flatness = np.zeros(frames)
         self.log_mel = np.zeros((N_MELS, frames))
+        # With ``mel_db``, also the Mel spectrogram as :func:`spectrograms_db` draws it, every frame.
+        self.mel_db = np.zeros((N_MELS, frames), np.float32) if mel_db else None
         self.long_term = np.zeros(FEATURE_STFT.n_bins)
         self.active_sum = np.zeros(FEATURE_STFT.n_bins)
         self.counted = np.zeros(frames, dtype=bool)
@@ -313,7 +318,10 @@ class _Spectra:
             self.centroid[frames] = (power @ self.freqs) / total
         floor = 1e-20
         self.flatness[frames] = np.exp(np.mean(np.log(power + floor), axis=1)) / (power.mean(axis=1) + floor)
-        self.log_mel[:, frames] = np.log10(np.maximum(_mel_weights(self.sample_rate) @ power.T, MEL_POWER_FLOOR))
+        mel = _mel_weights(self.sample_rate) @ power.T
+        self.log_mel[:, frames] = np.log10(np.maximum(mel, MEL_POWER_FLOOR))
+        if self.mel_db is not None:
+            self.mel_db[:, frames] = np.maximum(db(mel), SPECTROGRAM_FLOOR_DB)
         self.long_term += power.sum(axis=0)
         self.loudest = max(self.loudest, float(total.max()))
         counted = total > self.loudest * ACTIVE_SHARE
@@ -350,12 +358,12 @@ class _Spectra:
         }
 
 
-def _spectra(audio: np.ndarray, sample_rate: int) -> tuple[_Spectra, float]:
+def _spectra(audio: np.ndarray, sample_rate: int, mel_db: bool = False) -> tuple[_Spectra, float]:
     """A clip's :class:`_Spectra` and HPSS ratio (dB), from one pass over its blocks (and again over
     any block a louder frame made wrong)."""
     audio = _as_2d(audio)
     block_frames = BLOCK_FRAMES
-    spectra = _Spectra(sample_rate, FEATURE_STFT.n_frames(audio.shape[-1]))
+    spectra = _Spectra(sample_rate, FEATURE_STFT.n_frames(audio.shape[-1]), mel_db)
     context = HPSS_KERNEL // 2
     harmonic = percussive = 0.0
     for start, stop, power in power_blocks(audio, FEATURE_STFT, block_frames, context):
@@ -433,9 +441,9 @@ class InputProfile:
     log_mel: np.ndarray
 
 
-def _measure(audio: np.ndarray, sample_rate: int,
-             original: InputProfile | None) -> tuple[dict[str, float], InputProfile]:
-    spectra, hpss_ratio = _spectra(audio, sample_rate)
+def _measure(audio: np.ndarray, sample_rate: int, original: InputProfile | None,
+             mel_db: bool = False) -> tuple[dict[str, float], InputProfile, _Spectra]:
+    spectra, hpss_ratio = _spectra(audio, sample_rate, mel_db)
     hf = float(db(spectra.hf.mean()))
     comparable = original is not None and original.frame_power.size == spectra.total.size
     # The same frames for the input and every output: the input's quietest.
@@ -450,12 +458,24 @@ def _measure(audio: np.ndarray, sample_rate: int,
         row["hf_energy_gain_db"] = hf - original.hf_energy_db
     row.update(spectra.measures())
     row.update(_level_measures(audio, sample_rate))
-    return row, InputProfile(hf_energy_db=hf, frame_power=spectra.total, log_mel=spectra.log_mel)
+    return row, InputProfile(hf_energy_db=hf, frame_power=spectra.total, log_mel=spectra.log_mel), spectra
 
 
 def measure_input(audio: np.ndarray, sample_rate: int) -> tuple[dict[str, float], InputProfile]:
     """The unprocessed input's row of :func:`no_reference_metrics`, with its :class:`InputProfile`."""
-    return _measure(audio, sample_rate, None)
+    return _measure(audio, sample_rate, None)[:2]
+
+
+def measure_with_mel(audio: np.ndarray, sample_rate: int, original: InputProfile | None,
+                     max_columns: int) -> tuple[dict[str, float], InputProfile, tuple]:
+    """A clip's row of :func:`no_reference_metrics` against ``original`` (the input's own row
+    when ``None``), its :class:`InputProfile`, and its Mel spectrogram as
+    ``spectrograms_db(audio, sample_rate, ("mel",), max_columns)["mel"]`` gives it, from the one
+    STFT the measures take (what a comparison shows of a clip, in one pass)."""
+    row, profile, spectra = _measure(audio, sample_rate, original, mel_db=True)
+    step = max(1, -(-spectra.total.size // max_columns))
+    times = _frame_times(audio, sample_rate, FEATURE_STFT, max_columns)
+    return row, profile, (times, _mel_centres_hz(sample_rate), loudest_of_runs(spectra.mel_db, step))
 
 
 def no_reference_metrics(audio: np.ndarray, sample_rate: int,

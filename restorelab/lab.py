@@ -26,8 +26,8 @@ from typing import Iterator
 import numpy as np
 
 from restorelab import plots
-from restorelab.analysis import (INPUT_ROW, VerdictThresholds, measure_input, no_reference_metrics,
-                                 rows_with_verdicts)
+from restorelab.analysis import (INPUT_ROW, InputProfile, VerdictThresholds, measure_with_mel, rows_with_verdicts,
+                                 welch_psd_db)
 from restorelab.audio import AudioError, Clip, load_audio, match_loudness, write_wav
 from restorelab.compare import write_metric_tables
 from restorelab.limits import Limits
@@ -335,23 +335,28 @@ def _checked_params(names: list[str], knobs: dict[str, float]) -> dict[str, dict
 @dataclass(frozen=True)
 class _Measured:
     """What a comparison shows of one clip besides its player: its metric row, and its PSD and Mel
-    spectrogram as drawn (:func:`plots.figure_data`: a few hundred kilobytes)."""
+    spectrogram as drawn (as :func:`plots.figure_data` gives them: a few hundred kilobytes)."""
 
     row: dict
     figures: dict
 
 
+def _measured(audio: np.ndarray, sample_rate: int, original: InputProfile | None):
+    """A clip's :class:`_Measured` and profile; its Mel spectrogram comes from its measures' STFT."""
+    row, profile, mel = measure_with_mel(audio, sample_rate, original, plots.DISPLAY_COLUMNS)
+    figures = {"mel": plots.panel_spectrogram(*mel), "psd": welch_psd_db(audio, sample_rate)}
+    return _Measured(row, figures), profile
+
+
 def _measure_the_input(clip: Clip):
     """The input's row and figures, and its profile (what every output is measured against)."""
-    row, profile = measure_input(clip.audio, clip.sample_rate)
-    return _Measured(row, plots.figure_data(clip.audio, clip.sample_rate, ("mel",))), profile
+    return _measured(clip.audio, clip.sample_rate, None)
 
 
 def _measure_output(audio: np.ndarray, sample_rate: int, input_job: Future) -> _Measured:
     """What is shown of an output, measured against the input's profile (``input_job``, a job
     submitted to the same pool before this one, so running or done by now)."""
-    row = no_reference_metrics(audio, sample_rate, input_job.result()[1])
-    return _Measured(row, plots.figure_data(audio, sample_rate, ("mel",)))
+    return _measured(audio, sample_rate, input_job.result()[1])[0]
 
 
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),

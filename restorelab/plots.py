@@ -40,12 +40,15 @@ def display_spectrograms(audio: np.ndarray, sample_rate: int, kinds: tuple[str, 
     frames and :data:`DISPLAY_ROWS` bins, each the loudest of its run (so transients and tones stay
     visible), as float32. Computed a block at a time, so a long clip never has its whole
     spectrogram in memory."""
-    shown = {}
-    for kind, (times, freqs, level) in analysis.spectrograms_db(audio, sample_rate, kinds,
-                                                                 max_columns=DISPLAY_COLUMNS).items():
-        step = -(-level.shape[0] // DISPLAY_ROWS)
-        shown[kind] = times, freqs[::step], analysis.loudest_of_runs(level, step, axis=0).astype(np.float32)
-    return shown
+    return {kind: panel_spectrogram(*spectrogram) for kind, spectrogram in
+            analysis.spectrograms_db(audio, sample_rate, kinds, max_columns=DISPLAY_COLUMNS).items()}
+
+
+def panel_spectrogram(times: np.ndarray, freqs: np.ndarray, level: np.ndarray) -> tuple:
+    """A spectrogram of at most :data:`DISPLAY_COLUMNS` frames with at most :data:`DISPLAY_ROWS`
+    bins, each the loudest of its run, as float32: what a panel of :func:`spectrogram_grid` draws."""
+    step = -(-level.shape[0] // DISPLAY_ROWS)
+    return times, freqs[::step], analysis.loudest_of_runs(level, step, axis=0).astype(np.float32)
 
 
 def figure_data(audio: np.ndarray, sample_rate: int, spectrograms: tuple[str, ...] = ("mel", "linear")) -> dict:

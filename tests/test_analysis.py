@@ -226,6 +226,29 @@ def test_every_measure_of_a_clip_in_blocks_equals_the_whole(music, monkeypatch):
     assert blocked == pytest.approx(whole, rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.parametrize("blocks", ["whole", "small"])
+def test_measures_with_their_mel_spectrogram_equal_the_two_taken_apart(music, monkeypatch, blocks):
+    """A comparison's one pass gives the row and profile of the measures and the Mel spectrogram of
+    the figures: the same numbers as taking each on its own, whole or 37 frames at a time (runs
+    of the drawn spectrogram then straddle the blocks), a silent stretch floored alike."""
+    output = (0.5 * music).astype(np.float32)
+    output[:, SR:2 * SR] = 0.0
+    if blocks == "small":
+        use_small_blocks(monkeypatch)
+    row, profile = A.measure_input(music, SR)
+    for audio, original, expected in ((music, None, row), (output, profile, A.no_reference_metrics(output, SR, music))):
+        got_row, got_profile, (times, freqs, level) = A.measure_with_mel(audio, SR, original, max_columns=50)
+        assert got_row == expected
+        if original is None:
+            np.testing.assert_array_equal(got_profile.log_mel, profile.log_mel)
+        alone = A.spectrograms_db(audio, SR, ("mel",), max_columns=50)["mel"]
+        np.testing.assert_array_equal(times, alone[0])
+        np.testing.assert_array_equal(freqs, alone[1])
+        assert level.shape == alone[2].shape == (A.N_MELS, 50)  # 345 frames in runs of 7
+        np.testing.assert_allclose(level, alone[2], rtol=1e-6, atol=1e-4)  # float32 of the same dB
+    assert level.min() == A.SPECTROGRAM_FLOOR_DB  # the silent second
+
+
 def test_frames_counted_before_a_louder_frame_came_are_taken_back(monkeypatch):
     """A second of noise 80 dB under the next second's: in blocks, the quiet frames are the loudest
     seen while their blocks are summed, but against the whole clip's loudest frame they fall under
