@@ -8,9 +8,9 @@ the first restorer's player became playable, when everything was on screen (as
 ``time_compare.py`` sees it), and the CPU seconds the app and the browser spent meanwhile; then
 the medians of each checkout. A single run of ``time_compare.py`` on this 2-core machine varies
 by more than a change worth measuring; taken in alternation, the two checkouts meet the same
-machine.
+machine. ``--clip FILE`` uploads that file instead of loading the example.
 
-    python scripts/time_compare_ab.py A B [--rounds 5]
+    python scripts/time_compare_ab.py A B [--rounds 5] [--clip FILE]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkouts", type=Path, nargs=2, metavar="CHECKOUT")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clip", type=Path, help="an audio file to upload instead of the bundled example")
     args = parser.parse_args()
     runs: dict[Path, list[tuple[float, float, float, float]]] = {root: [] for root in args.checkouts}
     with ExitStack() as stack, sync_playwright() as p:
@@ -40,11 +41,11 @@ def main() -> None:
         time.sleep(10)  # both warm-ups done, so neither app's start falls on the other's comparison
         browser, pages = browser_pages(p, len(apps))
         for page, (_, url) in zip(pages, apps):  # each page's first comparison loads its scripts
-            open_example(page, url)
+            open_example(page, url, args.clip)
             shown([page], [click(page)])
         for _ in range(args.rounds):
             for root, page, (app, url) in zip(args.checkouts, pages, apps):
-                open_example(page, url)
+                open_example(page, url, args.clip)
                 time.sleep(1)
                 before = cpu_seconds(app.pid), browser_cpu_seconds()
                 (first, everything), = shown([page], [click(page)])
