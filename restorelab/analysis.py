@@ -112,21 +112,29 @@ def _spectrograms_db(audio: np.ndarray, stft: Stft, weights: dict[str, np.ndarra
     """Level in dB ``[rows, columns]`` of the channel-averaged power through each of ``weights``
     (``[rows, bins]``; ``None``: the bins themselves), at most ``max_columns`` wide: the loudest
     frame of each run, so transients stay visible. One pass over the clip, a block of frames at a time."""
-    frames = stft.n_frames(_as_2d(audio).shape[-1])
-    step = 1 if max_columns is None else max(1, -(-frames // max_columns))
+    step = _run_length(stft.n_frames(_as_2d(audio).shape[-1]), max_columns)
     columns: dict[str, list] = {kind: [] for kind in weights}
     # Blocks hold whole runs, so reducing each block gives the runs of the whole clip.
     for _, _, power in power_blocks(audio, stft, block_frames=max(1, BLOCK_FRAMES // step) * step):
         for kind, rows in weights.items():
             level = power.T if rows is None else rows @ power.T
-            columns[kind].append(loudest_of_runs(np.maximum(db(level), SPECTROGRAM_FLOOR_DB), step))
+            columns[kind].append(loudest_of_runs(_drawn_db(level), step))
     return {kind: np.concatenate(parts, axis=1) for kind, parts in columns.items()}
+
+
+def _run_length(frames: int, max_columns: int | None) -> int:
+    """Frames per drawn column: the fewest that fit ``frames`` into ``max_columns`` (1: every frame)."""
+    return 1 if max_columns is None else max(1, -(-frames // max_columns))
+
+
+def _drawn_db(power: np.ndarray) -> np.ndarray:
+    """Power in dB as the spectrograms draw it: floored at :data:`SPECTROGRAM_FLOOR_DB`."""
+    return np.maximum(db(power), SPECTROGRAM_FLOOR_DB)
 
 
 def _frame_times(audio: np.ndarray, sample_rate: int, stft: Stft, max_columns: int | None) -> np.ndarray:
     frames = stft.n_frames(_as_2d(audio).shape[-1])
-    step = 1 if max_columns is None else max(1, -(-frames // max_columns))
-    return np.arange(0, frames, step) * stft.hop / sample_rate
+    return np.arange(0, frames, _run_length(frames, max_columns)) * stft.hop / sample_rate
 
 
 @lru_cache(maxsize=4)
@@ -321,7 +329,7 @@ class _Spectra:
         mel = _mel_weights(self.sample_rate) @ power.T
         self.log_mel[:, frames] = np.log10(np.maximum(mel, MEL_POWER_FLOOR))
         if self.mel_db is not None:
-            self.mel_db[:, frames] = np.maximum(db(mel), SPECTROGRAM_FLOOR_DB)
+            self.mel_db[:, frames] = _drawn_db(mel)
         self.long_term += power.sum(axis=0)
         self.loudest = max(self.loudest, float(total.max()))
         counted = total > self.loudest * ACTIVE_SHARE
@@ -473,9 +481,9 @@ def measure_with_mel(audio: np.ndarray, sample_rate: int, original: InputProfile
     ``spectrograms_db(audio, sample_rate, ("mel",), max_columns)["mel"]`` gives it, from the one
     STFT the measures take (what a comparison shows of a clip, in one pass)."""
     row, profile, spectra = _measure(audio, sample_rate, original, mel_db=True)
-    step = max(1, -(-spectra.total.size // max_columns))
     times = _frame_times(audio, sample_rate, FEATURE_STFT, max_columns)
-    return row, profile, (times, _mel_centres_hz(sample_rate), loudest_of_runs(spectra.mel_db, step))
+    level = loudest_of_runs(spectra.mel_db, _run_length(spectra.total.size, max_columns))
+    return row, profile, (times, _mel_centres_hz(sample_rate), level)
 
 
 def no_reference_metrics(audio: np.ndarray, sample_rate: int,

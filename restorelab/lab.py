@@ -170,8 +170,8 @@ def warm_up(seconds: float = 1.0) -> list[str]:
     excerpt = clip.audio[:, : int(seconds * clip.sample_rate)]
     failed = []
     with _WARMING:
-        names = [name for name in restorer_choices() if name not in unavailable_restorers()
-                 and restorer_class(name).kind == "neural"]
+        unavailable = unavailable_restorers()
+        names = [name for name in restorer_choices() if name not in unavailable and restorer_class(name).kind == "neural"]
         restorers, _ = build_available(names)
         for name, restorer in restorers.items():
             try:
