@@ -157,7 +157,7 @@ def on_compare(clip, names, matched, *values, request: gr.Request = None):
         with JOBS.hold(_visitor(request), "a comparison"):
             for stage, view in lab.compare_steps(clip, list(names or []), knobs, limits=LIMITS, cache=OUTPUT_CACHE):
                 if stage in ("input", "output"):
-                    players = _waiting_players(view) if stage == "input" else [
+                    players = _player_updates(view, False, restoring=view.settings) if stage == "input" else [
                         gr.update(value=str(view.players[name]), label=name)
                         if name in view.players and name not in shown else skip for name in PLAYER_NAMES]
                     shown.update(view.players)
@@ -190,21 +190,17 @@ def _compare_summary(view) -> str:
             f"{len(view.candidates)} different sound(s) to listen to.{same}{skipped}")
 
 
-def _waiting_players(view):
-    """The input's player, and an empty one under each name still restoring: every player takes its
-    place at once, so none moves another when its output arrives (a player that changes width
-    draws its waveform again)."""
-    return [gr.update(value=str(view.players[name]), visible=True, label=name) if name in view.players
-            else gr.update(value=None, visible=True, label=f"{name} (restoring…)") if name in view.settings
-            else gr.update(value=None, visible=False) for name in PLAYER_NAMES]
-
-
-def _player_updates(view, matched):
+def _player_updates(view, matched, restoring=()):
+    """Every player: each of ``view``'s (loudness-matched with ``matched``), an empty one under each
+    name in ``restoring``, the rest hidden. At the start of a comparison every chosen restorer's
+    player so takes its place at once, and none moves another when its output arrives (a player
+    that changes width draws its waveform again)."""
     paths = (lab.matched_players(view) if matched else view.players) if view else {}
     notes = view.notes if view else {}
     return [gr.update(value=str(paths[name]), visible=True,
-                      label=f"{name} ({notes[name]})" if name in notes else name)
-            if name in paths else gr.update(value=None, visible=False) for name in PLAYER_NAMES]
+                      label=f"{name} ({notes[name]})" if name in notes else name) if name in paths
+            else gr.update(value=None, visible=True, label=f"{name} (restoring…)") if name in restoring
+            else gr.update(value=None, visible=False) for name in PLAYER_NAMES]
 
 
 def on_matched_toggle(view, matched):
