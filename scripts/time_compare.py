@@ -139,6 +139,14 @@ def shown(pages: list, starts: list[float], timeout_s: float = 120.0) -> list[tu
     return list(zip(first, everything))
 
 
+def compare_with_cpu(page, app_pid: int) -> tuple[float, float, float, float]:
+    """Press Compare on ``page`` alone: ``(first output playable, everything shown)`` in seconds,
+    and the CPU seconds the app (process ``app_pid``) and the browser spent meanwhile."""
+    before = cpu_seconds(app_pid), browser_cpu_seconds()
+    (first, everything), = shown([page], [click(page)])
+    return first, everything, cpu_seconds(app_pid) - before[0], browser_cpu_seconds() - before[1]
+
+
 def browser_pages(p, count: int):
     browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
     return browser, [browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(count)]
@@ -160,9 +168,9 @@ def main() -> None:
             fresh, cpu = [], []
             for _ in range(args.runs):
                 open_example(page, url, args.clip)
-                before = cpu_seconds(app.pid), browser_cpu_seconds()
-                fresh += shown([page], [click(page)])
-                cpu.append((cpu_seconds(app.pid) - before[0], browser_cpu_seconds() - before[1]))
+                first, everything, app_s, browser_s = compare_with_cpu(page, app.pid)
+                fresh.append((first, everything))
+                cpu.append((app_s, browser_s))
             both = []
             for _ in range(2):  # new visitors (their pages' first comparison), then the same two again
                 for other in others:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from local_app import local_app
 from playwright.sync_api import sync_playwright
-from time_compare import browser_cpu_seconds, browser_pages, click, cpu_seconds, open_example, shown
+from time_compare import browser_pages, click, compare_with_cpu, open_example, shown
 
 
 def main() -> None:
@@ -47,12 +47,10 @@ def main() -> None:
             for root, page, (app, url) in zip(args.checkouts, pages, apps):
                 open_example(page, url, args.clip)
                 time.sleep(1)
-                before = cpu_seconds(app.pid), browser_cpu_seconds()
-                (first, everything), = shown([page], [click(page)])
-                runs[root].append((first, everything, cpu_seconds(app.pid) - before[0],
-                                   browser_cpu_seconds() - before[1]))
+                first, everything, app_s, browser_s = compare_with_cpu(page, app.pid)
+                runs[root].append((first, everything, app_s, browser_s))
                 print(f"{str(root):30s} first output {first:5.2f} s, everything {everything:5.2f} s, "
-                      f"CPU s: app {runs[root][-1][2]:.2f}, browser {runs[root][-1][3]:.2f}", flush=True)
+                      f"CPU s: app {app_s:.2f}, browser {browser_s:.2f}", flush=True)
         browser.close()
     for root, rows in runs.items():
         first, everything, app_s, browser_s = (statistics.median(column) for column in zip(*rows))
