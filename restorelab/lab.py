@@ -17,9 +17,10 @@ import threading
 import time
 import zipfile
 from collections import Counter, OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -40,6 +41,7 @@ from restorelab.listening.transport import ListeningReport, ListenRules, Stimulu
 from restorelab.listening.trials import Session, Trial, commit, judge, start_trial
 from restorelab.listening.votes import Vote, VoteLog, flagged_sessions, new_session_id
 from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
+from restorers.base import Restorer
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
 #: Bundled examples: label -> (file, description). Made by scripts/make_examples.py.
@@ -359,6 +361,18 @@ def _measure_output(audio: np.ndarray, sample_rate: int, input_job: Future) -> _
     return _measured(audio, sample_rate, input_job.result()[1])[0]
 
 
+def _made_of(restorers: dict[str, Restorer]) -> dict[str, list[str]]:
+    """The restorers whose :meth:`~restorers.base.Restorer.parts` all run in the comparison too
+    (each the same as one made of no others): name -> the names whose outputs make its own."""
+    made_of = {}
+    for name, restorer in restorers.items():
+        names = [next((other for other, candidate in restorers.items()
+                       if not candidate.parts() and part.same_as(candidate)), None) for part in restorer.parts()]
+        if names and None not in names:
+            made_of[name] = names
+    return made_of
+
+
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
                   cache: OutputCache | None = None) -> Iterator[tuple[str, CompareView]]:
     """Run the chosen restorers and fill one view as results come, yielding ``(stage, view)``.
@@ -400,30 +414,45 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
     with _WARMING:  # a warm-up running now finishes first
         pass
     # Every restorer is queued before any measuring, so each player goes out as soon as its
-    # restorer is done; the table waits for the measurements, queued behind the restorers.
+    # restorer is done; the table waits for the measurements, queued behind the restorers. A
+    # restorer made of others in the comparison is built from their outputs once they are done.
+    made_of = _made_of(restorers)
     with ThreadPoolExecutor(max_workers=COMPARE_WORKERS) as pool:
-        restoring = {}
+        restoring: dict[Future, str] = {}
+        waiting: dict[str, list[str]] = {}
         for name, restorer in restorers.items():
             cached = cache.get(keys[name]) if cache is not None else None
             if cached is not None:
                 outputs[name], measured[name] = cached
                 view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
+            elif name in made_of:
+                waiting[name] = made_of[name]
             else:
                 restoring[pool.submit(restorer, clip.audio, sr)] = name
         input_job = pool.submit(_measure_the_input, clip)
         if outputs:
             yield "output", view
         measuring = {}
-        for job in as_completed(restoring):
-            name = restoring[job]
-            try:
-                outputs[name] = job.result()
-            except Exception as exc:  # one restorer failing must not lose the others
-                view.skipped[name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
-                continue
-            measuring[name] = pool.submit(_measure_output, outputs[name], sr, input_job)
-            view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
-            yield "output", view
+        while restoring or waiting:
+            for name in [name for name, parts in waiting.items() if any(part in view.skipped for part in parts)]:
+                del waiting[name]  # one of its parts failed: it runs itself
+                restoring[pool.submit(restorers[name], clip.audio, sr)] = name
+            built = [name for name, parts in waiting.items() if all(part in outputs for part in parts)]
+            if built:  # adding outputs takes a moment: done here, not queued behind the measures
+                results = [(name, partial(restorers[name].from_parts, clip.audio, sr,
+                                          [outputs[part] for part in waiting.pop(name)])) for name in built]
+            else:
+                finished, _ = wait(restoring, return_when=FIRST_COMPLETED)
+                results = [(restoring.pop(job), job.result) for job in finished]
+            for name, result in results:
+                try:
+                    outputs[name] = result()
+                except Exception as exc:  # one restorer failing must not lose the others
+                    view.skipped[name] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+                    continue
+                measuring[name] = pool.submit(_measure_output, outputs[name], sr, input_job)
+                view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
+                yield "output", view
         for name, job in measuring.items():
             measured[name] = job.result()
             if cache is not None:

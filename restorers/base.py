@@ -101,6 +101,22 @@ def coerce_value(field: dataclasses.Field, text: str) -> Any:
     return text
 
 
+def _checked_audio(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``audio`` as an array, if it is what every restorer takes; a clear error if not."""
+    audio = np.asarray(audio)
+    if audio.ndim not in (1, 2):
+        raise ValueError(f"audio must be [channels, samples] or [samples], got shape {audio.shape}")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"audio must be floating point, got {audio.dtype}")
+    if not sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if audio.shape[-1] == 0:
+        raise ValueError("audio has no samples")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("audio contains NaN or Inf samples")
+    return audio
+
+
 class Restorer:
     """Base class of every restorer.
 
@@ -179,25 +195,17 @@ class Restorer:
 
     # -- the contract ------------------------------------------------------
     def __call__(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        audio = np.asarray(audio)
-        if audio.ndim not in (1, 2):
-            raise ValueError(f"audio must be [channels, samples] or [samples], got shape {audio.shape}")
-        if not np.issubdtype(audio.dtype, np.floating):
-            raise ValueError(f"audio must be floating point, got {audio.dtype}")
-        if not sample_rate or sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-        if audio.shape[-1] == 0:
-            raise ValueError("audio has no samples")
-        if not np.all(np.isfinite(audio)):
-            raise ValueError("audio contains NaN or Inf samples")
-
+        audio = _checked_audio(audio, sample_rate)
         if self.params.mix == 0.0:
             return audio.copy()
 
         # No copy here: _fit only reads, and each chunk is copied before _process.
         block = np.atleast_2d(audio).astype(np.float32, copy=False)
         fitted = self._fit(block, int(sample_rate))
-        wet = self._process_chunked(block, int(sample_rate), fitted)
+        return self._finished(self._process_chunked(block, int(sample_rate), fitted), block, audio)
+
+    def _finished(self, wet: np.ndarray, block: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        """The output as the caller gets it: ``wet`` checked, mixed with the input and shaped like ``audio``."""
         if wet.shape != block.shape:
             raise RuntimeError(f"{self.name} returned shape {wet.shape} for input {block.shape}")
         if not np.all(np.isfinite(wet)):
@@ -207,6 +215,37 @@ class Restorer:
         if mix < 1.0:
             wet = mix * wet + (1.0 - mix) * block
         return wet.reshape(audio.shape).astype(audio.dtype, copy=False)
+
+    # -- restorers made of others ------------------------------------------
+    def parts(self) -> tuple["Restorer", ...]:
+        """The restorers whose outputs make this one's (:meth:`from_parts`); none for most.
+
+        A comparison that runs restorers the same as these anyway (:meth:`same_as`) builds this
+        one's output from theirs instead of running it.
+        """
+        return ()
+
+    def from_parts(self, audio: np.ndarray, sample_rate: int, outputs: list[np.ndarray]) -> np.ndarray:
+        """This restorer's output on ``audio``, made from its :meth:`parts`' outputs on it (in
+        their order): what calling it gives, to float rounding."""
+        audio = _checked_audio(audio, sample_rate)
+        if len(outputs) != len(self.parts()) or any(np.shape(out) != audio.shape for out in outputs):
+            raise ValueError(f"{self.name} is made of {len(self.parts())} outputs shaped like its input")
+        if self.params.mix == 0.0:
+            return audio.copy()
+        block = np.atleast_2d(audio).astype(np.float32, copy=False)
+        wet = self._combine(block, [np.atleast_2d(out).astype(np.float32, copy=False) for out in outputs])
+        return self._finished(wet, block, audio)
+
+    def _combine(self, audio: np.ndarray, outputs: list[np.ndarray]) -> np.ndarray:
+        """The whole wet output from the parts' float32 ``[channels, samples]`` outputs (never
+        written to)."""
+        raise NotImplementedError(f"{self.name} is not made of other restorers")
+
+    def same_as(self, other: "Restorer") -> bool:
+        """Whether ``other`` gives this restorer's output on every input: the same class, equal
+        parameters and chunking."""
+        return type(other) is type(self) and other.params == self.params and other.chunk_s == self.chunk_s
 
     def _fit(self, audio: np.ndarray, sample_rate: int) -> Any:
         """Whole-signal statistics shared by every chunk (``None`` unless overridden).

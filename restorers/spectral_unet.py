@@ -179,6 +179,10 @@ class _SpectralUNet(Restorer):
             self._model, self._meta = _MODELS[key]
         return self._model
 
+    def same_as(self, other: Restorer) -> bool:
+        """Also the same network: a restorer handed its own model is the same only as one with that model."""
+        return super().same_as(other) and other._model is self._model
+
     def trained_stop_hz(self) -> float:
         """Where the loaded extension checkpoint was trained to end the band."""
         self._load()
@@ -413,6 +417,18 @@ class UNetRestore(Restorer):
 
     def _chunk_multiple(self, sample_rate: int) -> int:
         return math.lcm(*(stage._chunk_multiple(sample_rate) for stage in self._stages))
+
+    def parts(self) -> tuple[Restorer, Restorer]:
+        """The denoiser and the extension: a comparison that runs both adds their outputs."""
+        return self._stages
+
+    def _combine(self, audio: np.ndarray, outputs: list[np.ndarray]) -> np.ndarray:
+        """``denoised + extended - audio``, as :meth:`_process` adds them per chunk."""
+        denoised, extended = outputs
+        out = denoised.copy()
+        out += extended
+        out -= audio
+        return out
 
     def _process(self, audio: np.ndarray, sample_rate: int, fitted: tuple[Any, Any]) -> np.ndarray:
         """Both stages on one chunk: chunked once for the two, so a long input holds one output, not three."""

@@ -474,6 +474,48 @@ def test_every_player_goes_out_before_any_output_is_measured(app, tmp_path, monk
     assert [row["name"] for row in view.rows] == ["input", *names] and not view.skipped
 
 
+UNETS = ["unet_denoise", "unet_bwe", "unet_restore"]
+
+
+def test_the_unet_chain_is_built_from_its_stages_outputs_when_they_run_too(app, tmp_path, monkeypatch):
+    """unet_restore is the denoiser's output plus the extension's band: a comparison that runs both
+    adds their outputs instead of running the two networks again, and shows the same output."""
+    from restorers.spectral_unet import UNetRestore
+
+    clip, *_ = app.on_upload(str(upload_file(tmp_path, hiss_snr_db=30.0)))
+    own = UNetRestore()(clip.audio, clip.sample_rate)
+    chain_process, chain_runs = UNetRestore._process, []
+
+    def counted(self, *args):
+        chain_runs.append(self)
+        return chain_process(self, *args)
+
+    monkeypatch.setattr(UNetRestore, "_process", counted)
+    steps = list(app.lab.compare_steps(clip, UNETS, {}, cache=None))
+    view = steps[-1][1]
+    assert [stage for stage, _ in steps] == ["input", "output", "output", "output", "metrics", "psd", "spectrograms"]
+    assert not chain_runs and list(view.players) == ["input", *UNETS] and not view.skipped
+    shown, _ = sf.read(view.players["unet_restore"], dtype="float32")
+    np.testing.assert_array_equal(shown.T, own)
+    # Without the extension in the comparison, the chain runs itself.
+    view = list(app.lab.compare_steps(clip, ["unet_denoise", "unet_restore"], {}, cache=None))[-1][1]
+    assert chain_runs and list(view.players) == ["input", "unet_denoise", "unet_restore"]
+
+
+def test_the_unet_chain_runs_itself_when_one_of_its_stages_fails(app, tmp_path, monkeypatch):
+    from restorers.spectral_unet import UNetBandwidthExtension
+
+    def broken(self, audio, sample_rate):
+        raise RuntimeError("the extension broke")
+
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    monkeypatch.setattr(UNetBandwidthExtension, "__call__", broken)  # the chain calls its stages' _process
+    view = list(app.lab.compare_steps(clip, UNETS, {}, cache=None))[-1][1]
+    assert list(view.skipped) == ["unet_bwe"] and "the extension broke" in view.skipped["unet_bwe"]
+    assert list(view.players) == ["input", "unet_denoise", "unet_restore"]
+    assert [row["name"] for row in view.rows] == ["input", "unet_denoise", "unet_restore"]
+
+
 def test_a_repeated_comparison_reuses_the_outputs_and_a_changed_knob_does_not(app, tmp_path, monkeypatch):
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     cache = app.lab.OutputCache(10**9)

@@ -136,6 +136,54 @@ def test_listing_row(name):
     assert row["description"]
 
 
+#: Members that say which restorers their output is made of (checked for the rest below: none).
+MADE_OF_PARTS = [name for name in NAMES if restorer_class(name).parts is not Restorer.parts]
+
+
+def test_some_member_is_made_of_others_and_the_rest_of_none():
+    assert MADE_OF_PARTS == ["unet_restore"]
+    assert not any(make(name).parts() for name in NAMES if name not in MADE_OF_PARTS)
+
+
+@pytest.mark.parametrize("name", MADE_OF_PARTS)
+@pytest.mark.parametrize("mix", [1.0, 0.25, 0.0])
+def test_a_member_made_of_parts_gives_its_own_output_from_theirs(name, mix, stereo):
+    """What a comparison that runs the parts anyway shows: the same numbers (the clip is one chunk)
+    for every channel layout, with the member's own mix."""
+    restorer = make(name, mix=mix)
+    for audio in (stereo, stereo[:1], stereo[0], stereo.astype(np.float64)):
+        outputs = [part(audio, SR) for part in restorer.parts()]
+        built = restorer.from_parts(audio, SR, outputs)
+        np.testing.assert_array_equal(built, restorer(audio, SR))
+        assert built.dtype == audio.dtype
+
+
+@pytest.mark.parametrize("name", MADE_OF_PARTS)
+def test_a_member_made_of_parts_refuses_outputs_that_do_not_fit(name, stereo):
+    restorer = make(name)
+    outputs = [part(stereo, SR) for part in restorer.parts()]
+    with pytest.raises(ValueError, match="outputs shaped like its input"):
+        restorer.from_parts(stereo, SR, outputs[:-1])
+    with pytest.raises(ValueError, match="outputs shaped like its input"):
+        restorer.from_parts(stereo, SR, [out[:, :-1] for out in outputs])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        restorer.from_parts(np.full_like(stereo, np.nan), SR, outputs)
+    assert not make("spectral_gate").parts()
+    with pytest.raises(NotImplementedError):
+        make("spectral_gate")._combine(stereo, [])
+
+
+def test_same_as_needs_one_class_equal_parameters_chunking_and_network():
+    gate = restorer_class("spectral_gate")
+    assert gate().same_as(gate()) and not gate().same_as(gate(mix=0.5))
+    assert not gate().same_as(gate(chunk_s=5.0)) and not gate().same_as(restorer_class("spectral_gate_hf")())
+    unet = restorer_class("unet_denoise")
+    assert unet().same_as(unet()) and not unet().same_as(unet(representation="linear"))
+    tiny = unet.tiny()
+    assert not tiny.same_as(unet.tiny()) and not tiny.same_as(unet())  # a network of its own: only itself
+    assert tiny.same_as(tiny)
+
+
 @pytest.mark.parametrize("bad, message", [(np.array([[np.nan] * 100], np.float32), "^audio contains NaN or Inf samples$"),
                                           (np.zeros((1, 0), np.float32), "^audio has no samples$"),
                                           (np.zeros((2, 3, 4), np.float32), r"\[channels, samples\].*\(2, 3, 4\)"),

@@ -290,6 +290,17 @@ def test_restore_chain_adds_the_extended_band_to_the_denoised_input():
     assert band_level_db(out, music, 16500, SR / 2) > 20  # and the empty band is filled
 
 
+def test_restore_chain_from_its_stages_outputs_matches_its_own_pass_over_many_chunks():
+    """Both stages chunk on the chain's grid (one chunk length, hop and context), so their outputs
+    added equal the chain's chunk-by-chunk pass to float rounding, crossfades included."""
+    chain = restorer_class("unet_restore").tiny(chunk_s=0.5)
+    rng = np.random.default_rng(2)
+    music = band_limit(rng.standard_normal((2, 3 * SR)).astype(np.float32) * 0.1, SR, None, cutoff_hz=16000.0)
+    assert all(part.chunk_s == chain.chunk_s and part.context_s == chain.context_s for part in chain.parts())
+    built = chain.from_parts(music, SR, [part(music, SR) for part in chain.parts()])
+    np.testing.assert_allclose(built, chain(music, SR), rtol=0, atol=1e-6)
+
+
 def test_unet_restore_never_writes_into_its_input_when_a_stage_hands_it_back():
     """Both stages returning their input as is (an extension that finds no cliff does) must give the
     input back, and leave the caller's array as it was: the stages' outputs are combined in place."""
