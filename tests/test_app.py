@@ -58,9 +58,10 @@ def run_compare(app, *args, **kwargs):
             final = list(update)
             continue
         for i, value in enumerate(update):
-            if isinstance(value, dict) and value.get("__type__") == "update" and isinstance(final[i], dict):
-                final[i] = {**final[i], **value}
-            elif not (isinstance(value, dict) and value == {"__type__": "update"}):
+            is_update = isinstance(value, dict) and value.get("__type__") == "update"
+            if isinstance(final[i], dict) and (is_update or final[i].get("__type__") == "update"):
+                final[i] = {**final[i], **(value if is_update else {"value": value})}  # a plain value: its value only
+            elif not (is_update and value == {"__type__": "update"}):
                 final[i] = value
     return tuple(final)
 
@@ -449,6 +450,24 @@ def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
     assert all(later[k][n]["label"] == n for k, new in enumerate(filled) for n in new)
 
 
+@pytest.mark.parametrize("matched", [False, True])
+def test_compare_leaves_a_player_with_an_output_as_it_is_and_sends_the_others_no_skips(app, tmp_path, matched):
+    """Gradio builds a component again for each skip; a plain ``None`` costs nothing but would empty
+    a player that holds an output, so each step sends a skip exactly to the players that hold one."""
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    names = ["spectral_gate_hf", "mcra_wiener", "bandwidth_extension_dsp"]
+    holding: set[str] = set()
+    for update in app.on_compare(clip, names, matched, *knobs(app)):
+        for name, player in zip(app.PLAYER_NAMES, update[1:1 + len(app.PLAYER_NAMES)]):
+            if player == {"__type__": "update"}:
+                assert name in holding
+            elif player is None or (isinstance(player, dict) and player.get("value", ...) is None):
+                assert name not in holding
+            elif isinstance(player, dict) and player.get("value"):
+                holding.add(name)
+    assert holding == {"input", *names}
+
+
 def test_every_player_goes_out_before_any_output_is_measured(app, tmp_path, monkeypatch):
     """Measuring waits until every restorer's player has been yielded: a comparison that measured
     each output before showing it would hold the measurements here and fail."""
@@ -563,7 +582,8 @@ def test_a_failing_restorer_is_reported_and_the_others_are_kept(app, tmp_path, m
         shown = {}
         for update in updates:
             for name, player in zip(app.PLAYER_NAMES, update[1:1 + len(app.PLAYER_NAMES)]):
-                shown[name] = player.get("visible", shown.get(name))
+                if isinstance(player, dict):  # a plain value leaves the player's visibility as it was
+                    shown[name] = player.get("visible", shown.get(name))
         assert updates[0][1 + app.PLAYER_NAMES.index("mcra_wiener")]["visible"]
         assert [name for name, visible in shown.items() if visible] == ["input", "spectral_gate_hf"]
         assert "mcra_wiener** skipped: failed: RuntimeError" in updates[-1][-1]
