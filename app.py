@@ -41,7 +41,14 @@ from restorelab.listening.votes import MERGED
 from restorelab.plots import heatmap_plotly
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-HEAD = f"<script>{(ASSETS / 'ab_transport.js').read_text(encoding='utf-8')}</script>"
+#: Gradio's module for plotly figures (3.5 MB of script): loaded by the page when the first figure
+#: arrives, in the middle of a comparison on a busy machine; preloaded, it is ready by then. Found by
+#: name among Gradio's built assets (nothing is preloaded if a Gradio version names it otherwise).
+PRELOADED_MODULES = sorted(path.name for path in (Path(gr.__file__).parent / "templates" / "frontend" / "assets")
+                           .glob("PlotlyPlot-*.js"))
+#: A study's page: the listening transport. The lab's page also preloads the plot module.
+STUDY_HEAD = f"<script>{(ASSETS / 'ab_transport.js').read_text(encoding='utf-8')}</script>"
+HEAD = STUDY_HEAD + "".join(f'<link rel="modulepreload" href="./assets/{name}">' for name in PRELOADED_MODULES)
 CSS = (ASSETS / "ab_transport.css").read_text(encoding="utf-8")
 LIMITS = Limits.from_env()
 RULES = ListenRules.from_env()
@@ -750,7 +757,7 @@ def launch(argv: list[str] | None = None) -> None:
         lab.WORK_ROOT.mkdir(parents=True, exist_ok=True)
         demo = build_app()
     demo.queue(default_concurrency_limit=4, max_size=64).launch(
-        head=HEAD, css=CSS, ssr_mode=False, max_file_size=f"{int(LIMITS.max_upload_mb)}mb",
+        head=STUDY_HEAD if args.study else HEAD, css=CSS, ssr_mode=False, max_file_size=f"{int(LIMITS.max_upload_mb)}mb",
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
         app_kwargs={"routes": [Route(f"{STIMULUS_ROUTE}/{{token}}", serve_stimulus)]}, prevent_thread_lock=True)

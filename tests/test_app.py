@@ -125,6 +125,14 @@ def test_upload_errors_are_readable_and_name_no_server_path(app, tmp_path):
         app.on_upload(str(big))
 
 
+def test_the_page_preloads_the_plot_module_of_the_pinned_gradio(app):
+    """The PSD plot's module (3.5 MB of script) loads with the page rather than on the first Compare;
+    found by name in Gradio's built assets, so a Gradio that names it otherwise fails here."""
+    preloaded = re.findall(r'<link rel="modulepreload" href="\./assets/([^"]+)">', app.HEAD)
+    assets = Path(gr.__file__).parent / "templates" / "frontend" / "assets"
+    assert len(preloaded) == 1 and preloaded[0].startswith("PlotlyPlot-") and (assets / preloaded[0]).is_file()
+
+
 def test_generation_inputs_are_bounded_before_any_work(app):
     huge = "lofi " * 30_000
     with pytest.raises(gr.Error, match="The prompt is 150000 characters long; the limit is 500"):

@@ -163,6 +163,8 @@ def test_compare_listen_vote_export(server, browser):
     wait_text(page, "#source-player #duration", "0:10", timeout_s=60)
     page.screenshot(path=SHOTS / "1-source.png", full_page=True)
 
+    # The PSD plot's module came with the page, before Compare needs it.
+    assert page.evaluate("performance.getEntriesByType('resource').some(e => /PlotlyPlot-.*[.]js$/.test(e.name))")
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare")
     wait_text(page, "#compare-status", f"Compared {len(AVAILABLE)} restorer(s)")
