@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from restorelab import analysis, plots
 from restorelab.audio import Clip, write_wav
 from restorelab.memory import release_memory, return_large_arrays
 from restorelab.report import columns_of, write_table
-from restorers import build_available, output_names
+from restorers import build_available, made_of_others, output_names
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -77,6 +78,10 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     also handed back to the system as soon as they are freed: :func:`memory.return_large_arrays`),
     and a clip twice as long takes twice as long. ``passthrough`` is not run as an output: the input row already is the
     unprocessed control.
+
+    For a short clip, a restorer made of others that run before it (``unet_restore`` after
+    ``unet_denoise`` and ``unet_bwe``) is built from their outputs, held until then (two more
+    outputs at most), instead of running again; a long clip's outputs are not held.
     """
     outdir = Path(outdir)
     sr = clip.sample_rate
@@ -101,6 +106,9 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     overlap = clip.audio.nbytes <= OVERLAP_MAX_BYTES
     if not overlap:
         return_large_arrays()  # for the rest of the process: a fifth less memory, up to 30 % more time
+    made_of = made_of_others(restorers) if overlap else {}
+    uses = Counter(part for parts in made_of.values() for part in parts)
+    held: dict[str, np.ndarray] = {}  # the outputs of parts, until what they make has been built
     with ThreadPoolExecutor(max_workers=1) as worker:
         input_job = worker.submit(analysis.measure_input, clip.audio, sr)
         pending = worker.submit(keep, analysis.INPUT_ROW, clip.audio)
@@ -110,7 +118,17 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
             if not overlap:
                 pending.result()
                 release_memory()  # what measuring the last output left in the worker's arena
-            audio = restorer(clip.audio, sr)
+            parts = made_of.get(name, [])
+            if parts and all(part in held for part in parts):
+                audio = restorer.from_parts(clip.audio, sr, [held[part] for part in parts])
+            else:
+                audio = restorer(clip.audio, sr)
+            for part in parts:  # let go of the parts' outputs that nothing still to run is made of
+                uses[part] -= 1
+                if not uses[part]:
+                    held.pop(part, None)
+            if uses[name]:
+                held[name] = audio
             result.settings[name] = dataclasses.asdict(restorer.params)
             pending.result()
             pending = worker.submit(keep, name, audio)

@@ -40,8 +40,7 @@ from restorelab.listening.study_results import study_ids, summarise
 from restorelab.listening.transport import ListeningReport, ListenRules, StimulusStore
 from restorelab.listening.trials import Session, Trial, commit, judge, start_trial
 from restorelab.listening.votes import Vote, VoteLog, flagged_sessions, new_session_id
-from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
-from restorers.base import Restorer
+from restorers import REGISTRY, build_available, made_of_others, output_names, restorer_class, restorer_info
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "examples"
 #: Bundled examples: label -> (file, description). Made by scripts/make_examples.py.
@@ -361,18 +360,6 @@ def _measure_output(audio: np.ndarray, sample_rate: int, input_job: Future) -> _
     return _measured(audio, sample_rate, input_job.result()[1])[0]
 
 
-def _made_of(restorers: dict[str, Restorer]) -> dict[str, list[str]]:
-    """The restorers whose :meth:`~restorers.base.Restorer.parts` all run in the comparison too
-    (each the same as one made of no others): name -> the names whose outputs make its own."""
-    made_of = {}
-    for name, restorer in restorers.items():
-        names = [next((other for other, candidate in restorers.items()
-                       if not candidate.parts() and part.same_as(candidate)), None) for part in restorer.parts()]
-        if names and None not in names:
-            made_of[name] = names
-    return made_of
-
-
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
                   cache: OutputCache | None = None) -> Iterator[tuple[str, CompareView]]:
     """Run the chosen restorers and fill one view as results come, yielding ``(stage, view)``.
@@ -416,7 +403,7 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
     # Every restorer is queued before any measuring, so each player goes out as soon as its
     # restorer is done; the table waits for the measurements, queued behind the restorers. A
     # restorer made of others in the comparison is built from their outputs once they are done.
-    made_of = _made_of(restorers)
+    made_of = made_of_others(restorers)
     with ThreadPoolExecutor(max_workers=COMPARE_WORKERS) as pool:
         restoring: dict[Future, str] = {}
         waiting: dict[str, list[str]] = {}

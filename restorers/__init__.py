@@ -76,6 +76,20 @@ def build_available(names: list[str], params: dict[str, dict[str, Any]] | None =
     return restorers, skipped
 
 
+def made_of_others(restorers: dict[str, Restorer]) -> dict[str, list[str]]:
+    """Of ``restorers`` (name -> instance, run on one input), those whose
+    :meth:`~restorers.base.Restorer.parts` are all among the others (each the same as one made of
+    none): name -> the names whose outputs make its own, through
+    :meth:`~restorers.base.Restorer.from_parts`."""
+    made_of = {}
+    for name, restorer in restorers.items():
+        names = [next((other for other, candidate in restorers.items()
+                       if not candidate.parts() and part.same_as(candidate)), None) for part in restorer.parts()]
+        if names and None not in names:
+            made_of[name] = names
+    return made_of
+
+
 def restorer_info(name: str) -> dict[str, Any]:
     """One row of the ``restorelab restorers`` listing."""
     cls = restorer_class(name)

@@ -140,6 +140,34 @@ def test_compare_with_reference(clips, tmp_path, capsys):
     assert printed.index("| spectral_subtraction_hf") < printed.index("LSD: log10 power") < printed.index("wrote ")
 
 
+@pytest.mark.parametrize("long_clip", [False, True])
+def test_compare_builds_the_unet_chain_from_its_stages_outputs_unless_the_clip_is_long(
+        clips, tmp_path, monkeypatch, long_clip):
+    """A short clip's unet_restore is the sum its stages' outputs make, without running it: the same
+    file as running it. A long clip's outputs are not held (memory), so the chain runs itself."""
+    from restorelab import compare
+    from restorelab.audio import load_audio
+    from restorers.spectral_unet import UNetRestore
+
+    clip = load_audio(clips / "song.wav")
+    own = UNetRestore()(clip.audio, clip.sample_rate)
+    chain_process, chain_runs = UNetRestore._process, []
+
+    def counted(self, *args):
+        chain_runs.append(self)
+        return chain_process(self, *args)
+
+    monkeypatch.setattr(UNetRestore, "_process", counted)
+    if long_clip:
+        monkeypatch.setattr(compare, "OVERLAP_MAX_BYTES", 0)
+    names = ["unet_denoise", "unet_codec", "unet_bwe", "unet_restore"]
+    result = compare.run_comparison(clip, tmp_path / "cmp", names, figures=False)
+    assert [row["name"] for row in result.rows] == ["input", *names] and bool(chain_runs) == long_clip
+    written, _ = sf.read(result.files.wavs["unet_restore"], dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(written.T, own.reshape(written.T.shape))
+    assert result.settings["unet_restore"] == dataclasses.asdict(UNetRestore().params)
+
+
 def test_compare_bad_file_is_a_clear_error(clips, tmp_path, capsys):
     assert main(["compare", str(clips / "broken.wav"), "-o", str(tmp_path / "c")]) == 2
     assert "broken.wav: is not a readable audio file" in capsys.readouterr().err
