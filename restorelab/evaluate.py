@@ -11,7 +11,7 @@ import numpy as np
 from restorelab import analysis
 from restorelab.audio import WORKING_RATE, load_audio
 from restorelab.degrade import PRESETS, degrade
-from restorers import build_available, output_names
+from restorers import build_available, output_names, restore_all
 
 INPUT_ROW = analysis.INPUT_ROW
 
@@ -61,7 +61,7 @@ def evaluate(pairs, names: list[str] | None = None, cutoff_hz: float | None = No
     result = Evaluation(cutoff_hz=cutoff_hz, skipped=skipped)
     for clip_id, clean, degraded in pairs:
         candidates = {INPUT_ROW: degraded}
-        candidates.update({name: r(degraded, WORKING_RATE) for name, r in restorers.items()})
+        candidates.update(restore_all(restorers, degraded, WORKING_RATE))
         for name, audio in candidates.items():
             row = analysis.reference_metrics(clean, audio, WORKING_RATE, cutoff_hz, with_visqol)
             result.per_clip.append({"clip": clip_id, "restorer": name, **row})
@@ -85,7 +85,7 @@ def evaluate_no_reference(files: Iterable[Path], names: list[str] | None = None,
     goals = {name: restorer.goal for name, restorer in restorers.items()}
     for path in files:
         clip = load_audio(path)
-        outputs = {name: r(clip.audio, clip.sample_rate) for name, r in restorers.items()}
+        outputs = restore_all(restorers, clip.audio, clip.sample_rate)
         for row in analysis.compare_no_reference(clip.audio, outputs, clip.sample_rate, thresholds, goals):
             name = row.pop("name")
             result.per_clip.append({"clip": path.stem, "restorer": name, **row})

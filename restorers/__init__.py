@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from restorers.bandwidth_extension_dsp import BandwidthExtensionDsp
 from restorers.base import Availability, Restorer, RestorerParams
 from restorers.demucs_remix import DemucsRemix
@@ -88,6 +90,18 @@ def made_of_others(restorers: dict[str, Restorer]) -> dict[str, list[str]]:
         if names and None not in names:
             made_of[name] = names
     return made_of
+
+
+def restore_all(restorers: dict[str, Restorer], audio: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
+    """Each of ``restorers``' output on ``audio``, in their order; one made of others that come
+    before it (:func:`made_of_others`) is built from their outputs instead of run."""
+    made_of = made_of_others(restorers)
+    outputs: dict[str, np.ndarray] = {}
+    for name, restorer in restorers.items():
+        parts = made_of.get(name, [])
+        outputs[name] = (restorer.from_parts(audio, sample_rate, [outputs[part] for part in parts])
+                         if parts and all(part in outputs for part in parts) else restorer(audio, sample_rate))
+    return outputs
 
 
 def restorer_info(name: str) -> dict[str, Any]:

@@ -173,6 +173,31 @@ def test_a_member_made_of_parts_refuses_outputs_that_do_not_fit(name, stereo):
         make("spectral_gate")._combine(stereo, [])
 
 
+def test_restore_all_builds_a_member_from_the_parts_before_it_and_runs_it_when_they_come_after(
+        stereo, monkeypatch):
+    """With the shipped networks (a tiny member's parts are networks of its own, like no other)."""
+    from restorers import build_available, restore_all
+    from restorers.spectral_unet import UNetRestore
+
+    names = ["unet_denoise", "unet_bwe", "unet_restore"]
+    restorers, _ = build_available(names)
+    alone = {name: restorer(stereo, SR) for name, restorer in restorers.items()}
+    chain_process, chain_runs = UNetRestore._process, []
+
+    def counted(self, *args):
+        chain_runs.append(self)
+        return chain_process(self, *args)
+
+    monkeypatch.setattr(UNetRestore, "_process", counted)
+    outputs = restore_all(restorers, stereo, SR)
+    assert list(outputs) == names and not chain_runs
+    for name in names:
+        np.testing.assert_array_equal(outputs[name], alone[name])
+    chain_first = {name: restorers[name] for name in reversed(names)}
+    np.testing.assert_array_equal(restore_all(chain_first, stereo, SR)["unet_restore"], alone["unet_restore"])
+    assert len(chain_runs) == 1
+
+
 def test_same_as_needs_one_class_equal_parameters_chunking_and_network():
     gate = restorer_class("spectral_gate")
     assert gate().same_as(gate()) and not gate().same_as(gate(mix=0.5))

@@ -425,6 +425,8 @@ def build_study(inputs: list[Path], folder: str | Path, *, restorers: dict[str, 
                 raise StudyError(str(exc)) from None
 
     def items():
+        from restorers import restore_all
+
         for path, (clip, reference) in zip(inputs, clips()):
             if systems_dir is not None:
                 outputs = _system_outputs(systems_dir, Path(path).stem, clip, max_duration_s)
@@ -434,7 +436,7 @@ def build_study(inputs: list[Path], folder: str | Path, *, restorers: dict[str, 
                 outputs = {name: audio[:, :n] for name, audio in outputs.items()}
                 settings = {name: [{"system": name}] for name in outputs}
             else:
-                outputs = {name: restorer(clip.audio, clip.sample_rate) for name, restorer in restorers.items()}
+                outputs = restore_all(restorers, clip.audio, clip.sample_rate)
                 settings = {name: [{"restorer": name, "params": asdict(restorer.params)}]
                             for name, restorer in restorers.items()}
             yield (clip, outputs, settings) if reference is None else (clip, outputs, settings, reference)
