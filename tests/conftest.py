@@ -15,6 +15,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
+def chain_runs(monkeypatch) -> list:
+    """Each chunk ``unet_restore`` runs itself on (its stages' networks), recorded; empty where it
+    was built from its stages' outputs instead."""
+    from restorers.spectral_unet import UNetRestore
+
+    process, runs = UNetRestore._process, []
+
+    def counted(self, *args):
+        runs.append(self)
+        return process(self, *args)
+
+    monkeypatch.setattr(UNetRestore, "_process", counted)
+    return runs
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 

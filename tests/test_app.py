@@ -504,20 +504,14 @@ def test_every_player_goes_out_before_any_output_is_measured(app, tmp_path, monk
 UNETS = ["unet_denoise", "unet_bwe", "unet_restore"]
 
 
-def test_the_unet_chain_is_built_from_its_stages_outputs_when_they_run_too(app, tmp_path, monkeypatch):
+def test_the_unet_chain_is_built_from_its_stages_outputs_when_they_run_too(app, tmp_path, chain_runs):
     """unet_restore is the denoiser's output plus the extension's band: a comparison that runs both
     adds their outputs instead of running the two networks again, and shows the same output."""
     from restorers.spectral_unet import UNetRestore
 
     clip, *_ = app.on_upload(str(upload_file(tmp_path, hiss_snr_db=30.0)))
     own = UNetRestore()(clip.audio, clip.sample_rate)
-    chain_process, chain_runs = UNetRestore._process, []
-
-    def counted(self, *args):
-        chain_runs.append(self)
-        return chain_process(self, *args)
-
-    monkeypatch.setattr(UNetRestore, "_process", counted)
+    chain_runs.clear()
     steps = list(app.lab.compare_steps(clip, UNETS, {}, cache=None))
     view = steps[-1][1]
     assert [stage for stage, _ in steps] == ["input", "output", "output", "output", "metrics", "psd", "spectrograms"]
