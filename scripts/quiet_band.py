@@ -103,6 +103,12 @@ def summary(name: str, rows: list[dict]) -> dict:
     return out
 
 
+
+def _with_hiss(noisy: dict, clean: np.ndarray) -> dict:
+    """The row of a clip with hiss added, and the true drop: its quiet high band less the clean one's."""
+    return {k: noisy[k] for k in BASIC} | {"true_drop_db": noisy["quiet_high_db"]
+                                          - measure(clean, noisy["quiet"])["quiet_high_db"]}
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("references", type=Path, help="full-band music (the known answers)")
@@ -116,11 +122,6 @@ def main() -> None:
     restorers = restorers_of(args.restorer)
 
     table = []
-    def with_hiss(noisy: dict, clean: np.ndarray) -> dict:
-        """The row of a clip with hiss added, and the true drop: its quiet high band less the clean one's."""
-        return {k: noisy[k] for k in BASIC} | {"true_drop_db": noisy["quiet_high_db"]
-                                              - measure(clean, noisy["quiet"])["quiet_high_db"]}
-
     limited, hissy, brown, on_brown = [], [], [], {name: [] for name in restorers}
     for i, path in enumerate(find_audio_files([args.references])):
         reference = load_audio(path).audio
@@ -131,8 +132,8 @@ def main() -> None:
                                highpass_hz=4000.0)
         a, c = measure(clean), measure(steep)
         limited.append({k: a[k] for k in BASIC})
-        hissy.append(with_hiss(measure(noisy), clean))
-        brown.append(with_hiss(c, clean))
+        hissy.append(_with_hiss(measure(noisy), clean))
+        brown.append(_with_hiss(c, clean))
         for name, restorer in restorers.items():
             out = measure(np.asarray(restorer(steep, WORKING_RATE), dtype=np.float32), c["quiet"])
             on_brown[name].append({"taken_db": c["quiet_high_db"] - out["quiet_high_db"]})
