@@ -170,7 +170,8 @@ def on_compare(clip, names, matched, *values, request: gr.Request = None):
                     shown.update(view.players)
                     running = sum(name != lab.INPUT_ROW and name not in view.skipped for name in view.settings)
                     table = None if stage == "input" else skip  # clear the last run's; then keep it empty
-                    yield (view, *players, None, None, None, table, None, f"Restored {len(view.players) - 1} of {running}…")
+                    status = f"Restored {len(view.players) - 1} of {running}…"
+                    yield (view, *players, None, None, None, table, None, status)
                 elif stage == "metrics":
                     players = _player_updates(view, True) if matched else [
                         gr.update(label=f"{name} ({view.notes[name]})") if name in view.notes
@@ -757,7 +758,8 @@ def launch(argv: list[str] | None = None) -> None:
         lab.WORK_ROOT.mkdir(parents=True, exist_ok=True)
         demo = build_app()
     demo.queue(default_concurrency_limit=4, max_size=64).launch(
-        head=STUDY_HEAD if args.study else HEAD, css=CSS, ssr_mode=False, max_file_size=f"{int(LIMITS.max_upload_mb)}mb",
+        head=STUDY_HEAD if args.study else HEAD, css=CSS, ssr_mode=False,
+        max_file_size=f"{int(LIMITS.max_upload_mb)}mb",
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
         app_kwargs={"routes": [Route(f"{STIMULUS_ROUTE}/{{token}}", serve_stimulus)]}, prevent_thread_lock=True)
