@@ -14,7 +14,7 @@ from pathlib import Path
 
 from restorelab import __version__
 from restorelab.degrade import PRESETS
-from restorers import REGISTRY, build_available, output_names, restorer_class, restorer_info
+from restorers import REGISTRY, build_available, output_names, restore_each, restorer_class, restorer_info
 
 #: The source tracks of the evaluation excerpts (``../shared/data/music-reference``), never trained on.
 HELD_OUT_TRACKS = Path(__file__).resolve().parent.parent / "assets" / "held_out_tracks.tsv"
@@ -143,6 +143,7 @@ def cmd_restore(args) -> int:
     from tqdm import tqdm
 
     from restorelab.audio import write_wav
+    from restorelab.compare import OVERLAP_MAX_BYTES
 
     settings = parse_settings(args.set)
     files = _audio_inputs(args.inputs)
@@ -158,9 +159,10 @@ def cmd_restore(args) -> int:
         for note in clip.notes:
             if args.verbose or note.startswith("downmixed"):
                 tqdm.write(f"{path}: {note}", file=sys.stderr)
-        for name, restorer in restorers.items():
-            out = restorer(clip.audio, clip.sample_rate)
+        short = clip.audio.nbytes <= OVERLAP_MAX_BYTES  # holds the outputs a later restorer is made of
+        for name, out in restore_each(restorers, clip.audio, clip.sample_rate, hold_parts=short):
             write_wav(Path(args.output) / name / f"{path.stem}.wav", out, clip.sample_rate)
+            del out
     print(f"restored {len(files) - len(failures)} of {len(files)} file(s) with {len(restorers)} "
           f"restorer(s) into {args.output}")
     return 1 if failures else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +14,13 @@ from restorelab import analysis, plots
 from restorelab.audio import Clip, write_wav
 from restorelab.memory import release_memory, return_large_arrays
 from restorelab.report import columns_of, write_table
-from restorers import build_available, made_of_others, output_names
+from restorers import build_available, output_names, restore_each
 
 ProgressCallback = Callable[[str, int, int], None]
 
 #: Clips up to this size (about three minutes of stereo) have an output measured while the next
-#: restorer runs; longer ones one output at a time, so memory does not grow with their length.
+#: restorer runs, and hold the outputs a later restorer is made of (``unet_restore``'s stages);
+#: longer ones one output at a time, so memory does not grow with their length.
 OVERLAP_MAX_BYTES = 64 << 20
 
 
@@ -106,30 +106,20 @@ def run_comparison(clip: Clip, outdir: str | Path, names: list[str] | None = Non
     overlap = clip.audio.nbytes <= OVERLAP_MAX_BYTES
     if not overlap:
         return_large_arrays()  # for the rest of the process: a fifth less memory, up to 30 % more time
-    made_of = made_of_others(restorers) if overlap else {}
-    uses = Counter(part for parts in made_of.values() for part in parts)
-    held: dict[str, np.ndarray] = {}  # the outputs of parts, until what they make has been built
+    order = {name: index for index, name in enumerate(restorers)}
+
+    def before(name: str) -> None:
+        if progress:
+            progress(name, order[name], len(restorers))
+        if not overlap:
+            pending.result()
+            release_memory()  # what measuring the last output left in the worker's arena
+
     with ThreadPoolExecutor(max_workers=1) as worker:
         input_job = worker.submit(analysis.measure_input, clip.audio, sr)
         pending = worker.submit(keep, analysis.INPUT_ROW, clip.audio)
-        for index, (name, restorer) in enumerate(restorers.items()):
-            if progress:
-                progress(name, index, len(restorers))
-            if not overlap:
-                pending.result()
-                release_memory()  # what measuring the last output left in the worker's arena
-            parts = made_of.get(name, [])
-            if parts and all(part in held for part in parts):
-                audio = restorer.from_parts(clip.audio, sr, [held[part] for part in parts])
-            else:
-                audio = restorer(clip.audio, sr)
-            for part in parts:  # let go of the parts' outputs that nothing still to run is made of
-                uses[part] -= 1
-                if not uses[part]:
-                    held.pop(part, None)
-            if uses[name]:
-                held[name] = audio
-            result.settings[name] = dataclasses.asdict(restorer.params)
+        for name, audio in restore_each(restorers, clip.audio, sr, hold_parts=overlap, before=before):
+            result.settings[name] = dataclasses.asdict(restorers[name].params)
             pending.result()
             pending = worker.submit(keep, name, audio)
             del audio

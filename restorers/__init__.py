@@ -5,7 +5,8 @@ Adding a restorer: one new module in this package, one line in ``REGISTRY``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -92,16 +93,36 @@ def made_of_others(restorers: dict[str, Restorer]) -> dict[str, list[str]]:
     return made_of
 
 
-def restore_all(restorers: dict[str, Restorer], audio: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
-    """Each of ``restorers``' output on ``audio``, in their order; one made of others that come
-    before it (:func:`made_of_others`) is built from their outputs instead of run."""
-    made_of = made_of_others(restorers)
-    outputs: dict[str, np.ndarray] = {}
+def restore_each(restorers: dict[str, Restorer], audio: np.ndarray, sample_rate: int, hold_parts: bool = True,
+                 before: Callable[[str], None] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """``(name, output)`` of each of ``restorers`` on ``audio``, one at a time in their order,
+    ``before(name)`` called before each is made. With ``hold_parts``, one made of others that come
+    before it (:func:`made_of_others`) is built from their outputs, which are held until then and
+    no longer; without, each runs itself and no output outlives its turn here."""
+    made_of = made_of_others(restorers) if hold_parts else {}
+    uses = Counter(part for parts in made_of.values() for part in parts)
+    held: dict[str, np.ndarray] = {}
     for name, restorer in restorers.items():
+        if before is not None:
+            before(name)
         parts = made_of.get(name, [])
-        outputs[name] = (restorer.from_parts(audio, sample_rate, [outputs[part] for part in parts])
-                         if parts and all(part in outputs for part in parts) else restorer(audio, sample_rate))
-    return outputs
+        if parts and all(part in held for part in parts):
+            out = restorer.from_parts(audio, sample_rate, [held[part] for part in parts])
+        else:
+            out = restorer(audio, sample_rate)
+        for part in parts:  # let go of the parts' outputs that nothing still to come is made of
+            uses[part] -= 1
+            if not uses[part]:
+                held.pop(part, None)
+        if uses[name]:
+            held[name] = out
+        yield name, out
+        del out  # not kept while the next one runs
+
+
+def restore_all(restorers: dict[str, Restorer], audio: np.ndarray, sample_rate: int) -> dict[str, np.ndarray]:
+    """Each of ``restorers``' output on ``audio`` (:func:`restore_each`, the parts held)."""
+    return dict(restore_each(restorers, audio, sample_rate))
 
 
 def restorer_info(name: str) -> dict[str, Any]:

@@ -162,6 +162,19 @@ def test_compare_builds_the_unet_chain_from_its_stages_outputs_unless_the_clip_i
     assert result.settings["unet_restore"] == dataclasses.asdict(UNetRestore().params)
 
 
+def test_restore_builds_the_unet_chain_from_its_stages_outputs(clips, tmp_path, chain_runs):
+    from restorelab.audio import load_audio
+    from restorers.spectral_unet import UNetRestore
+
+    own = UNetRestore()(load_audio(clips / "song.wav").audio, SR)
+    chain_runs.clear()
+    args = ["-r", "unet_denoise", "-r", "unet_bwe", "-r", "unet_restore"]
+    assert main(["restore", str(clips / "song.wav"), "-o", str(tmp_path / "r"), *args, "-q"]) == 0
+    assert not chain_runs
+    written, _ = sf.read(tmp_path / "r" / "unet_restore" / "song.wav", dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(written.T, own.reshape(written.T.shape))
+
+
 def test_compare_bad_file_is_a_clear_error(clips, tmp_path, capsys):
     assert main(["compare", str(clips / "broken.wav"), "-o", str(tmp_path / "c")]) == 2
     assert "broken.wav: is not a readable audio file" in capsys.readouterr().err
