@@ -15,9 +15,9 @@ add up to about that, the comparison is bound by the machine's CPU, wherever its
 Debian's chromium (``sh scripts/install-test-deps.sh``) and the ``playwright`` package.
 
 ``--clip FILE`` uploads that file instead of loading the example (the visitors and the restorers
-alone take it too).
+alone take it too); ``-r NAME`` (repeatable) leaves only those restorers chosen.
 
-    python scripts/time_compare.py [--runs 3] [--clip FILE]
+    python scripts/time_compare.py [--runs 3] [--clip FILE] [-r NAME ...]
 """
 
 from __future__ import annotations
@@ -57,15 +57,22 @@ def browser_cpu_seconds() -> float:
     return total
 
 
-def restorers_alone(path: Path | None = None) -> float:
-    """Seconds the chosen restorers take on the example (or ``path``), one after another, in this process."""
+def available_restorers() -> list[str]:
+    """The restorers Compare offers here, in its order."""
+    from restorelab import lab
+
+    return [name for name in lab.restorer_choices() if name not in lab.unavailable_restorers()]
+
+
+def restorers_alone(path: Path | None = None, names: list[str] | None = None) -> float:
+    """Seconds the chosen restorers (default: all available) take on the example (or ``path``), one
+    after another, in this process."""
     from restorelab import lab
     from restorelab.audio import load_audio
     from restorers import build_available
 
     clip = lab.load_example(EXAMPLE) if path is None else load_audio(path)
-    names = [name for name in lab.restorer_choices() if name not in lab.unavailable_restorers()]
-    restorers, _ = build_available(names)
+    restorers, _ = build_available(names or available_restorers())
     for restorer in restorers.values():  # load models once, as the app has by its second comparison
         restorer(clip.audio[:, : clip.sample_rate], clip.sample_rate)
     start = time.monotonic()
@@ -74,8 +81,9 @@ def restorers_alone(path: Path | None = None) -> float:
     return time.monotonic() - start
 
 
-def open_example(page, url: str, path: Path | None = None) -> None:
-    """Load the example, or upload ``path``, and open the Compare tab."""
+def open_example(page, url: str, path: Path | None = None, restorers: list[str] | None = None) -> None:
+    """Load the example, or upload ``path``, open the Compare tab and, given ``restorers``, leave
+    only those chosen."""
     page.goto(url)
     if path is None:
         page.click("#load-example")
@@ -86,6 +94,9 @@ def open_example(page, url: str, path: Path | None = None) -> None:
         name = path.stem
     page.wait_for_function(f"document.querySelector('#source-info').innerText.includes({name!r})", timeout=120_000)
     page.get_by_role("tab", name="Compare").click()
+    for other in available_restorers() if restorers else []:
+        if other not in restorers:
+            page.locator("#restorer-choice").get_by_label(other, exact=True).uncheck()
 
 
 #: Notes when this Compare's progress line appears, so a repeat is not taken for the last one's end.
@@ -156,8 +167,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clip", type=Path, help="an audio file to upload instead of the bundled example")
+    parser.add_argument("-r", "--restorer", action="append", help="leave only this restorer chosen (repeatable)")
     args = parser.parse_args()
-    alone = restorers_alone(args.clip)
+    unknown = set(args.restorer or []) - set(available_restorers())
+    if unknown:
+        parser.error(f"not available here: {', '.join(sorted(unknown))}")
+    alone = restorers_alone(args.clip, args.restorer)
     votes = str(Path(tempfile.mkdtemp()) / "votes.csv")
     started = time.monotonic()
     # Without the output cache (1 kB holds no output): every Compare runs the restorers.
@@ -167,25 +182,26 @@ def main() -> None:
             browser, (page, *others) = browser_pages(p, 3)
             fresh, cpu = [], []
             for _ in range(args.runs):
-                open_example(page, url, args.clip)
+                open_example(page, url, args.clip, args.restorer)
                 first, everything, app_s, browser_s = compare_with_cpu(page, app.pid)
                 fresh.append((first, everything))
                 cpu.append((app_s, browser_s))
             both = []
             for _ in range(2):  # new visitors (their pages' first comparison), then the same two again
                 for other in others:
-                    open_example(other, url, args.clip)
+                    open_example(other, url, args.clip, args.restorer)
                 starts = [click(other) for other in others]  # two visitors press Compare together
                 both.append(shown(others, starts))
             browser.close()
     with local_app(RESTORELAB_VOTES_PATH=votes) as (_, url), sync_playwright() as p:
         browser, (page,) = browser_pages(p, 1)
-        open_example(page, url, args.clip)
+        open_example(page, url, args.clip, args.restorer)
         shown([page], [click(page)])
         repeated = shown([page], [click(page)])[0]  # the same clip, restorers and settings again
         browser.close()
     print(f"app answered its first request {answered:.1f} s after start")
-    print(f"restorers alone on {args.clip or 'the 9.7 s stereo example'}, one after another: {alone:.2f} s")
+    chosen = ", ".join(args.restorer) if args.restorer else "restorers"
+    print(f"{chosen} alone on {args.clip or 'the 9.7 s stereo example'}, one after another: {alone:.2f} s")
     for label, runs in (("fresh page", fresh), ("two new visitors at once", both[0]),
                         ("the same two again, at once", both[1]),
                         ("Compare again, same settings", [repeated])):
