@@ -50,6 +50,8 @@ PRELOADED_MODULES = sorted(path.name for path in (Path(gr.__file__).parent / "te
 STUDY_HEAD = f"<script>{(ASSETS / 'ab_transport.js').read_text(encoding='utf-8')}</script>"
 HEAD = STUDY_HEAD + "".join(f'<link rel="modulepreload" href="./assets/{name}">' for name in PRELOADED_MODULES)
 CSS = (ASSETS / "ab_transport.css").read_text(encoding="utf-8")
+#: Gradio's audio component drawn as the browser's own player (``<audio controls>``), no waveform.
+NATIVE_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 LIMITS = Limits.from_env()
 RULES = ListenRules.from_env()
 GENERATOR = generation.Generator(local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
@@ -600,9 +602,13 @@ def build_compare_tab(clip, view):
             matched = gr.Checkbox(label="Hear every output loudness-matched to the input", value=False)
         status = gr.Markdown(elem_id="compare-status")
         with gr.Row():
-            # Wide enough for the longest restorer name (and its note) to show in full.
+            # Wide enough for the longest restorer name (and its note) to show in full. The browser's
+            # own player, not Gradio's waveform: the outputs' waveforms look alike (the spectrograms
+            # below show how they differ), and fetching, decoding and drawing ten of them took more
+            # than a third of the page's CPU time per comparison.
             players = [gr.Audio(label=name, type="filepath", interactive=False, visible=False, min_width=300,
-                                elem_classes=["compare-player"]) for name in PLAYER_NAMES]
+                                elem_classes=["compare-player"], waveform_options=NATIVE_PLAYER)
+                       for name in PLAYER_NAMES]
         thresholds = VerdictThresholds()
         metrics = gr.Dataframe(label="Metrics (input first; verdicts: less energy above 6 kHz for a denoiser, "
                                      f"a band {thresholds.min_bandwidth_gain_hz:.0f} Hz wider for a "

@@ -32,11 +32,16 @@ from local_app import CHROMIUM_ARGS, local_app
 from playwright.sync_api import sync_playwright
 
 EXAMPLE = "Synth pop, MusicGen-like degradation"
-FIRST_OUTPUT = ("() => [...document.querySelectorAll('.compare-player')].slice(1).some(p => p.offsetParent"
-                " && (p.querySelector('#duration') || {}).innerText && p.querySelector('#duration').innerText !== '0:00')")
-#: Every visible player holds its clip (a player still waiting for its restorer has no duration).
-ALL_PLAYERS = ("() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
-               ".every(p => p.querySelector('#duration') && p.querySelector('#duration').innerText !== '0:00')")
+#: A player can play its clip: Gradio's waveform player shows the clip's duration once it has decoded
+#: it; the browser's own player has read the clip's length and holds data at its start.
+PLAYABLE = ("p => p.querySelector('#duration') ? p.querySelector('#duration').innerText !== '0:00'"
+            " : Boolean(p.querySelector('audio') && p.querySelector('audio').readyState >= 2"
+            " && p.querySelector('audio').duration > 0)")
+FIRST_OUTPUT = ("() => [...document.querySelectorAll('.compare-player')].slice(1).some(p => p.offsetParent && ("
+                + PLAYABLE + ")(p))")
+#: Every visible player holds its clip (a player still waiting for its restorer has none).
+ALL_PLAYERS = ("() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent).every("
+               + PLAYABLE + ")")
 
 
 def cpu_seconds(pid: int) -> float:

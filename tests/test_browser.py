@@ -90,10 +90,19 @@ def compare_example(page, stem: str = "synth_pop_musicgen_like") -> None:
     page.get_by_role("tab", name="Compare").click()
     page.click("#compare")
     wait_text(page, "#compare-status", f"Compared {len(AVAILABLE)} restorer(s) on {stem}")
-    page.wait_for_function(  # every visible player fetched and decoded its clip
-        "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
-        ".every(p => /^[0-9]+:[0-9]+$/.test((p.querySelector('#duration') || {}).innerText)"
-        " && p.querySelector('#duration').innerText !== '0:00')", timeout=60000)
+    wait_for_players(page)
+
+
+#: Every visible Compare player is the browser's own, has read its clip (a WAV, as written) and
+#: knows its length, in seconds (within 0.05 s of ``seconds``, when given).
+PLAYERS_READY = """seconds => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)
+    .every(p => { const a = p.querySelector('audio');
+                  return a && a.controls && a.readyState >= 1 && /[.]wav$/.test(a.currentSrc)
+                      && (seconds === null ? a.duration > 0 : Math.abs(a.duration - seconds) < 0.05); })"""
+
+
+def wait_for_players(page, seconds: float | None = None) -> None:
+    page.wait_for_function(PLAYERS_READY, arg=seconds, timeout=60000)
 
 
 def start_listening(page) -> str:
@@ -172,9 +181,7 @@ def test_compare_listen_vote_export(server, browser):
     # Gradio's images load lazily: below four rows of players the grid waits until scrolled to.
     page.locator("#mel").scroll_into_view_if_needed()
     page.wait_for_selector("#mel img", timeout=30000)
-    page.wait_for_function(  # every visible player decoded its clip
-        "() => [...document.querySelectorAll('.compare-player')].filter(p => p.offsetParent)"
-        ".every(p => (p.querySelector('#duration') || {}).innerText === '0:10')", timeout=60000)
+    wait_for_players(page, 9.73)  # the example's 9.73 s, in every player
     assert page.locator("#linear img").count() == 0  # drawn when someone opens them
     page.get_by_text("Linear spectrograms", exact=True).click()
     page.wait_for_selector("#linear img", timeout=30000)
@@ -243,9 +250,11 @@ class Recorder:
         return [r for r in self.responses if "/ab/stimulus/" in r.url]
 
     def compare_bodies(self) -> set[str]:
-        """Hashes of the audio files the Compare tab served."""
-        return {hashlib.sha256(r.body()).hexdigest() for r in self.responses
-                if "/gradio_api/file=" in r.url and r.url.endswith(".wav") and r.status == 200}
+        """Hashes of the audio files the Compare tab served, whole: its players read them in ranges
+        (206), so each is fetched again in full here."""
+        urls = {r.url for r in self.responses
+                if "/gradio_api/file=" in r.url and r.url.endswith(".wav") and r.status in (200, 206)}
+        return {hashlib.sha256(self.page.request.get(url).body()).hexdigest() for url in urls}
 
 
 def side_features(response) -> dict[str, str]:
