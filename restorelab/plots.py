@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from restorelab import analysis
+from restorelab.audio import atomic_replace
 
 PASS_COLOUR = "#2e7d32"
 FAIL_COLOUR = "#c62828"
@@ -232,20 +233,16 @@ def metric_change_bars(rows: list[dict], metrics: tuple[str, ...] = (
 
 
 def save(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write a figure (matplotlib's, or a PIL image at its own size) through a temporary file and a rename."""
+    """Write a figure (matplotlib's, or a PIL image at its own size) through a temporary file and a
+    rename (:func:`audio.atomic_replace`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     # Light PNG compression: a spectrogram hardly compresses, and the heavier levels cost time.
     png = {"compress_level": 1} if path.suffix == ".png" else {}
-    try:
+    with atomic_replace(path, path.suffix) as tmp:  # the suffix names the format
         if isinstance(fig, Image.Image):
             fig.save(tmp, **png)
         else:
             fig.savefig(tmp, dpi=dpi, **({"pil_kwargs": png} if png else {}))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
