@@ -179,9 +179,8 @@ def on_compare(clip, names, matched, *values, request: gr.Request = None):
                         gr.update(label=f"{name} ({view.notes[name]})") if name in view.notes
                         else gr.update(value=None, visible=False) if name in view.skipped and name not in shown
                         else _kept(name, shown) for name in PLAYER_NAMES]
-                    headers, rows = lab.metrics_table(view.rows, view.notes, _chosen_columns(columns))
                     status = "Measured; drawing the figures…"
-                    yield (view, *players, None, None, None, gr.update(value=rows, headers=headers), None, status)
+                    yield (view, *players, None, None, None, _metrics_update(view, columns), None, status)
                 elif stage == "psd":
                     players = [_kept(name, shown) for name in PLAYER_NAMES]
                     yield (view, *players, None, None, view.psd_figure, skip, None, status)
@@ -211,8 +210,7 @@ def _compare_summary(view) -> str:
 def _player_updates(view, matched, restoring=()):
     """Every player: each of ``view``'s (loudness-matched with ``matched``), an empty one under each
     name in ``restoring``, the rest hidden. At the start of a comparison every chosen restorer's
-    player so takes its place at once, and none moves another when its output arrives (a player
-    that changes width draws its waveform again)."""
+    player so takes its place at once, and none moves another when its output arrives."""
     paths = (lab.matched_players(view) if matched else view.players) if view else {}
     notes = view.notes if view else {}
     return [gr.update(value=str(paths[name]), visible=True,
@@ -256,12 +254,13 @@ def on_metric_columns(view, columns):
     """The metrics table with the columns the visitor picked (unknown names are left out)."""
     if view is None or not view.rows:
         return gr.skip()
-    names, rows = lab.metrics_table(view.rows, view.notes, _chosen_columns(columns))
-    return gr.update(value=rows, headers=names)
+    return _metrics_update(view, columns)
 
 
-def _chosen_columns(columns) -> list[str]:
-    return [str(c) for c in (columns or [])][:50]
+def _metrics_update(view, columns):
+    """The metrics table of ``view`` with the ``columns`` a visitor picked (at most 50 names)."""
+    headers, rows = lab.metrics_table(view.rows, view.notes, [str(c) for c in (columns or [])][:50])
+    return gr.update(value=rows, headers=headers)
 
 
 def on_linear(view):
@@ -590,7 +589,8 @@ def build_source_tab(clip):
 def build_compare_tab(clip, view):
     with gr.Tab("Compare"):
         unavailable = lab.unavailable_restorers()
-        names = gr.CheckboxGroup([n for n in RESTORERS if n not in unavailable], value=[n for n in RESTORERS if n not in unavailable],
+        available = lab.available_choices(unavailable)
+        names = gr.CheckboxGroup(available, value=available,
                                  label="Restorers (the input is always the first row)", elem_id="restorer-choice")
         if unavailable:
             gr.Markdown("\n".join(f"- **{n}** unavailable: {why}" for n, why in unavailable.items()))

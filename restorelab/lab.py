@@ -154,6 +154,13 @@ def unavailable_restorers() -> dict[str, str]:
     return {name: info["reason"] for name in REGISTRY if not (info := restorer_info(name))["available"]}
 
 
+def available_choices(unavailable: dict[str, str] | None = None) -> list[str]:
+    """The restorers a user can pick that run here (``unavailable``: :func:`unavailable_restorers`,
+    when already at hand)."""
+    unavailable = unavailable_restorers() if unavailable is None else unavailable
+    return [name for name in restorer_choices() if name not in unavailable]
+
+
 #: Held while :func:`warm_up` runs: a comparison starts restoring once the models are loaded, not
 #: beside the loading (a 30 s clip's comparison beside a warm-up peaked 120 MB higher).
 _WARMING = threading.Lock()
@@ -171,8 +178,7 @@ def warm_up(seconds: float = 1.0) -> list[str]:
     excerpt = clip.audio[:, : int(seconds * clip.sample_rate)]
     failed = []
     with _WARMING:
-        unavailable = unavailable_restorers()
-        names = [name for name in restorer_choices() if name not in unavailable and restorer_class(name).kind == "neural"]
+        names = [name for name in available_choices() if restorer_class(name).kind == "neural"]
         restorers, _ = build_available(names)
         for name, restorer in restorers.items():
             try:

@@ -66,7 +66,7 @@ def available_restorers() -> list[str]:
     """The restorers Compare offers here, in its order."""
     from restorelab import lab
 
-    return [name for name in lab.restorer_choices() if name not in lab.unavailable_restorers()]
+    return lab.available_choices()
 
 
 def restorers_alone(path: Path | None = None, names: list[str] | None = None) -> float:

@@ -42,7 +42,7 @@ def main() -> None:
 
 def time_runs(lab, args) -> None:
     clip = lab.load_example(next(iter(lab.EXAMPLES))) if args.clip is None else lab.load_upload(str(args.clip))
-    names = [name for name in lab.restorer_choices() if name not in lab.unavailable_restorers()]
+    names = lab.available_choices()
     for _ in lab.compare_steps(clip, names, {}, cache=None):  # models loaded, modules imported
         pass
     columns = ("first output", "last output", "table", "everything", "CPU s")
