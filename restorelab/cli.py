@@ -390,13 +390,13 @@ def cmd_data_subset(args) -> int:
 
 def cmd_train(args) -> int:
     from restorelab.unet import corpus
-    from restorelab.unet.train import TrainSettings, train
+    from restorelab.unet.train import PoolFolderError, TrainSettings, train
 
     # Options left out take TrainSettings' defaults (the shipped checkpoints' recipe).
     given = {name: getattr(args, name) for name in ("steps", "batch", "seed", "recording_share", "musicgen_share",
                                                     "max_frequency_hz", "sisdr_weight", "max_hiss_snr_db",
                                                     "hiss_band_limit_share", "learning_rate", "codec_band_limit_share",
-                                                    "pool", "workers", "device", "split")
+                                                    "filter_frames", "pool", "workers", "device", "split")
              if getattr(args, name) is not None}
     if args.codecs is not None:
         given["codecs"] = tuple(c for c in args.codecs.split(",") if c)
@@ -414,8 +414,9 @@ def cmd_train(args) -> int:
     cache = Path(args.cache) if args.cache else corpus.DEFAULT_CACHE
     _output_folder(Path(args.out).parent)
     try:
-        train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr))
-    except FileNotFoundError as exc:
+        train(settings, cache, Path(args.out), log=lambda line: print(line, file=sys.stderr),
+              pool_folder=Path(args.pool_folder) if args.pool_folder else None)
+    except (FileNotFoundError, PoolFolderError) as exc:
         return _fail(str(exc))
     return 0
 
@@ -670,11 +671,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codec: the codecs drawn from, comma-separated: opus, mp3, vorbis (default: all)")
     p.add_argument("--codec-band-limit-share", type=float, default=None,
                    help="codec: share of items band-limited (11-16 kHz) before the codec (default 0.3)")
+    p.add_argument("--filter-frames", type=int, default=None,
+                   help="codec, linear: frames on each side of a complex filter the network adds, seeing each "
+                        "cell's phase advance (default 0: gain and fill only)")
     p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default 2e-3)")
     p.add_argument("--pool", type=int, default=None,
                    help="pairs made before training by --workers processes, each step drawing from them "
                         "(default 0: each step makes its own)")
     p.add_argument("--workers", type=int, default=None, help="processes making the pool (default: one per CPU)")
+    p.add_argument("--pool-folder", default=None,
+                   help="keep the pool in this folder: made and written there if it does not exist, else read "
+                        "from it (several candidates then train on the same pairs; other data settings are refused)")
     p.add_argument("--device", default=None, help="where to train: cpu (default) or cuda")
     p.add_argument("--split", choices=("train", "validation"), default=None,
                    help="corpus split to train on (default train; validation is for choosing checkpoints)")

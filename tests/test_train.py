@@ -12,9 +12,9 @@ from restorelab import cli
 from restorelab.unet.corpus import MANIFEST_COLUMNS
 from restorelab import degrade as dg
 from restorelab.unet.losses import band_loss, mrstft_loss, sisdr_loss
-from restorelab.unet.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, TrainSettings, codec_pair,
-                                   degrade_for_denoising, draw_excerpt, load_corpus, make_batch, make_pool,
-                                   musicgen_chain)
+from restorelab.unet.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, PoolFolderError, TrainSettings,
+                                   codec_pair, degrade_for_denoising, draw_excerpt, load_corpus, make_batch,
+                                   make_pool, musicgen_chain, shared_pool)
 from restorelab.unet.model import load_checkpoint
 
 SR = 44100
@@ -294,6 +294,64 @@ def test_a_pool_made_by_worker_processes_serves_batches_at_varied_levels(corpus)
     assert np.ptp(ratio) < 1.0 and np.ptp(20 * np.log10(levels)) > 6.0
 
 
+def test_a_pool_folder_is_made_once_and_then_shared_by_candidates_with_other_models(tmp_path, corpus, cache,
+                                                                                     monkeypatch):
+    from restorelab.unet import train as T
+
+    folder = tmp_path / "pool"
+    made = []
+    original = T.make_pool
+    monkeypatch.setattr(T, "make_pool", lambda *a, **k: made.append(1) or original(*a, **k))
+    settings = TrainSettings(task="codec", pool=6, workers=2, codecs=("vorbis",), segment_s=0.5)
+    first = shared_pool(folder, corpus, np.ones(1), settings, cache, log=lambda _: None)
+    wider = TrainSettings(task="codec", pool=6, workers=1, codecs=("vorbis",), segment_s=0.5, channels=(8, 16),
+                          filter_frames=1, steps=7, batch=3, learning_rate=1e-3)
+    second = shared_pool(folder, corpus, np.ones(1), wider, cache, log=lambda _: None)
+    assert made == [1] and sorted(p.name for p in folder.iterdir()) == ["degraded.npy", "is_clean.npy",
+                                                                         "key.json", "target.npy"]
+    np.testing.assert_array_equal(second.degraded, first.degraded)
+    np.testing.assert_array_equal(second.target, first.target)
+    np.testing.assert_array_equal(second.is_clean, first.is_clean)
+    degraded, target, _, _ = second.draw(4, np.random.default_rng(0))
+    assert degraded.shape == (4, SR // 2) and np.all(np.isfinite(target.numpy()))
+    assert not list(tmp_path.glob(".pool.*"))  # no staging folder left behind
+
+
+@pytest.mark.parametrize("change, named", [(dict(seed=1), "seed"), (dict(codecs=("mp3",)), "codecs"),
+                                           (dict(pool=7), "pool"), (dict(terms=("lsd",)), "clean_items")])
+def test_a_pool_folder_made_with_other_data_settings_is_refused_naming_them(tmp_path, corpus, cache, change, named):
+    base = dict(task="codec", pool=6, workers=1, codecs=("vorbis",), segment_s=0.5)
+    shared_pool(tmp_path / "pool", corpus, np.ones(1), TrainSettings(**base), cache, log=lambda _: None)
+    with pytest.raises(PoolFolderError, match=rf"made with other settings \({named}\)"):
+        shared_pool(tmp_path / "pool", corpus, np.ones(1), TrainSettings(**{**base, **change}), cache,
+                    log=lambda _: None)
+
+
+def test_a_pool_folder_from_another_corpus_or_without_a_key_is_refused(tmp_path, corpus, cache):
+    settings = TrainSettings(task="codec", pool=6, workers=1, codecs=("vorbis",), segment_s=0.5)
+    shared_pool(tmp_path / "pool", corpus, np.ones(1), settings, cache, log=lambda _: None)
+    with open(cache / "manifest.tsv", "a") as manifest:
+        manifest.write("midi/other.flac\tmidi\tfreedoom\tBSD\t4.00\t20000\n")
+    with pytest.raises(PoolFolderError, match="manifest_sha256"):
+        shared_pool(tmp_path / "pool", corpus, np.ones(1), settings, cache, log=lambda _: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PoolFolderError, match="not a pool folder"):
+        shared_pool(tmp_path / "empty", corpus, np.ones(1), settings, cache, log=lambda _: None)
+    with pytest.raises(PoolFolderError, match="not extension pairs"):
+        shared_pool(tmp_path / "bwe", corpus, np.ones(1), TrainSettings(task="bwe", pool=6), cache)
+
+
+def test_train_command_shares_a_pool_folder_and_refuses_one_of_other_settings(tmp_path, cache, capsys):
+    common = ["train", "--task", "codec", "--steps", "1", "--batch", "2", "--pool", "4", "--workers", "1",
+              "--codecs", "vorbis", "--cache", str(cache), "--pool-folder", str(tmp_path / "pool")]
+    assert cli.main(common + ["--channels", "4,8", "-o", str(tmp_path / "a.pt")]) == 0
+    assert cli.main(common + ["--channels", "8,16", "--filter-frames", "1", "-o", str(tmp_path / "b.pt")]) == 0
+    assert "4 pairs from" in capsys.readouterr().err
+    assert cli.main(common + ["--seed", "3", "-o", str(tmp_path / "c.pt")]) == 2
+    assert "made with other settings (seed)" in capsys.readouterr().err
+    assert not (tmp_path / "c.pt").exists()
+
+
 @pytest.mark.parametrize("bad, message", [
     (dict(codecs=("aac",)), "codecs must be some of"), (dict(codecs=()), "codecs must be some of"),
     (dict(codec_band_limit_share=2.0), "codec_band_limit_share must be within"),
@@ -304,13 +362,15 @@ def test_codec_settings_refuse_bad_values(bad, message):
         TrainSettings(task="codec", **bad)
 
 
-def test_train_command_makes_a_codec_checkpoint_from_a_pool(tmp_path, corpus, cache):
+@pytest.mark.parametrize("filter_frames", [0, 1])
+def test_train_command_makes_a_codec_checkpoint_from_a_pool(tmp_path, corpus, cache, filter_frames):
     out = tmp_path / "codec.pt"
     assert cli.main(["train", "--task", "codec", "--channels", "4,8", "--steps", "2", "--batch", "2",
                      "--pool", "4", "--workers", "2", "--codecs", "mp3,vorbis", "--cache", str(cache),
-                     "-o", str(out)]) == 0
+                     "--filter-frames", str(filter_frames), "-o", str(out)]) == 0
     model, meta = load_checkpoint(out)
     assert model.config.task == "codec" and meta["settings"]["codecs"] == ["mp3", "vorbis"]
+    assert model.config.filter_frames == meta["settings"]["filter_frames"] == filter_frames
     assert meta["settings"]["pool"] == 4 and meta["settings"]["terms"] == ["dnh", "lsd", "sisdr"]
     from restorers import get_restorer
 
@@ -337,3 +397,6 @@ def test_train_command_refuses_bad_settings_in_one_line(tmp_path, cache, capsys)
     assert cli.main(["train", "--task", "codec", "--codecs", "aac", "--cache", str(cache),
                      "-o", str(tmp_path / "m.pt")]) == 2
     assert "codecs must be some of opus, mp3, vorbis" in capsys.readouterr().err
+    assert cli.main(["train", "--task", "denoise", "--filter-frames", "1", "--cache", str(cache),
+                     "-o", str(tmp_path / "m.pt")]) == 2
+    assert "filter_frames needs the codec task and the linear front end" in capsys.readouterr().err

@@ -9,8 +9,8 @@ from conftest import add_noise, band_level_db, melody, snr_db
 
 from restorelab.degrade import band_limit, degrade
 from restorelab.dsp import Stft, long_term_power
-from restorelab.unet.model import (BandPlan, Frontend, SpectralUNet, UNetConfig, bwe_gain, enhance, load_checkpoint,
-                             log_power_offset, mel_to_bins, save_checkpoint)
+from restorelab.unet.model import (BandPlan, Frontend, SpectralUNet, UNetConfig, bwe_gain, deep_filter, enhance,
+                                  load_checkpoint, log_power_offset, mel_to_bins, save_checkpoint)
 from restorers import get_restorer, restorer_class
 from restorelab.replication import Replication, replication_plan
 from restorers.spectral_unet import UNetBandwidthExtension, UNetDenoise, shipped_checkpoint
@@ -26,7 +26,11 @@ def _stft(frontend: Frontend, audio: np.ndarray) -> torch.Tensor:
     (dict(task="upscale"), "task must be one of"), (dict(representation="cqt"), "representation must be one of"),
     (dict(n_bands=100), "n_bands must divide 1024"),
     (dict(n_bands=128, channels=(4,) * 9), "divisible by 2 per down-sampling level"),
-    (dict(max_gain=1.0), "max_gain must exceed 1")])
+    (dict(max_gain=1.0), "max_gain must exceed 1"),
+    (dict(task="codec", filter_frames=-1), "filter_frames must be within"),
+    (dict(task="codec", filter_frames=9), "filter_frames must be within"),
+    (dict(task="denoise", filter_frames=1), "needs the codec task and the linear front end"),
+    (dict(task="codec", representation="mel", filter_frames=1), "needs the codec task and the linear front end")])
 def test_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
         UNetConfig(**bad)
@@ -114,6 +118,54 @@ def test_codec_gain_spans_zero_to_two_without_fill():
     with torch.inference_mode():
         out = enhance(model, frontend, spec, torch.zeros(1))
     torch.testing.assert_close(out, 2 * spec, rtol=1e-5, atol=1e-6)
+
+
+def test_deep_filter_sums_each_tap_times_its_frame_with_silence_outside():
+    """Three taps over frames t-1, t, t+1, against the sum written out cell by cell."""
+    torch.manual_seed(2)
+    spec = torch.complex(torch.randn(2, 5, 7), torch.randn(2, 5, 7))
+    taps = torch.complex(torch.randn(2, 3, 5, 7), torch.randn(2, 3, 5, 7))
+    expected = torch.zeros_like(spec)
+    for t in range(5):
+        for k, source in enumerate((t - 1, t, t + 1)):
+            if 0 <= source < 5:
+                expected[:, t] += taps[:, k, t] * spec[:, source]
+    torch.testing.assert_close(deep_filter(spec, taps), expected)
+
+
+def test_phase_advance_of_a_bin_centred_partial_is_zero_and_off_centre_it_is_the_offset():
+    """A sinusoid on bin k advances 2 pi k hop / n_fft per frame, which the feature removes; a
+    quarter bin above it advances a further 2 pi * 0.25 * hop / n_fft = pi / 8."""
+    config = UNetConfig(task="codec", filter_frames=1)
+    frontend = Frontend(config)
+    t = np.arange(SR) / SR
+    for offset_bins, expected in ((0.0, 0.0), (0.25, np.pi / 8)):
+        tone = np.sin(2 * np.pi * (100 + offset_bins) * SR / config.n_fft * t)[None]
+        features = frontend.phase_advance(_stft(frontend, tone))[0]
+        angle = np.angle(features[0, 5:-5, 100].numpy() + 1j * features[1, 5:-5, 100].numpy())
+        np.testing.assert_allclose(angle, expected, atol=1e-3)
+        assert features.shape == (2, 87, config.n_fft // 2)
+        assert not features[:, 0].any()  # no frame before the first
+
+
+def test_codec_filter_starts_off_and_its_taps_reach_the_neighbouring_frames():
+    """The untrained filter adds nothing (the model is the plain codec model); a head giving only
+    the previous frame's tap a real part of +tanh(40) = 1 adds the previous frame to each cell."""
+    torch.manual_seed(3)
+    plain = SpectralUNet(UNetConfig(task="codec", channels=(4, 8))).eval()
+    filtered = SpectralUNet(UNetConfig(task="codec", channels=(4, 8), filter_frames=1)).eval()
+    frontend = Frontend(filtered.config)
+    spec = torch.complex(torch.randn(1, 8, 1025), torch.randn(1, 8, 1025))
+    with torch.inference_mode():
+        torch.testing.assert_close(enhance(filtered, frontend, spec, torch.zeros(1)),
+                                   enhance(plain, Frontend(plain.config), spec, torch.zeros(1)))
+        filtered.head.weight.zero_()
+        bias = torch.zeros(filtered.config.out_channels)
+        bias[0], bias[1], bias[2] = -40.0, -40.0, 40.0  # gain 0, no fill, tap t-1 real part 1
+        filtered.head.bias.copy_(bias)
+        out = enhance(filtered, frontend, spec, torch.zeros(1))
+    torch.testing.assert_close(out[:, 1:], spec[:, :-1], rtol=1e-5, atol=1e-6)
+    assert out[:, 0].abs().max() < 1e-6
 
 
 def _plan(audio: np.ndarray, cutoff_hz: float):

@@ -16,6 +16,10 @@ phase (and, for codec artifacts, a scale for the input's own local level):
   (its mean over :data:`FILL_NEIGHBOURHOOD`) and adds it along each cell's own
   phase. The codec's residue in an emptied cell still has a phase, so the fill
   needs no random numbers and a chunk gives what the whole input gives.
+  With ``filter_frames`` set, the network also sees each cell's phase advance
+  and adds a complex filter over the ``2 * filter_frames + 1`` frames around
+  each cell (deep filtering: a partial is coherent from frame to frame, the
+  coder's noise is not), which a real gain cannot do.
 
 Two front ends share one U-Net core of ``n_bands`` frequency rows:
 
@@ -48,6 +52,8 @@ from restorelab.dsp import mel_filterbank
 TASKS = ("denoise", "bwe", "codec")
 REPRESENTATIONS = ("linear", "mel")
 LOG_EPS = 1e-10
+#: The widest complex filter a codec checkpoint may ask for, in frames on each side.
+MAX_FILTER_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ class UNetConfig:
     sample_rate: int = 44100
     #: Denoising gain ceiling (a gain above one restores what a degradation dulled).
     max_gain: float = 2.0
+    #: Codec, linear front end: frames on each side of the complex filter (0: none, the gain
+    #: and fill alone). The phase advance from the previous frame then enters as two features.
+    filter_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -75,6 +84,10 @@ class UNetConfig:
             raise ValueError("n_bands must be divisible by 2 per down-sampling level")
         if self.max_gain <= 1.0:
             raise ValueError(f"max_gain must exceed 1 (the untrained gain), got {self.max_gain}")
+        if not 0 <= self.filter_frames <= MAX_FILTER_FRAMES:
+            raise ValueError(f"filter_frames must be within [0, {MAX_FILTER_FRAMES}], got {self.filter_frames}")
+        if self.filter_frames and (self.task, self.representation) != ("codec", "linear"):
+            raise ValueError("filter_frames needs the codec task and the linear front end")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
 
     @property
@@ -83,12 +96,17 @@ class UNetConfig:
 
     @property
     def in_channels(self) -> int:
-        return 2 if self.task == "bwe" else 1
+        """Log power; for ``bwe`` the band indicator, with ``filter_frames`` the phase advance."""
+        return 2 if self.task == "bwe" else 3 if self.filter_frames else 1
+
+    @property
+    def filter_taps(self) -> int:
+        return 2 * self.filter_frames + 1 if self.filter_frames else 0
 
     @property
     def out_channels(self) -> int:
-        """Gain (all tasks), and the fill for ``codec``."""
-        return 2 if self.task == "codec" else 1
+        """Gain (all tasks), the fill for ``codec``, and each filter tap's real and imaginary part."""
+        return 2 + 2 * self.filter_taps if self.task == "codec" else 1
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "channels": list(self.channels)}
@@ -218,6 +236,19 @@ class Frontend:
             power = power[..., :-1]
         return torch.log(power + LOG_EPS) - offset[:, None, None]
 
+    def phase_advance(self, spec: torch.Tensor) -> torch.Tensor:
+        """``[batch, 2, frames, bins]``: cosine and sine of each cell's phase advance from the frame
+        before, less a bin-centred partial's own advance (``2 pi k hop / n_fft``); 0 in the first
+        frame and where either cell is silent. Linear front end (Nyquist dropped)."""
+        c = self.config
+        bins = torch.arange(c.n_bins - 1, device=spec.device)
+        centred = torch.polar(torch.ones_like(bins, dtype=torch.float32), -2 * math.pi * bins * c.hop / c.n_fft)
+        x = spec[..., :-1]
+        advance = x[:, 1:] * x[:, :-1].conj() * centred
+        unit = advance / advance.abs().clamp_min(1e-20)
+        unit = F.pad(torch.view_as_real(unit), (0, 0, 0, 0, 1, 0))  # [batch, frames, bins, 2]
+        return unit.permute(0, 3, 1, 2)
+
     def to_bins(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-bin values from the network's output rows (linear: repeat the last bin for Nyquist)."""
         if self.config.representation == "mel":
@@ -255,6 +286,24 @@ FILL_NEIGHBOURHOOD = (3, 9)
 
 def codec_fill(logits: torch.Tensor) -> torch.Tensor:
     return CODEC_MAX_FILL * torch.sigmoid(logits - CODEC_FILL_BIAS)
+
+
+#: Each complex filter tap's real and imaginary part lies within +-this; the head's 0 gives no filter.
+FILTER_TAP_LIMIT = 1.0
+
+
+def deep_filter(spec: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """``sum_k taps[k] * spec[t + k - K]`` over the ``2K + 1`` frames around each cell (frames
+    outside the input count as 0). ``spec``: ``[batch, frames, bins]`` complex; ``taps``:
+    ``[batch, 2K + 1, frames, bins]`` complex."""
+    frames_each_side = (taps.shape[1] - 1) // 2
+    padded = F.pad(torch.view_as_real(spec), (0, 0, 0, 0, frames_each_side, frames_each_side))
+    padded = torch.view_as_complex(padded)
+    frames = spec.shape[1]
+    out = torch.zeros_like(spec)
+    for k in range(taps.shape[1]):
+        out = out + taps[:, k] * padded[:, k : k + frames]
+    return out
 
 
 def local_envelope(magnitude: torch.Tensor) -> torch.Tensor:
@@ -307,12 +356,20 @@ def enhance(model: SpectralUNet, frontend: Frontend, spec: torch.Tensor, offset:
         logits = model(frontend.features(power, offset)[:, None])
         return spec * denoise_gain(frontend.to_bins(logits), config)
     if config.task == "codec":
-        logits = model(frontend.features(power, offset)[:, None])
+        features = frontend.features(power, offset)[:, None]
+        if config.filter_frames:
+            features = torch.cat([features, frontend.phase_advance(spec)], dim=1)
+        logits = model(features)
         gain = denoise_gain(frontend.to_bins(logits[:, 0]), config)
         fill = codec_fill(frontend.to_bins(logits[:, 1]))
         magnitude = power.sqrt()
         phase = spec / magnitude.clamp_min(1e-20)  # 0 where the cell is exactly 0
-        return spec * gain + phase * (fill * local_envelope(magnitude))
+        restored = spec * gain + phase * (fill * local_envelope(magnitude))
+        if config.filter_frames:
+            parts = FILTER_TAP_LIMIT * torch.tanh(frontend.to_bins(logits[:, 2:]))
+            taps = torch.complex(parts[:, 0::2], parts[:, 1::2])
+            restored = restored + deep_filter(spec, taps)
+        return restored
     if plan is None:
         raise ValueError("bandwidth extension needs each item's replication plan")
     copy = torch.gather(spec, 2, plan.origin[:, None, :].expand(-1, spec.shape[1], -1)) * plan.gain[:, None, :]

@@ -110,6 +110,8 @@ class TrainSettings:
     #: Codec task: share of items band-limited (``CODEC_BAND_LIMIT_HZ``) before the codec, as
     #: MusicGen's 32 kHz output is; their target is the clean audio under the same limit.
     codec_band_limit_share: float = 0.3
+    #: Codec task: frames on each side of the complex filter (``UNetConfig.filter_frames``; 0: none).
+    filter_frames: int = 0
     #: Pairs made before training and drawn from at each step (0: each step makes its own).
     pool: int = 0
     #: Processes that make the pool (0: one per CPU).
@@ -159,9 +161,11 @@ class TrainSettings:
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)}; known: {', '.join(LOSS_TERMS)}")
         self.channels = tuple(int(c) for c in self.channels)
+        self.config()  # the architecture's own checks (filter_frames with its task and front end)
 
     def config(self) -> UNetConfig:
-        return UNetConfig(task=self.task, representation=self.representation, channels=self.channels)
+        return UNetConfig(task=self.task, representation=self.representation, channels=self.channels,
+                          filter_frames=self.filter_frames)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -348,11 +352,73 @@ def make_pool(clips: list[np.ndarray], weights: np.ndarray, settings: TrainSetti
     return pool
 
 
+class PoolFolderError(ValueError):
+    """A pool folder that cannot serve this run: unreadable, or made with other data settings."""
+
+
+#: Settings that change only the model or how it is trained, not the pairs a pool holds.
+_NOT_IN_POOL = ("representation", "channels", "filter_frames", "terms", "steps", "batch", "learning_rate",
+                "sisdr_weight", "workers", "device", "checkpoint_every", "threads")
+
+
+def pool_key(settings: TrainSettings, cache: Path) -> dict:
+    """What a pool's pairs depend on: the data settings and the corpus's manifest."""
+    import hashlib
+
+    key = {name: value for name, value in _settings_record(settings).items() if name not in _NOT_IN_POOL}
+    key["clean_items"] = "dnh" in settings.terms
+    key["manifest_sha256"] = hashlib.sha256((Path(cache) / "manifest.tsv").read_bytes()).hexdigest()
+    return key
+
+
+def shared_pool(folder: Path, clips: list[np.ndarray], weights: np.ndarray, settings: TrainSettings, cache: Path,
+                log: Callable[[str], None] = print) -> PairPool:
+    """The pool kept in ``folder``, made (and written there) if the folder does not exist yet, so
+    several candidates can train on the same pairs. A folder made with other data settings or
+    another corpus is refused, naming what differs. The pairs are memory-mapped, not copied."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    key = pool_key(settings, cache)
+    if settings.task == "bwe":
+        raise PoolFolderError("a pool folder holds codec or denoising pairs, not extension pairs (their plans)")
+    if not folder.exists():
+        pool = make_pool(clips, weights, settings, log)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            for name in ("degraded", "target", "is_clean"):
+                np.save(staging / f"{name}.npy", getattr(pool, name))
+            (staging / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")
+            os.rename(staging, folder)  # whole, or not there: a reader never sees half a pool
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        log(f"wrote the pool to {folder}")
+    try:
+        stored = json.loads((folder / "key.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise PoolFolderError(f"{folder} is not a pool folder (no readable key.json): {exc}") from exc
+    differs = sorted(name for name in set(key) | set(stored) if key.get(name) != stored.get(name))
+    if differs:
+        raise PoolFolderError(f"{folder} holds pairs made with other settings ({', '.join(differs)}); "
+                         "use another folder or the same settings")
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("degraded", "target", "is_clean")}
+    log(f"{len(arrays['degraded'])} pairs from {folder}")
+    return PairPool(arrays["degraded"], arrays["target"], np.asarray(arrays["is_clean"]), [])
+
+
 # -- the loop ---------------------------------------------------------------------------
 
-def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Callable[[str], None] = print
-          ) -> tuple[SpectralUNet, dict]:
-    """Train one checkpoint; writes it to ``out`` (when given) with its settings and loss history."""
+def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Callable[[str], None] = print,
+          pool_folder: Path | None = None) -> tuple[SpectralUNet, dict]:
+    """Train one checkpoint; writes it to ``out`` (when given) with its settings and loss history.
+
+    With ``pool_folder`` (and ``settings.pool``), the pool is read from that folder, or made and
+    written there first (:func:`shared_pool`)."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
@@ -360,7 +426,10 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
     # Extension learns from music that really has the band it generates.
     clips, weights = load_corpus(cache, log, MIN_BANDWIDTH_HZ if settings.task == "bwe" else 0.0,
                                  settings.recording_share, settings.split)
-    pool = make_pool(clips, weights, settings, log) if settings.pool else None  # before any CUDA work
+    pool = None
+    if settings.pool:  # before any CUDA work
+        pool = (shared_pool(pool_folder, clips, weights, settings, cache, log) if pool_folder
+                else make_pool(clips, weights, settings, log))
     device = torch.device(settings.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # every step has the same shapes
     config = settings.config()
@@ -416,16 +485,21 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
     return model.cpu(), meta
 
 
+def _settings_record(settings: TrainSettings) -> dict:
+    """The settings as plain JSON values (tuples as lists)."""
+    return {**settings.__dict__, "channels": list(settings.channels), "domains": list(settings.domains),
+            "terms": list(settings.terms), "hiss_colours": list(settings.hiss_colours),
+            "codecs": list(settings.codecs)}
+
+
 def _meta(settings: TrainSettings, model: SpectralUNet, history: list, started: float, steps_done: int) -> dict:
     return {
         "steps_done": steps_done,
-        "settings": {**settings.__dict__, "channels": list(settings.channels), "domains": list(settings.domains),
-                     "terms": list(settings.terms), "hiss_colours": list(settings.hiss_colours),
-                     "codecs": list(settings.codecs)},
+        "settings": _settings_record(settings),
         "loss_history": list(history),
         "train_seconds": round(time.time() - started, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 
 
-__all__ = ["TrainSettings", "train", "load_corpus", "make_batch", "mrstft_loss", "band_loss", "lsd_loss"]
+__all__ = ["TrainSettings", "train", "shared_pool", "load_corpus", "make_batch", "mrstft_loss", "band_loss", "lsd_loss"]
