@@ -239,11 +239,14 @@ class _SpectralUNet(Restorer):
                 return audio
         x = resample(audio, sample_rate, config.sample_rate)
         frontend = self._front()
+        outputs = []
         with torch.inference_mode():
-            spec = frontend.stft(torch.from_numpy(np.ascontiguousarray(x)))
-            offset = torch.from_numpy(fitted["offset"]).float()
-            plans = BandPlan.stack([plan] * x.shape[0], config.n_bins) if plan else None
-            restored = frontend.istft(enhance(model, frontend, spec, offset, plans), x.shape[-1]).numpy()
+            for channel in range(x.shape[0]):  # one at a time: half a stereo batch's activations
+                spec = frontend.stft(torch.from_numpy(np.ascontiguousarray(x[channel:channel + 1])))
+                offset = torch.from_numpy(fitted["offset"][channel:channel + 1]).float()
+                plans = BandPlan.stack([plan], config.n_bins) if plan else None
+                outputs.append(frontend.istft(enhance(model, frontend, spec, offset, plans), x.shape[-1]).numpy())
+        restored = np.concatenate(outputs)
         if plan:
             restored = x + guard_above_cutoff(restored - x, plan.cutoff_bin, stft, config.sample_rate)
         out = resample(restored.astype(np.float32), config.sample_rate, sample_rate)

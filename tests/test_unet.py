@@ -130,7 +130,9 @@ def test_deep_filter_sums_each_tap_times_its_frame_with_silence_outside():
         for k, source in enumerate((t - 1, t, t + 1)):
             if 0 <= source < 5:
                 expected[:, t] += taps[:, k, t] * spec[:, source]
-    torch.testing.assert_close(deep_filter(spec, taps), expected)
+    torch.testing.assert_close(deep_filter(spec, taps.unbind(1), 1), expected)
+    with pytest.raises(ValueError, match="expected 3 taps, got 2"):
+        deep_filter(spec, taps[:, :2].unbind(1), 1)
 
 
 def test_phase_advance_of_a_bin_centred_partial_is_zero_and_off_centre_it_is_the_offset():

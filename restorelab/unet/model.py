@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -292,17 +292,21 @@ def codec_fill(logits: torch.Tensor) -> torch.Tensor:
 FILTER_TAP_LIMIT = 1.0
 
 
-def deep_filter(spec: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+def deep_filter(spec: torch.Tensor, taps: Iterable[torch.Tensor], frames_each_side: int) -> torch.Tensor:
     """``sum_k taps[k] * spec[t + k - K]`` over the ``2K + 1`` frames around each cell (frames
-    outside the input count as 0). ``spec``: ``[batch, frames, bins]`` complex; ``taps``:
-    ``[batch, 2K + 1, frames, bins]`` complex."""
-    frames_each_side = (taps.shape[1] - 1) // 2
+    outside the input count as 0). ``spec``: ``[batch, frames, bins]`` complex; ``taps``: the
+    ``2K + 1`` complex ``[batch, frames, bins]`` taps, earliest frame first (a generator is
+    enough: one tap is held at a time)."""
     padded = F.pad(torch.view_as_real(spec), (0, 0, 0, 0, frames_each_side, frames_each_side))
     padded = torch.view_as_complex(padded)
     frames = spec.shape[1]
     out = torch.zeros_like(spec)
-    for k in range(taps.shape[1]):
-        out = out + taps[:, k] * padded[:, k : k + frames]
+    count = 0
+    for k, tap in enumerate(taps):
+        out = out + tap * padded[:, k : k + frames]
+        count += 1
+    if count != 2 * frames_each_side + 1:
+        raise ValueError(f"expected {2 * frames_each_side + 1} taps, got {count}")
     return out
 
 
@@ -366,9 +370,11 @@ def enhance(model: SpectralUNet, frontend: Frontend, spec: torch.Tensor, offset:
         phase = spec / magnitude.clamp_min(1e-20)  # 0 where the cell is exactly 0
         restored = spec * gain + phase * (fill * local_envelope(magnitude))
         if config.filter_frames:
-            parts = FILTER_TAP_LIMIT * torch.tanh(frontend.to_bins(logits[:, 2:]))
-            taps = torch.complex(parts[:, 0::2], parts[:, 1::2])
-            restored = restored + deep_filter(spec, taps)
+            def part(channel: int) -> torch.Tensor:
+                return FILTER_TAP_LIMIT * torch.tanh(frontend.to_bins(logits[:, channel]))
+
+            taps = (torch.complex(part(2 + 2 * k), part(3 + 2 * k)) for k in range(config.filter_taps))
+            restored = restored + deep_filter(spec, taps, config.filter_frames)
         return restored
     if plan is None:
         raise ValueError("bandwidth extension needs each item's replication plan")
