@@ -287,17 +287,25 @@ class UNetCodec(_SpectralUNet):
     and the fill ``F`` of ``A``, the input's mean magnitude over the 3 frames and 9 bins around
     each cell, added along the cell's own phase (the residue a coder leaves in an emptied cell
     still has one); both predicted per bin from the log power normalised by the whole input's
-    mean. Trained on music through Opus, MP3 and Vorbis at compression levels from clearly
-    audible to near transparent, some of it band-limited first as a 32 kHz codec leaves it, with
-    clean music in each batch that it must leave alone (see ``assets/models/MODEL_CARD.md``).
+    mean. The shipped checkpoint also adds ``sum_k H_k X(t + k)``, a complex filter over the
+    frame before, the frame itself and the frame after, from features that include each cell's
+    phase advance: a partial is coherent from frame to frame and the coder's noise is not.
+    Trained on music through Opus, MP3 and Vorbis at compression levels from clearly audible to
+    near transparent, some of it band-limited first as a 32 kHz codec leaves it, with clean music
+    in each batch that it must leave alone (see ``assets/models/MODEL_CARD.md``).
 
     Trade-off: the fill follows the neighbourhood's level, not the lost notes: it makes a hole
     as loud as its surroundings, with the residue's phase, which does not restore what was there.
-    A band the coder cut off entirely has no neighbourhood and stays empty.
+    A band the coder cut off entirely has no neighbourhood and stays empty. The filter can only
+    rebuild what neighbouring frames still hold; the fine structure a coder replaced with noise
+    of the same energy is gone from all of them.
 
     Reference: codec artifact removal as in J. Deng et al., "Exploiting Time-Frequency
     Patterns with LSTM-RNNs for Low-Bitrate Audio Restoration", Neural Computing and
-    Applications, 2020; the masking U-Net of ``unet_denoise``.
+    Applications, 2020; the masking U-Net of ``unet_denoise``; deep filtering as in W. Mack and
+    E. Habets, "Deep Filtering: Signal Extraction and Reconstruction Using Complex
+    Time-Frequency Filters", IEEE Signal Processing Letters, 2020, and H. Schroeter et al.,
+    "DeepFilterNet", ICASSP 2022.
     """
 
     name = "unet_codec"

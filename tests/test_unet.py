@@ -315,7 +315,10 @@ def test_shipped_checkpoints_fit_the_budget():
 
 def test_shipped_codec_model_fills_what_mp3_emptied_and_leaves_clean_music_alone():
     """Synthetic notes over a noise wash through MP3 at 128 kbps: LSD below the codec's bandwidth
-    falls by 27 % (1.057 to 0.769) and SI-SDR is kept; clean input comes back at 57.7 dB."""
+    falls by 10 % (1.057 to 0.949) and SI-SDR is kept; clean input comes back at 52.2 dB.
+
+    (The checkpoint without the complex filter took this LSD down by 27 %, but less of real
+    music's; see docs/EVALUATION.md.)"""
     from restorelab.analysis import lsd, si_sdr_db
     from restorelab.dsp import bandwidth_hz
 
@@ -326,7 +329,7 @@ def test_shipped_codec_model_fills_what_mp3_emptied_and_leaves_clean_music_alone
     bandwidth = bandwidth_hz(coded, SR)
     restored = codec(coded, SR)
     before, after = lsd(clean, coded, SR, bandwidth)["lsd_low"], lsd(clean, restored, SR, bandwidth)["lsd_low"]
-    assert after < 0.8 * before
+    assert after < 0.92 * before
     assert si_sdr_db(clean, restored) > si_sdr_db(clean, coded) - 0.1
     assert si_sdr_db(clean, codec(clean, SR)) > 50.0
 
