@@ -301,12 +301,11 @@ def deep_filter(spec: torch.Tensor, taps: Iterable[torch.Tensor], frames_each_si
     padded = torch.view_as_complex(padded)
     frames = spec.shape[1]
     out = torch.zeros_like(spec)
-    count = 0
+    k = -1
     for k, tap in enumerate(taps):
         out = out + tap * padded[:, k : k + frames]
-        count += 1
-    if count != 2 * frames_each_side + 1:
-        raise ValueError(f"expected {2 * frames_each_side + 1} taps, got {count}")
+    if k + 1 != 2 * frames_each_side + 1:
+        raise ValueError(f"expected {2 * frames_each_side + 1} taps, got {k + 1}")
     return out
 
 

@@ -381,10 +381,10 @@ def shared_pool(folder: Path, clips: list[np.ndarray], weights: np.ndarray, sett
     import shutil
     import tempfile
 
-    folder = Path(folder)
-    key = pool_key(settings, cache)
     if settings.task == "bwe":
         raise PoolFolderError("a pool folder holds codec or denoising pairs, not extension pairs (their plans)")
+    folder = Path(folder)
+    key = pool_key(settings, cache)
     if not folder.exists():
         pool = make_pool(clips, weights, settings, log)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -405,7 +405,7 @@ def shared_pool(folder: Path, clips: list[np.ndarray], weights: np.ndarray, sett
     differs = sorted(name for name in set(key) | set(stored) if key.get(name) != stored.get(name))
     if differs:
         raise PoolFolderError(f"{folder} holds pairs made with other settings ({', '.join(differs)}); "
-                         "use another folder or the same settings")
+                              "use another folder or the same settings")
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("degraded", "target", "is_clean")}
     log(f"{len(arrays['degraded'])} pairs from {folder}")
     return PairPool(arrays["degraded"], arrays["target"], np.asarray(arrays["is_clean"]), [])
@@ -502,4 +502,5 @@ def _meta(settings: TrainSettings, model: SpectralUNet, history: list, started: 
     }
 
 
-__all__ = ["TrainSettings", "train", "shared_pool", "load_corpus", "make_batch", "mrstft_loss", "band_loss", "lsd_loss"]
+__all__ = ["TrainSettings", "train", "shared_pool", "load_corpus", "make_batch", "mrstft_loss", "band_loss",
+           "lsd_loss"]
