@@ -12,7 +12,8 @@ Prints a Markdown table per preset: mean LSD below the bandwidth, whole-band LSD
     python scripts/codec_restorers.py --manifest ~/.cache/restorelab/train-data --split validation \
         -r unet_codec -r unet_codec:candidate.pt
 
-``-r NAME:CHECKPOINT`` runs a U-Net restorer with another checkpoint (a row of its own).
+``-r NAME:CHECKPOINT`` runs a U-Net restorer with another checkpoint (a row of its own);
+``-r A+B`` runs restorer ``A`` and then ``B`` on its output (``unet_codec+unet_restore``).
 ``--set NAME.param=value`` changes a setting as ``restorelab evaluate --set`` does. ``--band-errors``
 adds, per restorer, the mean squared log10-power error (LSD's STFT and floor) that each band
 contributes, so the bands left to win show.
@@ -24,6 +25,7 @@ cut into pieces held only a track's first piece, so no checkpoint trained on one
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -52,13 +54,23 @@ def clips_of(args) -> list[Path]:
 
 def restorers_of(labels: list[str], settings: dict | None = None) -> dict:
     """``NAME`` or ``NAME:CHECKPOINT`` (a U-Net restorer with another checkpoint) -> the restorer,
-    with ``settings`` (``restorelab.cli.parse_settings``'s) for its name."""
+    with ``settings`` (``restorelab.cli.parse_settings``'s) for its name; ``A+B`` runs ``A``, then
+    ``B`` on its output."""
     restorers = {}
     for label in labels:
-        name, _, checkpoint = label.partition(":")
-        restorers[label] = get_restorer(name, **(settings or {}).get(name, {}),
-                                        **({"checkpoint": checkpoint} if checkpoint else {}))
+        stages = []
+        for stage in label.split("+"):
+            name, _, checkpoint = stage.partition(":")
+            stages.append(get_restorer(name, **(settings or {}).get(name, {}),
+                                       **({"checkpoint": checkpoint} if checkpoint else {})))
+        restorers[label] = stages[0] if len(stages) == 1 else partial(_in_turn, stages)
     return restorers
+
+
+def _in_turn(stages: list, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    for stage in stages:
+        audio = stage(audio, sample_rate)
+    return audio
 
 
 def package_of(path: Path) -> str:
