@@ -239,13 +239,14 @@ class _SpectralUNet(Restorer):
                 return audio
         x = resample(audio, sample_rate, config.sample_rate)
         frontend = self._front()
+        offsets = torch.from_numpy(fitted["offset"]).float()
+        plans = BandPlan.stack([plan], config.n_bins) if plan else None  # the same for every channel
         outputs = []
         with torch.inference_mode():
             for channel in range(x.shape[0]):  # one at a time: half a stereo batch's activations
                 spec = frontend.stft(torch.from_numpy(np.ascontiguousarray(x[channel:channel + 1])))
-                offset = torch.from_numpy(fitted["offset"][channel:channel + 1]).float()
-                plans = BandPlan.stack([plan], config.n_bins) if plan else None
-                outputs.append(frontend.istft(enhance(model, frontend, spec, offset, plans), x.shape[-1]).numpy())
+                enhanced = enhance(model, frontend, spec, offsets[channel:channel + 1], plans)
+                outputs.append(frontend.istft(enhanced, x.shape[-1]).numpy())
         restored = np.concatenate(outputs)
         if plan:
             restored = x + guard_above_cutoff(restored - x, plan.cutoff_bin, stft, config.sample_rate)

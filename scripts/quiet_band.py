@@ -103,11 +103,11 @@ def summary(name: str, rows: list[dict]) -> dict:
     return out
 
 
-
 def _with_hiss(noisy: dict, clean: np.ndarray) -> dict:
     """The row of a clip with hiss added, and the true drop: its quiet high band less the clean one's."""
     return {k: noisy[k] for k in BASIC} | {"true_drop_db": noisy["quiet_high_db"]
                                           - measure(clean, noisy["quiet"])["quiet_high_db"]}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -406,6 +406,8 @@ def shared_pool(folder: Path, clips: list[np.ndarray], weights: np.ndarray, sett
     if differs:
         raise PoolFolderError(f"{folder} holds pairs made with other settings ({', '.join(differs)}); "
                               "use another folder or the same settings")
+    # Read back even by the run that made it: memory-mapped, its pages are shared with the other
+    # runs instead of each holding its own copy.
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ("degraded", "target", "is_clean")}
     log(f"{len(arrays['degraded'])} pairs from {folder}")
     return PairPool(arrays["degraded"], arrays["target"], np.asarray(arrays["is_clean"]), [])
