@@ -62,22 +62,15 @@ def browser_cpu_seconds() -> float:
     return total
 
 
-def available_restorers() -> list[str]:
-    """The restorers Compare offers here, in its order."""
-    from restorelab import lab
-
-    return lab.available_choices()
-
-
-def restorers_alone(path: Path | None = None, names: list[str] | None = None) -> float:
-    """Seconds the chosen restorers (default: all available) take on the example (or ``path``), one
-    after another, in this process."""
+def restorers_alone(names: list[str], path: Path | None = None) -> float:
+    """Seconds the restorers ``names`` take on the example (or ``path``), one after another, in this
+    process."""
     from restorelab import lab
     from restorelab.audio import load_audio
     from restorers import build_available
 
     clip = lab.load_example(EXAMPLE) if path is None else load_audio(path)
-    restorers, _ = build_available(names or available_restorers())
+    restorers, _ = build_available(names)
     for restorer in restorers.values():  # load models once, as the app has by its second comparison
         restorer(clip.audio[:, : clip.sample_rate], clip.sample_rate)
     start = time.monotonic()
@@ -86,9 +79,9 @@ def restorers_alone(path: Path | None = None, names: list[str] | None = None) ->
     return time.monotonic() - start
 
 
-def open_example(page, url: str, path: Path | None = None, restorers: list[str] | None = None) -> None:
-    """Load the example, or upload ``path``, open the Compare tab and, given ``restorers``, leave
-    only those chosen."""
+def open_example(page, url: str, path: Path | None = None, unchosen: list[str] | None = None) -> None:
+    """Load the example, or upload ``path``, open the Compare tab and untick the restorers
+    ``unchosen``."""
     page.goto(url)
     if path is None:
         page.click("#load-example")
@@ -99,9 +92,8 @@ def open_example(page, url: str, path: Path | None = None, restorers: list[str] 
         name = path.stem
     page.wait_for_function(f"document.querySelector('#source-info').innerText.includes({name!r})", timeout=120_000)
     page.get_by_role("tab", name="Compare").click()
-    for other in available_restorers() if restorers else []:
-        if other not in restorers:
-            page.locator("#restorer-choice").get_by_label(other, exact=True).uncheck()
+    for name in unchosen or []:
+        page.locator("#restorer-choice").get_by_label(name, exact=True).uncheck()
 
 
 #: Notes when this Compare's progress line appears, so a repeat is not taken for the last one's end.
@@ -174,10 +166,14 @@ def main() -> None:
     parser.add_argument("--clip", type=Path, help="an audio file to upload instead of the bundled example")
     parser.add_argument("-r", "--restorer", action="append", help="leave only this restorer chosen (repeatable)")
     args = parser.parse_args()
-    unknown = set(args.restorer or []) - set(available_restorers())
+    from restorelab.lab import available_choices
+
+    available = available_choices()  # what Compare offers here, in its order
+    unknown = set(args.restorer or []) - set(available)
     if unknown:
         parser.error(f"not available here: {', '.join(sorted(unknown))}")
-    alone = restorers_alone(args.clip, args.restorer)
+    unchosen = [name for name in available if name not in args.restorer] if args.restorer else []
+    alone = restorers_alone(args.restorer or available, args.clip)
     votes = str(Path(tempfile.mkdtemp()) / "votes.csv")
     started = time.monotonic()
     # Without the output cache (1 kB holds no output): every Compare runs the restorers.
@@ -187,20 +183,20 @@ def main() -> None:
             browser, (page, *others) = browser_pages(p, 3)
             fresh, cpu = [], []
             for _ in range(args.runs):
-                open_example(page, url, args.clip, args.restorer)
+                open_example(page, url, args.clip, unchosen)
                 first, everything, app_s, browser_s = compare_with_cpu(page, app.pid)
                 fresh.append((first, everything))
                 cpu.append((app_s, browser_s))
             both = []
             for _ in range(2):  # new visitors (their pages' first comparison), then the same two again
                 for other in others:
-                    open_example(other, url, args.clip, args.restorer)
+                    open_example(other, url, args.clip, unchosen)
                 starts = [click(other) for other in others]  # two visitors press Compare together
                 both.append(shown(others, starts))
             browser.close()
     with local_app(RESTORELAB_VOTES_PATH=votes) as (_, url), sync_playwright() as p:
         browser, (page,) = browser_pages(p, 1)
-        open_example(page, url, args.clip, args.restorer)
+        open_example(page, url, args.clip, unchosen)
         shown([page], [click(page)])
         repeated = shown([page], [click(page)])[0]  # the same clip, restorers and settings again
         browser.close()
