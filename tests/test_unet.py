@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import add_noise, band_level_db, melody, snr_db
 
 from restorelab.degrade import band_limit, degrade
 from restorelab.dsp import Stft, long_term_power
-from restorelab.unet.model import (BandPlan, Frontend, SpectralUNet, UNetConfig, bwe_gain, deep_filter, enhance,
-                                  load_checkpoint, log_power_offset, mel_to_bins, save_checkpoint)
+from restorelab.unet.model import (FILL_NEIGHBOURHOOD, BandPlan, Frontend, SpectralUNet, UNetConfig, bwe_gain,
+                                   deep_filter, enhance, load_checkpoint, local_envelope, log_power_offset,
+                                   mel_to_bins, save_checkpoint, tanh)
 from restorers import get_restorer, restorer_class
 from restorelab.replication import Replication, replication_plan
 from restorers.spectral_unet import UNetBandwidthExtension, UNetDenoise, shipped_checkpoint
@@ -109,6 +111,21 @@ def test_codec_fill_is_the_local_mean_magnitude_along_each_cells_own_phase():
     assert out[2, 100] == 0
     assert np.abs(out[3, 300]) == pytest.approx(2 * envelope[3, 300], rel=1e-4)
     assert np.angle(out[3, 300]) == pytest.approx(0.7, abs=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 2, 5), (1, 4, 1025), (3, 7, 20)])
+def test_local_envelope_is_the_mean_over_the_cells_that_exist(shape):
+    """The box sums give avg_pool2d's numbers without its padding, down to windows larger than the input."""
+    magnitude = torch.rand(shape) * torch.logspace(-6, 2, shape[-1])  # a wide range of levels along bins
+    t, f = FILL_NEIGHBOURHOOD
+    pooled = F.avg_pool2d(magnitude[:, None], (t, f), stride=1, padding=(t // 2, f // 2), count_include_pad=False)
+    torch.testing.assert_close(local_envelope(magnitude), pooled[:, 0], rtol=1e-5, atol=0)
+
+
+def test_tanh_through_the_logistic_is_tanh():
+    x = torch.cat([torch.linspace(-30, 30, 10001), torch.tensor([-1e4, 1e4, 0.0])])
+    torch.testing.assert_close(tanh(x), torch.tanh(x), rtol=0, atol=2e-7)
+    assert tanh(torch.tensor(0.0)) == 0
 
 
 def test_codec_gain_spans_zero_to_two_without_fill():

@@ -267,6 +267,12 @@ def log_power_offset(power: torch.Tensor) -> torch.Tensor:
     return torch.log(power + LOG_EPS).mean(dim=(1, 2))
 
 
+def tanh(x: torch.Tensor) -> torch.Tensor:
+    """``tanh(x)`` as ``2 sigmoid(2x) - 1``: the same values to float rounding, about four times
+    faster than ``torch.tanh`` on CPU."""
+    return 2 * torch.sigmoid(2 * x) - 1
+
+
 def denoise_gain(logits: torch.Tensor, config: UNetConfig) -> torch.Tensor:
     """``max_gain * sigmoid``: exactly 1 where the logits are 0 (the untrained head)."""
     return config.max_gain * torch.sigmoid(logits + math.log(1.0 / (config.max_gain - 1.0)))
@@ -311,14 +317,32 @@ def deep_filter(spec: torch.Tensor, taps: Iterable[torch.Tensor], frames_each_si
 
 def local_envelope(magnitude: torch.Tensor) -> torch.Tensor:
     """The mean of ``[batch, frames, bins]`` magnitudes over :data:`FILL_NEIGHBOURHOOD` (edges: the
-    cells that exist)."""
+    cells that exist).
+
+    Box sums of shifted slices, one axis after the other, over the count of cells that exist
+    (``avg_pool2d`` without its padding gives the same numbers, several times slower on CPU).
+    """
     t, f = FILL_NEIGHBOURHOOD
-    return F.avg_pool2d(magnitude[:, None], (t, f), stride=1, padding=(t // 2, f // 2),
-                        count_include_pad=False)[:, 0]
+    frames, bins = magnitude.shape[-2:]
+    padded = F.pad(magnitude, (f // 2, f // 2, t // 2, t // 2))
+    across = padded[..., :bins].clone()
+    for k in range(1, f):
+        across += padded[..., k : k + bins]
+    total = across[..., :frames, :].clone()
+    for k in range(1, t):
+        total += across[..., k : k + frames, :]
+    return total / (_cells_in_window(frames, t, magnitude)[:, None] * _cells_in_window(bins, f, magnitude))
+
+
+def _cells_in_window(length: int, window: int, like: torch.Tensor) -> torch.Tensor:
+    """How many of the ``window`` positions centred on each of ``length`` positions exist."""
+    position = torch.arange(length, device=like.device)
+    half = window // 2
+    return (position.clamp(max=half) + (length - 1 - position).clamp(max=half) + 1).to(like.dtype)
 
 
 def bwe_gain(logits: torch.Tensor) -> torch.Tensor:
-    squashed = torch.tanh(logits)
+    squashed = tanh(logits)
     correction_db = torch.where(squashed < 0, BWE_CUT_DB * squashed, BWE_BOOST_DB * squashed)
     return torch.pow(10.0, correction_db / 20.0)
 
@@ -366,11 +390,11 @@ def enhance(model: SpectralUNet, frontend: Frontend, spec: torch.Tensor, offset:
         gain = denoise_gain(frontend.to_bins(logits[:, 0]), config)
         fill = codec_fill(frontend.to_bins(logits[:, 1]))
         magnitude = power.sqrt()
-        phase = spec / magnitude.clamp_min(1e-20)  # 0 where the cell is exactly 0
-        restored = spec * gain + phase * (fill * local_envelope(magnitude))
+        # G X + F A X / |X|: one real factor on X (the fill is 0 where the cell is exactly 0).
+        restored = spec * (gain + fill * local_envelope(magnitude) / magnitude.clamp_min(1e-20))
         if config.filter_frames:
             def part(channel: int) -> torch.Tensor:
-                return FILTER_TAP_LIMIT * torch.tanh(frontend.to_bins(logits[:, channel]))
+                return FILTER_TAP_LIMIT * tanh(frontend.to_bins(logits[:, channel]))
 
             taps = (torch.complex(part(2 + 2 * k), part(3 + 2 * k)) for k in range(config.filter_taps))
             restored = restored + deep_filter(spec, taps, config.filter_frames)
