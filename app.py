@@ -124,6 +124,7 @@ def _show_source(clip):
     except ValueError as exc:
         raise _error(exc) from None
     write_wav(path, clip.audio, clip.sample_rate)
+    lab.measure_ahead(clip)  # what a comparison measures of the input, taken while the visitor chooses
     return clip, str(path), lab.clip_summary(clip)
 
 

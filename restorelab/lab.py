@@ -360,6 +360,48 @@ def _measure_the_input(clip: Clip):
     return _measured(clip.audio, clip.sample_rate, None)
 
 
+class InputMeasures:
+    """The measures of recently loaded inputs, taken as soon as a clip is loaded (:meth:`start`,
+    in a thread of their own) so that its comparison finds them done or under way instead of
+    taking them after the click.
+
+    Keyed by the audio's SHA-256 and rate; the ``size`` most recently used clips are kept (each a
+    few megabytes at the app's longest clip). Safe to share between the app's request threads.
+    """
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._jobs: OrderedDict[tuple[str, int], Future] = OrderedDict()
+        self._lock = threading.Lock()
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="measure-ahead")
+
+    def start(self, clip: Clip) -> None:
+        """Measure ``clip`` now, behind the caller (a clip just loaded)."""
+        self.job(clip, audio_sha256(clip.audio), self._ahead)
+
+    def job(self, clip: Clip, sha256: str, pool: ThreadPoolExecutor) -> Future:
+        """The measuring of ``clip`` (whose audio has ``sha256``): the one started before, else a
+        new one submitted to ``pool``. A job that failed is not kept."""
+        key = (sha256, clip.sample_rate)
+        with self._lock:
+            job = self._jobs.get(key)
+            if job is None or (job.done() and job.exception() is not None):
+                job = self._jobs[key] = pool.submit(_measure_the_input, clip)
+            self._jobs.move_to_end(key)
+            while len(self._jobs) > self.size:
+                self._jobs.popitem(last=False)
+            return job
+
+
+#: The inputs' measures, shared by every comparison in this process.
+INPUT_MEASURES = InputMeasures()
+
+
+def measure_ahead(clip: Clip) -> None:
+    """Start measuring a clip that was just loaded (see :class:`InputMeasures`)."""
+    INPUT_MEASURES.start(clip)
+
+
 def _measure_output(audio: np.ndarray, sample_rate: int, input_job: Future) -> _Measured:
     """What is shown of an output, measured against the input's profile (``input_job``, a job
     submitted to the same pool before this one, so running or done by now)."""
@@ -422,7 +464,7 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
                 waiting[name] = made_of[name]
             else:
                 restoring[pool.submit(restorer, clip.audio, sr)] = name
-        input_job = pool.submit(_measure_the_input, clip)
+        input_job = INPUT_MEASURES.job(clip, input_hash, pool)
         if outputs:
             yield "output", view
         measuring = {}

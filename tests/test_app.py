@@ -569,6 +569,36 @@ def test_the_output_cache_drops_the_least_recently_used_beyond_its_bytes():
     assert cache.get(("huge",)) is None and cache.get(("c",)) is not None
 
 
+def test_the_input_is_measured_when_it_is_loaded_and_once_for_its_comparisons(app, tmp_path, monkeypatch):
+    """Loading a clip starts measuring it; its comparisons take that job's result instead of
+    measuring it again, with the same rows. A measuring that failed is not kept."""
+    measure = app.lab._measure_the_input
+    measured = []
+    monkeypatch.setattr(app.lab, "_measure_the_input", lambda clip: measured.append(clip.source) or measure(clip))
+    monkeypatch.setattr(app.lab, "INPUT_MEASURES", app.lab.InputMeasures(size=1))
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    app.lab.INPUT_MEASURES.job(clip, app.lab.audio_sha256(clip.audio), None).result()  # started: no pool needed
+    assert measured == ["upload.wav"]
+    first = app.lab.compare(clip, ["spectral_gate_hf"], {}, cache=None)
+    again = app.lab.compare(clip, ["spectral_gate_hf"], {}, cache=None)
+    assert measured == ["upload.wav"] and again.rows == first.rows
+    assert first.rows[0] == {"name": "input", **measure(clip)[0].row}
+    other, *_ = app.on_upload(str(upload_file(tmp_path, "other.wav", seed=3)))  # the oldest goes (size 1)
+    app.lab.compare(clip, ["spectral_gate_hf"], {}, cache=None)
+    assert measured == ["upload.wav", "other.wav", "upload.wav"]
+
+    def broken(clip):
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(app.lab, "_measure_the_input", broken)
+    third, *_ = app.on_upload(str(upload_file(tmp_path, "third.wav", seed=4)))
+    with pytest.raises(MemoryError):
+        app.lab.compare(third, ["spectral_gate_hf"], {}, cache=None)
+    monkeypatch.setattr(app.lab, "_measure_the_input", measure)
+    assert [row["name"] for row in app.lab.compare(third, ["spectral_gate_hf"], {}, cache=None).rows] == [
+        "input", "spectral_gate_hf"]
+
+
 def test_a_failing_restorer_is_reported_and_the_others_are_kept(app, tmp_path, monkeypatch):
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
 
