@@ -245,12 +245,16 @@ def _hpss_energies(power: np.ndarray, core: slice, kernel: int = HPSS_KERNEL) ->
     harmonic = median_filter(magnitude, kernel, axis=0)[core]
     magnitude = magnitude[core]
     percussive = median_filter(magnitude, kernel, axis=1)
-    h2, p2 = np.square(harmonic, dtype=np.float64), np.square(percussive, dtype=np.float64)
-    total = h2 + p2
+    # The harmonic mask h^2 / (h^2 + p^2), in place in float32 (0.5 where both are 0); the
+    # energies summed in float64. The percussive energy is what the harmonic mask leaves.
+    mask_h = np.square(harmonic, out=harmonic)
+    total = mask_h + np.square(percussive, out=percussive)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mask_h = np.where(total > 0, h2 / total, 0.5)
-    energy = np.square(magnitude, dtype=np.float64)
-    return float(np.sum(energy * mask_h)), float(np.sum(energy * (1.0 - mask_h)))
+        np.divide(mask_h, total, out=mask_h)
+    mask_h[total == 0] = 0.5
+    energy = np.square(magnitude)
+    harmonic_energy = float(np.sum(energy * mask_h, dtype=np.float64))
+    return harmonic_energy, float(np.sum(energy, dtype=np.float64)) - harmonic_energy
 
 
 def _hpss_ratio(e_h: float, e_p: float) -> float:

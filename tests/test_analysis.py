@@ -106,6 +106,23 @@ def test_hpss_ratio_tells_tones_from_clicks():
     assert A.hpss_ratio_db(A.normalised_power(clicks)) < -10
 
 
+def test_hpss_ratio_is_fitzgeralds_split_with_soft_masks(music):
+    """Against the definition written out in float64 with scipy's median filters, with a silent
+    band where both medians are 0 (no 0 / 0 in the masks)."""
+    from scipy.ndimage import median_filter
+
+    power = A.normalised_power(music)
+    power[:, :, 900:] = 0  # a silent band: both medians are 0 there
+    magnitude = np.sqrt(power.mean(axis=0))
+    h2 = median_filter(magnitude, size=(17, 1), mode="reflect") ** 2
+    p2 = median_filter(magnitude, size=(1, 17), mode="reflect") ** 2
+    with np.errstate(invalid="ignore"):
+        mask = np.where(h2 + p2 > 0, h2 / (h2 + p2), 0.5)
+    e_h, e_p = np.sum(magnitude ** 2 * mask), np.sum(magnitude ** 2 * (1 - mask))
+    assert A.hpss_ratio_db(power) == pytest.approx(10 * np.log10((e_h + 1e-6 * (e_h + e_p)) / (e_p + 1e-6 * (e_h + e_p))),
+                                                   abs=1e-5)
+
+
 def test_noise_floor_finds_the_quiet_part(rng):
     x = np.zeros(4 * SR, np.float32)
     x[: 2 * SR] = rng.standard_normal(2 * SR) * 0.3
