@@ -265,14 +265,15 @@ def loudness_lufs(audio: np.ndarray, sample_rate: int) -> float:
     # Sums of squares between consecutive block edges; each gating block adds up its pieces.
     edges = np.unique(np.concatenate([starts, stops]))
     pieces = np.zeros((channels, edges.size))
-    stages = list(meter._filters.values())  # the K-weighting: a high shelf, then a high pass
-    states = [np.zeros((channels, max(len(f.a), len(f.b)) - 1)) for f in stages]
+    stages = list(meter._filters.values())  # the K-weighting: a high shelf, then a high pass (biquads)
+    # The two biquads as one cascade of second-order sections: one pass over the samples.
+    sections = np.stack([np.concatenate([stage.b / stage.a[0], stage.a / stage.a[0]]) for stage in stages])
+    gain = float(np.prod([stage.passband_gain for stage in stages]))
+    state = np.zeros((len(stages), channels, 2))
     for begin in range(0, n, LOUDNESS_BLOCK_SAMPLES):
         end = min(begin + LOUDNESS_BLOCK_SAMPLES, n)
-        block = audio[:, begin:end].astype(np.float64)
-        for index, stage in enumerate(stages):
-            block, states[index] = scipy.signal.lfilter(stage.b, stage.a, block, axis=-1, zi=states[index])
-            block = stage.passband_gain * block
+        block, state = scipy.signal.sosfilt(sections, audio[:, begin:end].astype(np.float64), axis=-1, zi=state)
+        block *= gain
         inside = edges[(edges > begin) & (edges < end)]
         marks = np.concatenate([[begin], inside])
         sums = np.add.reduceat(np.square(block), marks - begin, axis=-1)
