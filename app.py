@@ -52,6 +52,23 @@ HEAD = STUDY_HEAD + "".join(f'<link rel="modulepreload" href="./assets/{name}">'
 CSS = (ASSETS / "ab_transport.css").read_text(encoding="utf-8")
 #: Gradio's audio component drawn as the browser's own player (``<audio controls>``), no waveform.
 NATIVE_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
+
+
+class Player(gr.Audio):
+    """A Compare player: Gradio's audio component (``is_template``: the page draws it as one),
+    whose API description is made once for all players. Gradio builds a new component for each
+    update a comparison streams to a player (a skip included) and describes its API again each
+    time, a pydantic JSON schema: about 90 times per comparison, most of the cost of an update on
+    the server's event loop."""
+
+    is_template = True
+    _api_info: dict | None = None
+
+    def api_info(self) -> dict:
+        if Player._api_info is None:
+            Player._api_info = super().api_info()
+        return Player._api_info
+
 LIMITS = Limits.from_env()
 RULES = ListenRules.from_env()
 GENERATOR = generation.Generator(local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
@@ -607,8 +624,8 @@ def build_compare_tab(clip, view):
             # own player, not Gradio's waveform: the outputs' waveforms look alike (the spectrograms
             # below show how they differ), and fetching, decoding and drawing ten of them took more
             # than a third of the page's CPU time per comparison.
-            players = [gr.Audio(label=name, type="filepath", interactive=False, visible=False, min_width=300,
-                                elem_classes=["compare-player"], waveform_options=NATIVE_PLAYER)
+            players = [Player(label=name, type="filepath", interactive=False, visible=False, min_width=300,
+                              elem_classes=["compare-player"], waveform_options=NATIVE_PLAYER)
                        for name in PLAYER_NAMES]
         thresholds = VerdictThresholds()
         metrics = gr.Dataframe(label="Metrics (input first; verdicts: less energy above 6 kHz for a denoiser, "

@@ -477,6 +477,18 @@ def test_compare_leaves_a_player_with_an_output_as_it_is_and_sends_the_others_no
     assert holding == {"input", *names}
 
 
+def test_a_compare_player_is_gradios_audio_component_with_its_api_described_once(app):
+    """The page draws a Player as Gradio's audio component; the many players Gradio builds in a
+    comparison share one API description, the audio component's own."""
+    first, second = (app.Player(label=name, type="filepath", interactive=False) for name in ("a", "b"))
+    assert first.get_block_name() == second.get_block_name() == "audio"
+    assert first.api_info() is second.api_info()
+    assert first.api_info() == gr.Audio(type="filepath", interactive=False).api_info()
+    players = [block for block in app.build_app().blocks.values()
+               if "compare-player" in (getattr(block, "elem_classes", None) or [])]
+    assert len(players) == len(app.PLAYER_NAMES) and all(isinstance(player, app.Player) for player in players)
+
+
 def test_every_player_goes_out_before_any_output_is_measured(app, tmp_path, monkeypatch):
     """Measuring waits until every restorer's player has been yielded: a comparison that measured
     each output before showing it would hold the measurements here and fail."""
