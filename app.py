@@ -157,6 +157,15 @@ def on_source_changed(session):
             "The source changed: compare the new clip, then press **Start listening**.", "")
 
 
+def on_input_psd(clip):
+    """The new source's PSD, alone, in the Compare tab's overlay until a comparison replaces it (the
+    page also draws its first plotly figure here, not in the middle of the first comparison)."""
+    try:
+        return None if clip is None else lab.input_psd(clip)
+    except ValueError:
+        return None
+
+
 def on_model_check(model):
     available, reason = GENERATOR.availability(model)
     return "Ready." if available else f"**{model} is unavailable:** {reason}"
@@ -744,8 +753,10 @@ def build_app() -> gr.Blocks:
         compare_outputs = build_compare_tab(clip, view)
         listen_outputs = build_listen_tab(view, session)
         build_results_tab(session)
+        psd = next(output for output in compare_outputs if getattr(output, "elem_id", None) == "psd")
         for event in source_events:
-            event.success(on_source_changed, session, [*compare_outputs, *listen_outputs])
+            event.success(on_source_changed, session, [*compare_outputs, *listen_outputs]).then(
+                on_input_psd, clip, psd)
     return demo
 
 

@@ -377,16 +377,17 @@ class InputMeasures:
 
     def start(self, clip: Clip) -> None:
         """Measure ``clip`` now, behind the caller (a clip just loaded)."""
-        self.job(clip, audio_sha256(clip.audio), self._ahead)
+        self.job(clip, audio_sha256(clip.audio))
 
-    def job(self, clip: Clip, sha256: str, pool: ThreadPoolExecutor) -> Future:
+    def job(self, clip: Clip, sha256: str, pool: ThreadPoolExecutor | None = None) -> Future:
         """The measuring of ``clip`` (whose audio has ``sha256``): the one started before, else a
-        new one submitted to ``pool``. A job that failed is not kept."""
+        new one submitted to ``pool`` (default: this object's own thread). A job that failed is
+        not kept."""
         key = (sha256, clip.sample_rate)
         with self._lock:
             job = self._jobs.get(key)
             if job is None or (job.done() and job.exception() is not None):
-                job = self._jobs[key] = pool.submit(_measure_the_input, clip)
+                job = self._jobs[key] = (pool or self._ahead).submit(_measure_the_input, clip)
             self._jobs.move_to_end(key)
             while len(self._jobs) > self.size:
                 self._jobs.popitem(last=False)
@@ -400,6 +401,13 @@ INPUT_MEASURES = InputMeasures()
 def measure_ahead(clip: Clip) -> None:
     """Start measuring a clip that was just loaded (see :class:`InputMeasures`)."""
     INPUT_MEASURES.start(clip)
+
+
+def input_psd(clip: Clip):
+    """The PSD overlay of the input alone, shown before the clip is compared, from its measures
+    (see :class:`InputMeasures`)."""
+    measured, _ = INPUT_MEASURES.job(clip, audio_sha256(clip.audio)).result()
+    return plots.psd_overlay_plotly({INPUT_ROW: measured.figures["psd"]}, clip.sample_rate)
 
 
 def _measure_output(audio: np.ndarray, sample_rate: int, input_job: Future) -> _Measured:

@@ -279,6 +279,7 @@ def psd_overlay_plotly(psds: dict[str, tuple[np.ndarray, np.ndarray]], sample_ra
     fig.update_layout(
         title="Power spectral density (Welch, 4096-point). Click a name to hide its curve.", height=520,
         margin={"l": 70, "r": 20, "t": 90, "b": 150},
+        showlegend=True,  # a clip's own PSD, before its comparison, is one curve: still named
         legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},  # below: clear of the axes and title
         updatemenus=[{"type": "buttons", "direction": "right", "x": 1, "xanchor": "right", "y": 1.18,
                       "buttons": [

@@ -242,6 +242,24 @@ def test_votes_are_labelled_with_the_compared_clip_and_a_new_source_clears_every
         app.on_start_listening(session, None)
 
 
+def test_a_new_source_shows_its_own_psd_until_it_is_compared(app, tmp_path):
+    """After the source tab's events, the overlay holds the input's Welch PSD alone (the same
+    curve a comparison draws for it); without a clip, nothing."""
+    from restorelab.analysis import welch_psd_db
+
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    figure = app.on_input_psd(clip)
+    freqs, level = welch_psd_db(clip.audio, clip.sample_rate)
+    shown = [trace for trace in figure.data if trace.visible is not False]
+    assert [trace.name for trace in shown] == ["input"] and figure.layout.showlegend
+    np.testing.assert_allclose(shown[0].y, level[freqs > 0])
+    assert app.on_input_psd(None) is None
+    demo = app.build_app()
+    psd_id = next(block._id for block in demo.blocks.values() if getattr(block, "elem_id", None) == "psd")
+    shows = [fn for fn in demo.fns.values() if fn.fn is app.on_input_psd]
+    assert len(shows) == 3 and all([block._id for block in fn.outputs] == [psd_id] for fn in shows)
+
+
 def test_compare_validates_what_a_client_sends(app, tmp_path):
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     with pytest.raises(gr.Error, match="Source tab"):

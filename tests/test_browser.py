@@ -175,9 +175,14 @@ def test_compare_listen_vote_export(server, browser):
     # The PSD plot's module came with the page, before Compare needs it.
     assert page.evaluate("performance.getEntriesByType('resource').some(e => /PlotlyPlot-.*[.]js$/.test(e.name))")
     page.get_by_role("tab", name="Compare").click()
+    # Before any comparison the overlay holds the new source's own PSD: one curve, the input's.
+    page.wait_for_selector("#psd .js-plotly-plot", timeout=30000)
+    page.wait_for_function("document.querySelectorAll('#psd .scatterlayer .trace').length === 1", timeout=30000)
+    assert page.locator("#psd .legendtext").all_text_contents() == ["input"]
     page.click("#compare")
     wait_text(page, "#compare-status", f"Compared {len(AVAILABLE)} restorer(s)")
     page.wait_for_selector("#psd .js-plotly-plot", timeout=30000)
+    assert page.locator("#psd .legendtext").count() == 1 + len(AVAILABLE)
     # Gradio's images load lazily: below four rows of players the grid waits until scrolled to.
     page.locator("#mel").scroll_into_view_if_needed()
     page.wait_for_selector("#mel img", timeout=30000)
