@@ -54,20 +54,29 @@ CSS = (ASSETS / "ab_transport.css").read_text(encoding="utf-8")
 NATIVE_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 
 
-class Player(gr.Audio):
-    """A Compare player: Gradio's audio component (``is_template``: the page draws it as one),
-    whose API description is made once for all players. Gradio builds a new component for each
-    update a comparison streams to a player (a skip included) and describes its API again each
-    time, a pydantic JSON schema: about 90 times per comparison, most of the cost of an update on
-    the server's event loop."""
+def describe_api_once(component: type) -> None:
+    """Make a Gradio component class describe its API once, not once per instance.
 
-    is_template = True
-    _api_info: dict | None = None
+    Gradio builds a new component for each update a streamed event sends it (a skip included)
+    and describes its API again each time, a pydantic JSON schema: for Compare's players about
+    90 times per comparison, most of an update's cost on the server's event loop. For a class
+    whose description is its data model's schema alone (the audio component's), one serves all.
+    """
+    describe = component.api_info
+    if getattr(describe, "once", False):  # this module imported again
+        return
+    described: list[dict] = []
 
     def api_info(self) -> dict:
-        if Player._api_info is None:
-            Player._api_info = super().api_info()
-        return Player._api_info
+        if not described:
+            described.append(describe(self))
+        return described[0]
+
+    api_info.once = True
+    component.api_info = api_info
+
+
+describe_api_once(gr.Audio)
 
 LIMITS = Limits.from_env()
 RULES = ListenRules.from_env()
@@ -633,8 +642,8 @@ def build_compare_tab(clip, view):
             # own player, not Gradio's waveform: the outputs' waveforms look alike (the spectrograms
             # below show how they differ), and fetching, decoding and drawing ten of them took more
             # than a third of the page's CPU time per comparison.
-            players = [Player(label=name, type="filepath", interactive=False, visible=False, min_width=300,
-                              elem_classes=["compare-player"], waveform_options=NATIVE_PLAYER)
+            players = [gr.Audio(label=name, type="filepath", interactive=False, visible=False, min_width=300,
+                                elem_classes=["compare-player"], waveform_options=NATIVE_PLAYER)
                        for name in PLAYER_NAMES]
         thresholds = VerdictThresholds()
         metrics = gr.Dataframe(label="Metrics (input first; verdicts: less energy above 6 kHz for a denoiser, "
