@@ -171,7 +171,7 @@ def on_input_psd(clip):
     page also draws its first plotly figure here, not in the middle of the first comparison)."""
     try:
         return None if clip is None else lab.input_psd(clip)
-    except ValueError:
+    except Exception:  # a preview: left empty; the comparison measures the input again, and says why it fails
         return None
 
 

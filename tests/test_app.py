@@ -242,7 +242,7 @@ def test_votes_are_labelled_with_the_compared_clip_and_a_new_source_clears_every
         app.on_start_listening(session, None)
 
 
-def test_a_new_source_shows_its_own_psd_until_it_is_compared(app, tmp_path):
+def test_a_new_source_shows_its_own_psd_until_it_is_compared(app, tmp_path, monkeypatch):
     """After the source tab's events, the overlay holds the input's Welch PSD alone (the same
     curve a comparison draws for it); without a clip, nothing."""
     from restorelab.analysis import welch_psd_db
@@ -254,6 +254,10 @@ def test_a_new_source_shows_its_own_psd_until_it_is_compared(app, tmp_path):
     assert [trace.name for trace in shown] == ["input"] and figure.layout.showlegend
     np.testing.assert_allclose(shown[0].y, level[freqs > 0])
     assert app.on_input_psd(None) is None
+    other, *_ = app.on_upload(str(upload_file(tmp_path, "other.wav", seed=5)))
+    monkeypatch.setattr(app.lab, "INPUT_MEASURES", app.lab.InputMeasures())
+    monkeypatch.setattr(app.lab, "_measure_the_input", lambda clip: 1 / 0)
+    assert app.on_input_psd(other) is None  # a failed preview leaves the overlay empty
     demo = app.build_app()
     psd_id = next(block._id for block in demo.blocks.values() if getattr(block, "elem_id", None) == "psd")
     shows = [fn for fn in demo.fns.values() if fn.fn is app.on_input_psd]
