@@ -277,11 +277,16 @@ def psd_overlay_plotly(psds: dict[str, tuple[np.ndarray, np.ndarray]], sample_ra
     absolute_range = [top - dynamic_range_db, top + 5] if np.isfinite(top) else None
     shown = [True] * len(names) + [False] * len(names)
     fig.update_layout(
-        title="Power spectral density (Welch, 4096-point). Click a name to hide its curve.", height=520,
-        margin={"l": 70, "r": 20, "t": 90, "b": 150},
+        # Two short lines: the title fits a phone's width too.
+        title={"text": "Power spectral density (Welch, 4096-point)<br>Click a name to hide its curve.",
+               "font": {"size": 14}, "y": 0.9, "yanchor": "top"},
+        height=530, margin={"l": 70, "r": 20, "t": 125, "b": 150},
         showlegend=True,  # a clip's own PSD, before its comparison, is one curve: still named
-        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},  # below: clear of the axes and title
-        updatemenus=[{"type": "buttons", "direction": "right", "x": 1, "xanchor": "right", "y": 1.18,
+        # Below the axes, from the bottom up: on a phone the names take several rows, and the plot
+        # gives way to them instead of the names covering the axis title.
+        legend={"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0, "x": 0},
+        updatemenus=[{"type": "buttons", "direction": "right", "x": 1, "xanchor": "right", "y": 1.02,
+                      "yanchor": "bottom",  # between the title and the axes
                       "buttons": [
                           {"label": "PSD", "method": "update",
                            "args": [{"visible": shown}, {"yaxis.title.text": "PSD (dB re FS²/Hz)",

@@ -343,6 +343,36 @@ def test_a_blind_session_cannot_be_linked_or_gamed(server, browser):
     assert len(set(appearances)) < len(appearances)
 
 
+#: The PSD overlay's title, its two buttons, the frequency axis's title and the legend, each as a
+#: box ``[left, top, right, bottom]`` in the page.
+PSD_PARTS = """() => Object.fromEntries(['.gtitle', '.updatemenu-container', '.xtitle', '.legend'].map(sel => {
+    const r = document.querySelector('#psd ' + sel).getBoundingClientRect();
+    return [sel, [r.left, r.top, r.right, r.bottom]];
+}))"""
+
+
+def test_the_psd_overlay_reads_on_a_phone(server, browser):
+    """At 390 px the overlay's title, buttons, axis title and the ten names of its legend (several
+    rows there) stay clear of each other and inside the figure."""
+    url, _ = server
+    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    page.goto(url)
+    compare_example(page)
+    page.wait_for_function("count => document.querySelectorAll('#psd .legend .traces').length === count",
+                           arg=1 + len(AVAILABLE), timeout=30000)
+    parts = page.evaluate(PSD_PARTS)
+    figure = page.locator("#psd .js-plotly-plot").bounding_box()
+    for name, (left, top, right, bottom) in parts.items():
+        assert figure["x"] - 1 <= left and right <= figure["x"] + figure["width"] + 1, name
+        assert figure["y"] - 1 <= top and bottom <= figure["y"] + figure["height"] + 1, name
+    names = list(parts)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            a, b = parts[first], parts[second]
+            apart = a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+            assert apart, f"{first} {a} overlaps {second} {b}"
+
+
 def test_two_listeners_never_share_state(server, browser):
     url, votes = server
     first, second = open_page(browser, url), open_page(browser, url)
