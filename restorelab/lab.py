@@ -366,32 +366,57 @@ class InputMeasures:
     taking them after the click.
 
     Keyed by the audio's SHA-256 and rate; the ``size`` most recently used clips are kept (each a
-    few megabytes at the app's longest clip). Safe to share between the app's request threads.
+    few megabytes at the app's longest clip). At most ``waiting`` clips are with the thread at
+    once, measured or queued: a clip loaded beyond that (a flood of uploads) is measured by its
+    comparison. Safe to share between the app's request threads.
     """
 
-    def __init__(self, size: int = 8) -> None:
+    def __init__(self, size: int = 8, waiting: int = 2) -> None:
         self.size = size
+        self.waiting = waiting
         self._jobs: OrderedDict[tuple[str, int], Future] = OrderedDict()
+        self._waiting = 0
         self._lock = threading.Lock()
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="measure-ahead")
 
-    def start(self, clip: Clip) -> None:
-        """Measure ``clip`` now, behind the caller (a clip just loaded)."""
-        self.job(clip, audio_sha256(clip.audio))
+    def start(self, clip: Clip) -> Future | None:
+        """Measure ``clip`` behind the caller (a clip just loaded): its job (the one started
+        before, if any), or ``None`` while :attr:`waiting` clips are with the thread."""
+        key = (audio_sha256(clip.audio), clip.sample_rate)
+        with self._lock:
+            job = self._kept(key)
+            if job is not None or self._waiting >= self.waiting:
+                return job
+            self._waiting += 1
+            job = self._keep(key, self._ahead.submit(_measure_the_input, clip))
+        job.add_done_callback(self._started_one_finished)  # at once if done already: not under the lock
+        return job
 
-    def job(self, clip: Clip, sha256: str, pool: ThreadPoolExecutor | None = None) -> Future:
+    def job(self, clip: Clip, sha256: str, pool: ThreadPoolExecutor) -> Future:
         """The measuring of ``clip`` (whose audio has ``sha256``): the one started before, else a
-        new one submitted to ``pool`` (default: this object's own thread). A job that failed is
-        not kept."""
+        new one submitted to ``pool``."""
         key = (sha256, clip.sample_rate)
         with self._lock:
-            job = self._jobs.get(key)
-            if job is None or (job.done() and job.exception() is not None):
-                job = self._jobs[key] = (pool or self._ahead).submit(_measure_the_input, clip)
-            self._jobs.move_to_end(key)
-            while len(self._jobs) > self.size:
-                self._jobs.popitem(last=False)
-            return job
+            return self._kept(key) or self._keep(key, pool.submit(_measure_the_input, clip))
+
+    def _kept(self, key: tuple[str, int]) -> Future | None:
+        """The job kept under ``key``, now the most recently used; none for one that failed."""
+        job = self._jobs.get(key)
+        if job is None or (job.done() and job.exception() is not None):
+            return None
+        self._jobs.move_to_end(key)
+        return job
+
+    def _keep(self, key: tuple[str, int], job: Future) -> Future:
+        self._jobs[key] = job
+        self._jobs.move_to_end(key)
+        while len(self._jobs) > self.size:
+            self._jobs.popitem(last=False)
+        return job
+
+    def _started_one_finished(self, _: Future) -> None:
+        with self._lock:
+            self._waiting -= 1
 
 
 #: The inputs' measures, shared by every comparison in this process.
@@ -405,8 +430,11 @@ def measure_ahead(clip: Clip) -> None:
 
 def input_psd(clip: Clip):
     """The PSD overlay of the input alone, shown before the clip is compared, from its measures
-    (see :class:`InputMeasures`)."""
-    measured, _ = INPUT_MEASURES.job(clip, audio_sha256(clip.audio)).result()
+    (see :class:`InputMeasures`); ``None`` when they wait behind too many others."""
+    job = INPUT_MEASURES.start(clip)
+    if job is None:
+        return None
+    measured, _ = job.result()
     return plots.psd_overlay_plotly({INPUT_ROW: measured.figures["psd"]}, clip.sample_rate)
 
 

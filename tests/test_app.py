@@ -613,7 +613,12 @@ def test_the_input_is_measured_when_it_is_loaded_and_once_for_its_comparisons(ap
     monkeypatch.setattr(app.lab, "_measure_the_input", lambda clip: measured.append(clip.source) or measure(clip))
     monkeypatch.setattr(app.lab, "INPUT_MEASURES", app.lab.InputMeasures(size=1))
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
-    app.lab.INPUT_MEASURES.job(clip, app.lab.audio_sha256(clip.audio), None).result()  # started: no pool needed
+
+    class NoPool:
+        def submit(self, *args):
+            raise AssertionError("the clip's measuring was not started when it was loaded")
+
+    app.lab.INPUT_MEASURES.job(clip, app.lab.audio_sha256(clip.audio), NoPool()).result()
     assert measured == ["upload.wav"]
     first = app.lab.compare(clip, ["spectral_gate_hf"], {}, cache=None)
     again = app.lab.compare(clip, ["spectral_gate_hf"], {}, cache=None)
@@ -633,6 +638,27 @@ def test_the_input_is_measured_when_it_is_loaded_and_once_for_its_comparisons(ap
     monkeypatch.setattr(app.lab, "_measure_the_input", measure)
     assert [row["name"] for row in app.lab.compare(third, ["spectral_gate_hf"], {}, cache=None).rows] == [
         "input", "spectral_gate_hf"]
+
+
+def test_clips_loaded_beyond_the_ones_waiting_are_measured_by_their_comparison(app, tmp_path, monkeypatch):
+    """A flood of uploads queues no more than ``waiting`` clips behind the measuring thread; one
+    loaded beyond that gets no preview, and its comparison measures it."""
+    import threading
+
+    measure = app.lab._measure_the_input
+    release = threading.Event()
+    monkeypatch.setattr(app.lab, "_measure_the_input", lambda clip: release.wait(20) and measure(clip))
+    measures = app.lab.InputMeasures(waiting=1)
+    monkeypatch.setattr(app.lab, "INPUT_MEASURES", measures)
+    first, *_ = app.on_upload(str(upload_file(tmp_path, "first.wav", seed=1)))
+    second, *_ = app.on_upload(str(upload_file(tmp_path, "second.wav", seed=2)))
+    assert measures.start(first) is not None and measures.start(second) is None
+    assert app.on_input_psd(second) is None
+    release.set()
+    measures.start(first).result()
+    assert measures.start(second).result()[0].row == measure(second)[0].row  # the thread is free again
+    view = app.lab.compare(second, ["spectral_gate_hf"], {}, cache=None)
+    assert view.rows[0]["name"] == "input"
 
 
 def test_a_failing_restorer_is_reported_and_the_others_are_kept(app, tmp_path, monkeypatch):
