@@ -65,12 +65,13 @@ def describe_api_once(component: type) -> None:
     describe = component.api_info
     if getattr(describe, "once", False):  # this module imported again
         return
-    described: list[dict] = []
+    described = None
 
     def api_info(self) -> dict:
-        if not described:
-            described.append(describe(self))
-        return described[0]
+        nonlocal described
+        if described is None:
+            described = describe(self)
+        return described
 
     api_info.once = True
     component.api_info = api_info
@@ -150,7 +151,7 @@ def _show_source(clip):
     except ValueError as exc:
         raise _error(exc) from None
     write_wav(path, clip.audio, clip.sample_rate)
-    lab.measure_ahead(clip)  # what a comparison measures of the input, taken while the visitor chooses
+    lab.INPUT_MEASURES.start(clip)  # what a comparison measures of the input, taken while the visitor chooses
     return clip, str(path), lab.clip_summary(clip)
 
 

@@ -423,11 +423,6 @@ class InputMeasures:
 INPUT_MEASURES = InputMeasures()
 
 
-def measure_ahead(clip: Clip) -> None:
-    """Start measuring a clip that was just loaded (see :class:`InputMeasures`)."""
-    INPUT_MEASURES.start(clip)
-
-
 def input_psd(clip: Clip):
     """The PSD overlay of the input alone, shown before the clip is compared, from its measures
     (see :class:`InputMeasures`); ``None`` when they wait behind too many others."""
