@@ -22,6 +22,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+from gradio.components.plot import PlotData
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -189,52 +190,58 @@ OUTPUT_CACHE = lab.OutputCache(int(LIMITS.max_output_cache_mb * 1e6))
 
 def on_compare(clip, names, matched, *values, request: gr.Request = None):
     """Show each result as it is ready: the input's player, each restorer's as it finishes, then
-    the metrics, the PSD overlay and the spectrograms (a generator: one update per stage, and only
-    the components that stage changes).
+    the metrics, the PSD overlay and the spectrograms (a generator: one update per step).
 
     ``values`` are the main knobs' values, then the metrics table's chosen columns (optional, so
     an API call that leaves them out gets the default ones).
+
+    Gradio sends each step as a difference from the last, and the page applies it in place to the
+    objects of steps it has not drawn yet (it draws once per frame): a step that left a player's
+    output out would erase it from an earlier step still waiting to be drawn, and the player would
+    stay empty. So every step after a player, the table or the overlay has its content sends it
+    again (the same, so nothing of it goes over the wire); a player without one gets ``None``, no
+    change.
     """
     knobs = dict(zip(lab.MAIN_KNOBS, values[:len(lab.MAIN_KNOBS)]))
     columns = values[len(lab.MAIN_KNOBS)] if len(values) > len(lab.MAIN_KNOBS) else lab.TABLE_COLUMNS
     skip = gr.skip()
-    shown: set[str] = set()
+    held: dict[str, dict] = {}  # each player holding an output: its whole state
+    psd = None
     try:
         with JOBS.hold(_visitor(request), "a comparison"):
             for stage, view in lab.compare_steps(clip, list(names or []), knobs, limits=LIMITS, cache=OUTPUT_CACHE):
                 if stage in ("input", "output"):
+                    held.update({name: {"value": str(path), "visible": True, "label": name}
+                                 for name, path in view.players.items() if name not in held})
                     players = _player_updates(view, False, restoring=view.settings) if stage == "input" else [
-                        gr.update(value=str(view.players[name]), label=name)
-                        if name in view.players and name not in shown else _kept(name, shown) for name in PLAYER_NAMES]
-                    shown.update(view.players)
+                        gr.update(**held[name]) if name in held else None for name in PLAYER_NAMES]
                     running = sum(name != lab.INPUT_ROW and name not in view.skipped for name in view.settings)
                     table = None if stage == "input" else skip  # clear the last run's; then keep it empty
                     status = f"Restored {len(view.players) - 1} of {running}…"
                     yield (view, *players, None, None, None, table, None, status)
-                elif stage == "metrics":
+                else:  # metrics, then the PSD overlay, then the spectrograms: each player as the table left it
+                    if stage == "metrics":
+                        for name, note in view.notes.items():
+                            held[name]["label"] = f"{name} ({note})"
+                    # New updates for every step: Gradio takes the value out of each one it sends.
                     players = _player_updates(view, True) if matched else [
-                        gr.update(label=f"{name} ({view.notes[name]})") if name in view.notes
-                        else gr.update(value=None, visible=False) if name in view.skipped and name not in shown
-                        else _kept(name, shown) for name in PLAYER_NAMES]
-                    status = "Measured; drawing the figures…"
-                    yield (view, *players, None, None, None, _metrics_update(view, columns), None, status)
-                elif stage == "psd":
-                    players = [_kept(name, shown) for name in PLAYER_NAMES]
-                    yield (view, *players, None, None, view.psd_figure, skip, None, status)
-                else:
-                    players = [_kept(name, shown) for name in PLAYER_NAMES]
-                    yield (view, *players, str(view.mel_png), None, skip, skip, None, _compare_summary(view))
+                        gr.update(**held[name]) if name in held
+                        else gr.update(value=None, visible=False) if name in view.skipped else None
+                        for name in PLAYER_NAMES]
+                    # The table and the overlay too, once sent, go again unchanged (the overlay serialised once).
+                    table = _metrics_update(view, columns)
+                    if stage == "metrics":
+                        status = "Measured; drawing the figures…"
+                        yield (view, *players, None, None, None, table, None, status)
+                    elif stage == "psd":
+                        psd = PlotData(type="plotly", plot=view.psd_figure.to_json())
+                        yield (view, *players, None, None, psd, table, None, status)
+                    else:
+                        yield (view, *players, str(view.mel_png), None, psd, table, None, _compare_summary(view))
     except ValueError as exc:
         raise _error(exc) from None
     finally:
         release_memory()
-
-
-def _kept(name: str, shown: set[str]):
-    """A player that this step of a comparison leaves as it is: Gradio's skip for one holding an
-    output; plain ``None`` (no change, as it holds none) for the rest, since every skip makes
-    Gradio build the component and its config again (about 1.5 ms of the server's event loop)."""
-    return gr.skip() if name in shown else None
 
 
 def _compare_summary(view) -> str:

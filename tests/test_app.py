@@ -160,8 +160,10 @@ def test_upload_compare_listen_vote_results(app, tmp_path):
     assert app.on_linear(view).endswith("linear_spectrograms.png")
     assert metrics["value"][0][0] == "input" and len(metrics["value"]) == 4
     # Each clip's PSD, then each one's difference from the input (hidden until its button is pressed).
-    assert [t.name for t in psd.data] == ["input", *names] * 2 and [t.visible for t in psd.data] == [True] * 4 + [False] * 4
-    assert np.allclose(psd.data[4].y, 0.0) and np.allclose(psd.data[5].y, psd.data[1].y - psd.data[0].y)
+    assert psd.type == "plotly" and psd.plot == view.psd_figure.to_json()
+    traces = view.psd_figure.data
+    assert [t.name for t in traces] == ["input", *names] * 2 and [t.visible for t in traces] == [True] * 4 + [False] * 4
+    assert np.allclose(traces[4].y, 0.0) and np.allclose(traces[5].y, traces[1].y - traces[0].y)
     assert "upload.wav" in status
     assert app.on_zip(view).endswith(".zip")
 
@@ -457,6 +459,14 @@ def test_comparisons_become_a_study(app, tmp_path):
         app.on_study_build([*views, other], 8, "end")
 
 
+def _players(app, update) -> dict:
+    return dict(zip(app.PLAYER_NAMES, update[1:1 + len(app.PLAYER_NAMES)]))
+
+
+def _holds(player) -> bool:
+    return isinstance(player, dict) and player.get("value") is not None
+
+
 def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     names = ["spectral_gate_hf", "mcra_wiener", "bandwidth_extension_dsp"]
@@ -467,36 +477,85 @@ def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
     assert all(v is view for _, v in steps) and view.finished
     assert list(view.players) == ["input", *names]  # in the registry's order, whatever order they finished in
     updates = list(app.on_compare(clip, names, False, *knobs(app)))
-    first_players = dict(zip(app.PLAYER_NAMES, updates[0][1: 1 + len(app.PLAYER_NAMES)]))
+    first_players = _players(app, updates[0])
     assert first_players["input"]["visible"] and first_players["input"]["value"].endswith("input.wav")
     # Every chosen restorer's player takes its place at once, empty until its output arrives.
     assert all(first_players[n]["visible"] and first_players[n]["value"] is None
                and first_players[n]["label"] == f"{n} (restoring…)" for n in names)
     assert not any(first_players[n]["visible"] for n in app.PLAYER_NAMES if n not in ["input", *names])
     assert "Restored 0 of 3" in updates[0][-1] and "Compared 3 restorer(s)" in updates[-1][-1]
-    later = [dict(zip(app.PLAYER_NAMES, u[1: 1 + len(app.PLAYER_NAMES)])) for u in updates[1:4]]
-    filled = [[n for n in names if isinstance(p[n], dict) and p[n].get("value")] for p in later]
-    assert all(len(new) == 1 for new in filled) and sorted(sum(filled, [])) == sorted(names)  # one output each
-    assert all(later[k][n]["label"] == n for k, new in enumerate(filled) for n in new)
+    filled, new = {"input"}, []
+    for update in [u for u in updates[1:] if u[-1].startswith("Restored")]:  # each such step brings an output
+        players = _players(app, update)
+        new.append([n for n in names if _holds(players[n]) and n not in filled])
+        filled.update(new[-1])
+        assert all(players[n]["label"] == n for n in new[-1])
+    assert all(new) and sorted(sum(new, [])) == sorted(names)
+
+
+def _apply_in_place(base, edits):
+    """The page's way of applying one of Gradio's streamed differences: in place (a copy of what its
+    client does, Gradio 6)."""
+    for action, path, value in edits:
+        if not path:
+            if action != "replace":
+                raise ValueError(action)
+            base = value
+            continue
+        parent = base
+        for key in path[:-1]:
+            parent = parent[key]
+        if action in ("replace", "add"):
+            parent[path[-1]] = value
+        elif action == "delete":
+            del parent[path[-1]]
+    return base
+
+
+def _sent(value):
+    """What Gradio streams of one output, roughly: the value of an update taken out of it (Gradio
+    pops it, so an update yielded twice goes the second time without), models as their dumps."""
+    if isinstance(value, dict):
+        out = {key: _sent(item) for key, item in value.items() if key != "value"}
+        if "value" in value:
+            out["value"] = _sent(value.pop("value") if value.get("__type__") == "update" else value["value"])
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_sent(item) for item in value]
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    if hasattr(value, "to_json"):  # a plotly figure
+        return {"plot": value.to_json()}
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
 @pytest.mark.parametrize("matched", [False, True])
-def test_compare_leaves_a_player_with_an_output_as_it_is_and_sends_the_others_no_skips(app, tmp_path, matched):
-    """Gradio builds a component again for each skip; a plain ``None`` costs nothing but would empty
-    a player that holds an output, so each step sends a skip exactly to the players that hold one."""
+def test_no_step_of_compare_erases_a_result_the_page_has_not_drawn_yet(app, tmp_path, matched):
+    """Gradio streams each step as a difference from the last, and the page applies it in place,
+    onto the objects of steps not drawn yet (it draws once per frame). Modelled here with Gradio's
+    own difference, in the worst case: every step arrives before the page draws any. Each player,
+    the table and both figures must still end up showing their result; a skip after a result, or
+    an update sent twice, deletes it from the earlier step."""
+    from gradio.utils import diff
+
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     names = ["spectral_gate_hf", "mcra_wiener", "bandwidth_extension_dsp"]
-    holding: set[str] = set()
-    for update in app.on_compare(clip, names, matched, *knobs(app)):
-        for name, player in zip(app.PLAYER_NAMES, update[1:1 + len(app.PLAYER_NAMES)]):
-            value = player.get("value", "unchanged") if isinstance(player, dict) else player
-            if player == {"__type__": "update"}:
-                assert name in holding
-            elif value is None:
-                assert name not in holding
-            elif value != "unchanged":  # a clip (a label alone changes nothing here)
-                holding.add(name)
-    assert holding == {"input", *names}
+    updates = [_sent(list(update[1:])) for update in app.on_compare(clip, names, matched, *knobs(app))]
+    stored = json.loads(json.dumps(updates[0]))
+    received = [stored]
+    for before, after in zip(updates, updates[1:]):
+        stored = [_apply_in_place(stored[i], diff(before[i], after[i])) for i in range(len(after))]
+        received.append(stored)
+    shown = {}
+    for step in received:  # drawn only now, each step as it reads after every later one arrived
+        for i, output in enumerate(step):
+            shown[i] = {**shown.get(i, {}), **(output if isinstance(output, dict) else {"value": output})}
+    players = dict(zip(app.PLAYER_NAMES, shown.values()))
+    assert all(players[n].get("value") and players[n].get("visible") for n in ["input", *names])
+    assert not any(players[n].get("visible") for n in app.PLAYER_NAMES if n not in ["input", *names])
+    mel, _, psd, table = (shown[len(app.PLAYER_NAMES) + k] for k in range(4))
+    assert mel["value"].endswith("mel_spectrograms.png") and '"data"' in psd.get("plot", "")
+    assert table.get("headers") and len(table.get("value", [])) == 1 + len(names)
 
 
 def test_audio_components_describe_their_api_once(app):
@@ -733,15 +792,15 @@ def test_the_metrics_table_gives_each_verdicts_reason_and_the_columns_picked(app
 
 
 def test_compare_sends_the_table_with_the_columns_picked_before_it(app, tmp_path):
-    """The table arrives once, with the visitor's columns; an API call that leaves them out gets the
-    default ones."""
+    """The table arrives with the visitor's columns (and the same in each later step); an API call
+    that leaves them out gets the default ones."""
     clip, *_ = app.on_upload(str(upload_file(tmp_path)))
     metrics = 1 + len(app.PLAYER_NAMES) + 3  # view, players, mel, linear, psd, then the table
     for extra, headers in (([["peak_db", "verdict"]], ["name", "verdict", "peak_db", "note"]),
                            ([], ["name", *app.lab.TABLE_COLUMNS, "note"])):
         tables = [update[metrics] for update in app.on_compare(clip, ["spectral_gate_hf"], False, *knobs(app), *extra)
                   if isinstance(update[metrics], dict) and "headers" in update[metrics]]
-        assert [table["headers"] for table in tables] == [headers]
+        assert tables and all(table["headers"] == headers for table in tables)
     demo = app.build_app()
     compare = next(d for d in demo.config["dependencies"] if d.get("api_name") == "on_compare")
     picker = next(c["id"] for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "metric-columns")
