@@ -188,9 +188,16 @@ def on_model_check(model):
 OUTPUT_CACHE = lab.OutputCache(int(LIMITS.max_output_cache_mb * 1e6))
 
 
+#: Seconds an output done soon after the last one shown waits to go with the next (``gather_s`` of
+#: :func:`lab.compare_steps`): the page handles each update Compare streams in tens of milliseconds of
+#: its CPU, which a small machine shares with the restorers.
+GATHER_S = 0.3
+
+
 def on_compare(clip, names, matched, *values, request: gr.Request = None):
-    """Show each result as it is ready: the input's player, each restorer's as it finishes, then
-    the metrics, the PSD overlay and the spectrograms (a generator: one update per step).
+    """Show each result as it is ready: the input's player, the restorers' as they finish (those
+    done within :data:`GATHER_S` of each other together), then the metrics, the PSD overlay and the
+    spectrograms (a generator: one update per step).
 
     ``values`` are the main knobs' values, then the metrics table's chosen columns (optional, so
     an API call that leaves them out gets the default ones).
@@ -209,7 +216,8 @@ def on_compare(clip, names, matched, *values, request: gr.Request = None):
     psd = None
     try:
         with JOBS.hold(_visitor(request), "a comparison"):
-            for stage, view in lab.compare_steps(clip, list(names or []), knobs, limits=LIMITS, cache=OUTPUT_CACHE):
+            for stage, view in lab.compare_steps(clip, list(names or []), knobs, limits=LIMITS, cache=OUTPUT_CACHE,
+                                                 gather_s=GATHER_S):
                 if stage in ("input", "output"):
                     held.update({name: {"value": str(path), "visible": True, "label": name}
                                  for name, path in view.players.items() if name not in held})

@@ -440,17 +440,21 @@ def _measure_output(audio: np.ndarray, sample_rate: int, input_job: Future) -> _
 
 
 def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits: Limits = Limits(),
-                  cache: OutputCache | None = None) -> Iterator[tuple[str, CompareView]]:
+                  cache: OutputCache | None = None, gather_s: float = 0.0) -> Iterator[tuple[str, CompareView]]:
     """Run the chosen restorers and fill one view as results come, yielding ``(stage, view)``.
 
-    Stages, in order: ``input`` (the input's player), ``output`` once per restorer as it finishes
-    (its player), ``metrics`` (the table, verdicts and which outputs sound the same), ``psd`` (the
+    Stages, in order: ``input`` (the input's player), ``output`` as restorers finish (their
+    players), ``metrics`` (the table, verdicts and which outputs sound the same), ``psd`` (the
     overlay) and ``spectrograms`` (the Mel spectrograms). Outputs computed before for the same
     input and settings come from ``cache``. What the page shows only on request is drawn then: the
     linear spectrograms (:func:`linear_spectrograms`), and the PSD and metric bars as PNG (when the
     comparison is zipped).
 
-    ``knobs`` maps restorer names to the value of their :data:`MAIN_KNOBS` parameter.
+    ``knobs`` maps restorer names to the value of their :data:`MAIN_KNOBS` parameter. With
+    ``gather_s`` 0, each ``output`` brings the restorers that finished since the last; above 0, an
+    output done less than ``gather_s`` seconds after the last ``output`` waits for the next, by at
+    most that long (the last restorer's goes at once): a page that redraws itself for every step
+    redraws fewer times.
     """
     if clip is None:
         raise ValueError("Load a clip in the Source tab first.")
@@ -496,9 +500,12 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
             else:
                 restoring[pool.submit(restorer, clip.audio, sr)] = name
         input_job = INPUT_MEASURES.job(clip, input_hash, pool)
+        sent = float("-inf")  # when the last ``output`` went
         if outputs:
+            sent = time.monotonic()
             yield "output", view
         measuring = {}
+        held = False  # outputs done since then, waiting for the next
         while restoring or waiting:
             for name in [name for name, parts in waiting.items() if any(part in view.skipped for part in parts)]:
                 del waiting[name]  # one of its parts failed: it runs itself
@@ -508,7 +515,8 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
                 results = [(name, partial(restorers[name].from_parts, clip.audio, sr,
                                           [outputs[part] for part in waiting.pop(name)])) for name in built]
             else:
-                finished, _ = wait(restoring, return_when=FIRST_COMPLETED)
+                due = max(0.0, sent + gather_s - time.monotonic()) if held else None
+                finished, _ = wait(restoring, timeout=due, return_when=FIRST_COMPLETED)
                 results = [(restoring.pop(job), job.result) for job in finished]
             for name, result in results:
                 try:
@@ -518,6 +526,9 @@ def compare_steps(clip: Clip, names: list[str], knobs: dict[str, float], limits:
                     continue
                 measuring[name] = pool.submit(_measure_output, outputs[name], sr, input_job)
                 view.players[name] = write_wav(folder / f"{name}.wav", outputs[name], sr)
+                held = True
+            if held and (time.monotonic() - sent >= gather_s or not (restoring or waiting)):
+                held, sent = False, time.monotonic()
                 yield "output", view
         for name, job in measuring.items():
             measured[name] = job.result()

@@ -472,7 +472,9 @@ def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
     names = ["spectral_gate_hf", "mcra_wiener", "bandwidth_extension_dsp"]
     steps = list(app.lab.compare_steps(clip, names, {}, cache=None))
     stages = [stage for stage, _ in steps]
-    assert stages == ["input", "output", "output", "output", "metrics", "psd", "spectrograms"]
+    # Outputs that finish together come in one step.
+    assert stages[0] == "input" and stages[-3:] == ["metrics", "psd", "spectrograms"]
+    assert set(stages[1:-3]) == {"output"} and 1 <= len(stages) - 4 <= len(names)
     view = steps[0][1]  # one view, filled in place
     assert all(v is view for _, v in steps) and view.finished
     assert list(view.players) == ["input", *names]  # in the registry's order, whatever order they finished in
@@ -491,6 +493,25 @@ def test_compare_streams_each_result_as_it_is_ready(app, tmp_path):
         filled.update(new[-1])
         assert all(players[n]["label"] == n for n in new[-1])
     assert all(new) and sorted(sum(new, [])) == sorted(names)
+
+
+def test_outputs_done_close_together_go_in_one_step(app, tmp_path, monkeypatch):
+    """With ``gather_s``, an output done soon after the last one sent waits for the next, by at
+    most ``gather_s``; the first goes at once, and so does the last restorer's."""
+    clip, *_ = app.on_upload(str(upload_file(tmp_path)))
+    delays = {"spectral_gate_hf": 0.0, "mcra_wiener": 0.3, "bandwidth_extension_dsp": 3.0}
+    for name, delay in delays.items():
+        cls = app.lab.restorer_class(name)
+        monkeypatch.setattr(cls, "__call__", lambda self, audio, sr, delay=delay: time.sleep(delay) or audio.copy())
+    monkeypatch.setattr(app.lab, "COMPARE_WORKERS", 3)
+    start, steps = time.monotonic(), []
+    for stage, view in app.lab.compare_steps(clip, list(delays), {}, cache=None, gather_s=1.0):
+        if stage == "output":
+            steps.append((time.monotonic() - start, sorted(view.players)))
+    (first, one), (second, two), (third, three) = steps
+    assert one == ["input", "spectral_gate_hf"] and first < 0.3 + 0.25
+    assert two == ["input", "mcra_wiener", "spectral_gate_hf"] and 0.9 < second < 2.5  # held for about 1 s
+    assert len(three) == 4 and third >= 3.0
 
 
 def _apply_in_place(base, edits):
@@ -593,7 +614,8 @@ def test_every_player_goes_out_before_any_output_is_measured(app, tmp_path, monk
         stages.append(stage)
         if stage == "output" and len(view.players) == 1 + len(names):
             every_player_out.set()
-    assert stages == ["input", "output", "output", "output", "metrics", "psd", "spectrograms"]
+    assert stages[0] == "input" and set(stages[1:-3]) == {"output"}
+    assert stages[-3:] == ["metrics", "psd", "spectrograms"]
     assert [row["name"] for row in view.rows] == ["input", *names] and not view.skipped
 
 
