@@ -383,8 +383,9 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
     audio = np.atleast_2d(np.asarray(audio, dtype=np.float32))
     try:
         with atomic_replace(path, f".tmp.{file_format.lower()}") as tmp, open(tmp, "wb") as handle:
-            # Through a handle: libsndfile cannot open names that are not UTF-8.
-            sf.write(handle, audio.T, sample_rate, subtype=subtype, format=file_format)
+            # Through the file's descriptor: libsndfile cannot open names that are not UTF-8, and
+            # writes to a descriptor itself, where a Python file object costs a call per chunk.
+            sf.write(handle.fileno(), audio.T, sample_rate, subtype=subtype, format=file_format, closefd=False)
     except OSError as exc:  # name the file being written, not its temporary
         if exc.errno is None:
             raise

@@ -136,8 +136,8 @@ def test_write_wav_failure_leaves_nothing_and_keeps_the_old_file(tmp_path, monke
     write_wav(target, np.zeros((1, 100), np.float32), SR)
     before = target.read_bytes()
 
-    def broken_write(handle, data, *args, **kwargs):
-        handle.write(b"RIFF half a header")
+    def broken_write(fd, data, *args, **kwargs):  # write_wav hands libsndfile the file's descriptor
+        os.write(fd, b"RIFF half a header")
         raise OSError("disk full")
 
     monkeypatch.setattr(A.sf, "write", broken_write)

@@ -340,11 +340,11 @@ def test_a_disk_that_fills_up_during_the_work_is_a_clear_error_and_leaves_no_hal
     real = audio.sf.write
     written = []
 
-    def fills_up(handle, *args, **kwargs):
+    def fills_up(fd, *args, **kwargs):
         if written:
-            raise OSError(errno.ENOSPC, "No space left on device", handle.name)
-        written.append(handle.name)
-        return real(handle, *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(fd)
+        return real(fd, *args, **kwargs)
 
     monkeypatch.setattr(audio.sf, "write", fills_up)
     out = tmp_path / "out"
