@@ -196,8 +196,8 @@ GATHER_S = 0.3
 
 def on_compare(clip, names, matched, *values, request: gr.Request = None):
     """Show each result as it is ready: the input's player, the restorers' as they finish (those
-    done within :data:`GATHER_S` of each other together), then the metrics, the PSD overlay and the
-    spectrograms (a generator: one update per step).
+    done within :data:`GATHER_S` of each other together), then the metrics table with the PSD
+    overlay, then the spectrograms (a generator: one update per step).
 
     ``values`` are the main knobs' values, then the metrics table's chosen columns (optional, so
     an API call that leaves them out gets the default ones).
@@ -227,22 +227,19 @@ def on_compare(clip, names, matched, *values, request: gr.Request = None):
                     table = None if stage == "input" else skip  # clear the last run's; then keep it empty
                     status = f"Restored {len(view.players) - 1} of {running}…"
                     yield (view, *players, None, None, None, table, None, status)
-                else:  # metrics, then the PSD overlay, then the spectrograms: each player as the table left it
-                    if stage == "metrics":
-                        for name, note in view.notes.items():
-                            held[name]["label"] = f"{name} ({note})"
+                elif stage == "metrics":  # the table goes with the overlay, done a moment later: one step less
+                    for name, note in view.notes.items():
+                        held[name]["label"] = f"{name} ({note})"
+                else:  # the table and the PSD overlay, then the spectrograms
                     # New updates for every step: Gradio takes the value out of each one it sends.
                     players = _player_updates(view, True) if matched else [
                         gr.update(**held[name]) if name in held
                         else gr.update(value=None, visible=False) if name in view.skipped else None
                         for name in PLAYER_NAMES]
-                    # The table and the overlay too, once sent, go again unchanged (the overlay serialised once).
-                    table = _metrics_update(view, columns)
-                    if stage == "metrics":
-                        status = "Measured; drawing the figures…"
-                        yield (view, *players, None, None, None, table, None, status)
-                    elif stage == "psd":
-                        psd = PlotData(type="plotly", plot=view.psd_figure.to_json())
+                    table = _metrics_update(view, columns)  # sent again unchanged with the spectrograms
+                    if stage == "psd":
+                        psd = PlotData(type="plotly", plot=view.psd_figure.to_json())  # serialised once
+                        status = "Measured; drawing the spectrograms…"
                         yield (view, *players, None, None, psd, table, None, status)
                     else:
                         yield (view, *players, str(view.mel_png), None, psd, table, None, _compare_summary(view))
