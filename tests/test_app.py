@@ -534,8 +534,9 @@ def _apply_in_place(base, edits):
 
 
 def _sent(value):
-    """What Gradio streams of one output, roughly: the value of an update taken out of it (Gradio
-    pops it, so an update yielded twice goes the second time without), models as their dumps."""
+    """What Gradio streams of one output, roughly: an update's value taken out of it (Gradio pops
+    it, so an update yielded twice goes the second time without), pydantic models as their dumps,
+    a plotly figure as its JSON."""
     if isinstance(value, dict):
         out = {key: _sent(item) for key, item in value.items() if key != "value"}
         if "value" in value:
