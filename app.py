@@ -205,38 +205,28 @@ def on_compare(clip, names, matched, *values, request: gr.Request = None):
     Gradio sends each step as a difference from the last, and the page applies it in place to the
     objects of steps it has not drawn yet (it draws once per frame): a step that left a player's
     output out would erase it from an earlier step still waiting to be drawn, and the player would
-    stay empty. So every step after a player, the table or the overlay has its content sends it
-    again (the same, so nothing of it goes over the wire); a player without one gets ``None``, no
-    change.
+    stay empty. So every step sends every player's whole state (:func:`_player_updates`), and each
+    step after the table or the overlay has its content sends it again; what a step repeats
+    unchanged does not go over the wire.
     """
     knobs = dict(zip(lab.MAIN_KNOBS, values[:len(lab.MAIN_KNOBS)]))
     columns = values[len(lab.MAIN_KNOBS)] if len(values) > len(lab.MAIN_KNOBS) else lab.TABLE_COLUMNS
     skip = gr.skip()
-    held: dict[str, dict] = {}  # each player holding an output: its whole state
     psd = None
     try:
         with JOBS.hold(_visitor(request), "a comparison"):
             for stage, view in lab.compare_steps(clip, list(names or []), knobs, limits=LIMITS, cache=OUTPUT_CACHE,
                                                  gather_s=GATHER_S):
                 if stage in ("input", "output"):
-                    held.update({name: {"value": str(path), "visible": True, "label": name}
-                                 for name, path in view.players.items() if name not in held})
-                    players = _player_updates(view, False, restoring=view.settings) if stage == "input" else [
-                        gr.update(**held[name]) if name in held else None for name in PLAYER_NAMES]
+                    players = _player_updates(view, False, restoring=view.settings)
                     running = sum(name != lab.INPUT_ROW and name not in view.skipped for name in view.settings)
                     table = None if stage == "input" else skip  # clear the last run's; then keep it empty
                     status = f"Restored {len(view.players) - 1} of {running}…"
                     yield (view, *players, None, None, None, table, None, status)
-                elif stage == "metrics":  # the table goes with the overlay, done a moment later: one step less
-                    for name, note in view.notes.items():
-                        held[name]["label"] = f"{name} ({note})"
-                else:  # the table and the PSD overlay, then the spectrograms
+                elif stage != "metrics":  # the table goes with the overlay, done a moment later: one step less
                     # New updates for every step: Gradio takes the value out of each one it sends.
-                    players = _player_updates(view, True) if matched else [
-                        gr.update(**held[name]) if name in held
-                        else gr.update(value=None, visible=False) if name in view.skipped else None
-                        for name in PLAYER_NAMES]
-                    table = _metrics_update(view, columns)  # sent again unchanged with the spectrograms
+                    players = _player_updates(view, matched)
+                    table = _metrics_update(view, columns)
                     if stage == "psd":
                         psd = PlotData(type="plotly", plot=view.psd_figure.to_json())  # serialised once
                         status = "Measured; drawing the spectrograms…"
