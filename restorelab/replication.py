@@ -25,6 +25,10 @@ from restorelab.dsp import (Stft, cliff_depth_db, cliff_onset_hz, db, estimate_c
 _MAX_GAIN_DB = 30.0
 _GUARD_TRANSITION_HZ = 200.0
 _FADE_OCTAVES = 1 / 6
+_FOLLOW_BAND_HZ = 1500.0  # the band under the cutoff whose level the copy follows, and the copy's band
+_FOLLOW_SKIP_BINS = 4  # the last bins under the cutoff, where a codec's filter rolls off
+_FOLLOW_SILENCE = 1e-6  # frames 60 dB under their band's long-term level count as silent
+_FOLLOW_EMPTY_DB = 40.0  # a band under the cutoff this far under the copied octave holds no music to follow
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,33 @@ def replication_plan(power: np.ndarray, sample_rate: int, stft: Stft, p: Replica
     gain = np.zeros(len(power))
     gain[kc:k_stop] = np.where(shortfall > 0, 10.0 ** (gain_db / 20.0), 0.0) * fade
     return ReplicationPlan(kc, origin, gain)
+
+
+def follow_gains(spec: np.ndarray, copy: np.ndarray, power: np.ndarray, plan: ReplicationPlan, stft: Stft,
+                 sample_rate: int, limit_db: float) -> np.ndarray:
+    """Per channel and frame, the amplitude gain ``[..., frames, 1]`` that makes the copy's level
+    move from frame to frame as the input's last 1.5 kHz under the cutoff moves.
+
+    The copy comes from about an octave below, whose level follows other instruments (a bass line
+    under a hi-hat); the band just under the cutoff is the nearest measure of what the missing band
+    does. Each band's level in a frame is taken against its long-term level over the whole input
+    (``power``, per bin, as the plan was made from; the copy's is ``gain^2 P(origin)``), so a chunk's
+    gains are the whole input's. Within ``+-limit_db``; all 1 where that band is empty (a cutoff
+    given above the input's content).
+    """
+    kc = plan.cutoff_bin
+    width = kc - stft.bin_index(stft.bin_frequencies_hz(sample_rate)[kc] - _FOLLOW_BAND_HZ, sample_rate)
+    under, above = slice(kc - width, kc - _FOLLOW_SKIP_BINS), slice(kc, kc + width)
+    copy_power = np.square(plan.gain[above]) * power[plan.origin[above]]
+    octave = power[plan.origin[kc]:kc]  # the band the copy starts from
+    if (width <= _FOLLOW_SKIP_BINS or not np.sum(copy_power) > 0
+            or not np.mean(power[under]) > np.mean(octave) * 10.0 ** (-_FOLLOW_EMPTY_DB / 10.0)):
+        return np.ones((*spec.shape[:-1], 1), dtype=np.float32)
+    level_under = np.sum(np.square(np.abs(spec[..., under])), axis=-1, keepdims=True) / np.sum(power[under])
+    level_copy = np.sum(np.square(np.abs(copy[..., above])), axis=-1, keepdims=True) / np.sum(copy_power)
+    gain = np.sqrt((level_under + _FOLLOW_SILENCE) / (level_copy + _FOLLOW_SILENCE))
+    limit = 10.0 ** (limit_db / 20.0)
+    return np.clip(gain, 1 / limit, limit).astype(np.float32)
 
 
 def guard_above_cutoff(generated: np.ndarray, cutoff_bin: int, stft: Stft, sample_rate: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from restorelab.dsp import Stft, long_term_power
-from restorelab.replication import Replication, guard_above_cutoff, replication_plan
+from restorelab.replication import Replication, follow_gains, guard_above_cutoff, replication_plan
 from restorers.base import Restorer, RestorerParams, check_fft_size
 
 
@@ -34,6 +34,12 @@ class BandwidthExtensionDspParams(RestorerParams):
             the input is left alone.
         n_fft: STFT size; hop is a quarter, which keeps replicated partials
             phase-coherent from frame to frame.
+        follow_db: how far the copy's level in each frame may be moved so it rises and
+            falls with the input's last 1.5 kHz under the cutoff instead of with its
+            source an octave below (see ``follow_gains``); 0 keeps the source's. On
+            pieces of the training corpus that no checkpoint heard, cut at 16 kHz, 20 dB
+            took LSD 5-6 % lower (0 against 12, 20 and 30 dB), and on the validation
+            split's 3 %, at the same long-term level.
     """
 
     cutoff_hz: float = Replication.cutoff_hz
@@ -44,6 +50,7 @@ class BandwidthExtensionDspParams(RestorerParams):
     margin_db: float = Replication.margin_db
     min_cliff_db: float = Replication.min_cliff_db
     n_fft: int = Replication.n_fft
+    follow_db: float = 20.0
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         **RestorerParams.RANGES,
@@ -55,6 +62,7 @@ class BandwidthExtensionDspParams(RestorerParams):
         "margin_db": (1, 60),
         "min_cliff_db": (0, 60),
         "n_fft": (256, 16384),
+        "follow_db": (0, 40),
     }
 
     def __post_init__(self) -> None:
@@ -81,7 +89,8 @@ class BandwidthExtensionDsp(Restorer):
     cutoff copies one an octave or so below it, by a shift that keeps the copied partials'
     phase coherent, scaled to the envelope fitted below the cutoff and continued upwards,
     less what the input already has there. The copy keeps the source's timing (transients)
-    but takes the continued slope, and a band that hiss already fills is left alone.
+    but takes the continued slope, and a band that hiss already fills is left alone. Frame by
+    frame the copy's level then follows the input's band just under the cutoff.
     ``y = x + hp(istft(H))``: ``H`` is zero below ``kc`` and ``hp`` is a
     linear-phase high-pass with a 100 dB stop band ending 200 Hz below the
     cutoff, so the band below the cutoff is untouched.
@@ -122,5 +131,7 @@ class BandwidthExtensionDsp(Restorer):
             return audio
         spec = stft.forward(audio)
         high = spec[..., plan.origin] * plan.gain.astype(np.float32)
+        if p.follow_db:
+            high *= follow_gains(spec, high, fitted, plan, stft, sample_rate, p.follow_db)
         generated = stft.inverse(high, audio.shape[-1])
         return (audio + guard_above_cutoff(generated, plan.cutoff_bin, stft, sample_rate)).astype(np.float32)

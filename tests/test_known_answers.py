@@ -97,6 +97,36 @@ def test_bandwidth_extension_fills_above_the_cutoff(band_limited):
     assert abs(level_db - width_ratio_db) < 20
 
 
+@pytest.mark.parametrize("follow_db", [20.0, 0.0])
+def test_bandwidth_extension_follows_the_band_under_the_cutoff_frame_by_frame(follow_db):
+    """Steady music across the octave the copy comes from, and a part that sounds in every other
+    quarter second only in the last 1.7 kHz under the cutoff (as a hi-hat over a pad): the
+    generated band comes and goes as that band does (within 2 dB), where the copy alone is steady."""
+    rng = np.random.default_rng(6)
+    steady = band_limited_noise(4.0, 16000.0, rng)
+    freqs = np.fft.rfftfreq(steady.shape[-1], 1 / SR)
+    spectrum = np.fft.rfft(rng.standard_normal(steady.shape), axis=-1)
+    spectrum[..., (freqs < 14300.0) | (freqs >= 16000.0)] = 0
+    part = np.fft.irfft(spectrum, n=steady.shape[-1], axis=-1)
+    on = (np.arange(steady.shape[-1]) // (SR // 4)) % 2 == 1
+    x = (steady + 0.2 * part * on).astype(np.float32)
+    out = get_restorer("bandwidth_extension_dsp", follow_db=follow_db)(x, SR)
+    stft = Stft(2048, 512)
+    frames = np.arange(stft.forward(x).shape[-2]) * stft.hop
+    away = np.abs(frames % (SR // 4) - SR // 8) < SR // 16  # frames away from the switches
+    sounding = on[np.minimum(frames, on.size - 1)]
+
+    def contrast_db(audio, low_hz, high_hz):
+        bins = slice(stft.bin_index(low_hz, SR), stft.bin_index(high_hz, SR))
+        level = np.mean(np.square(np.abs(stft.forward(audio)[0][:, bins])), axis=-1)
+        return 10 * np.log10(np.mean(level[away & sounding]) / np.mean(level[away & ~sounding]))
+
+    under = contrast_db(x, 14500.0, 15800.0)
+    assert under > 10
+    expected = under if follow_db else 0.0
+    assert contrast_db(out, 16500.0, 17500.0) == pytest.approx(expected, abs=2.0)
+
+
 def test_bandwidth_extension_leaves_the_band_below_the_cutoff(band_limited):
     """Everything below the cutoff is the input's: the difference there is 80 dB down."""
     out = get_restorer("bandwidth_extension_dsp")(band_limited, SR)
