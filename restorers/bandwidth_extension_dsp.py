@@ -36,10 +36,11 @@ class BandwidthExtensionDspParams(RestorerParams):
             phase-coherent from frame to frame.
         follow_db: how far the copy's level in each frame may be moved so it rises and
             falls with the input's last 1.5 kHz under the cutoff instead of with its
-            source an octave below (see ``follow_gains``); 0 keeps the source's. On
-            pieces of the training corpus that no checkpoint heard, cut at 16 kHz, 20 dB
-            took LSD 5-6 % lower (0 against 12, 20 and 30 dB), and on the validation
-            split's 3 %, at the same long-term level.
+            source an octave below (see ``follow_gains``); 0, the default, keeps the
+            source's. It helps where that band is music and hurts where hiss fills it:
+            at 20 dB, LSD 2.6-6 % lower on held-out music cut at 16 kHz, at the same
+            long-term level, but 1-5 % higher with hiss under the cutoff (``hiss_16k``,
+            ``musicgen_like``), as the copy then follows the hiss (docs/EVALUATION.md).
     """
 
     cutoff_hz: float = Replication.cutoff_hz
@@ -50,7 +51,7 @@ class BandwidthExtensionDspParams(RestorerParams):
     margin_db: float = Replication.margin_db
     min_cliff_db: float = Replication.min_cliff_db
     n_fft: int = Replication.n_fft
-    follow_db: float = 20.0
+    follow_db: float = 0.0
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         **RestorerParams.RANGES,
@@ -89,8 +90,8 @@ class BandwidthExtensionDsp(Restorer):
     cutoff copies one an octave or so below it, by a shift that keeps the copied partials'
     phase coherent, scaled to the envelope fitted below the cutoff and continued upwards,
     less what the input already has there. The copy keeps the source's timing (transients)
-    but takes the continued slope, and a band that hiss already fills is left alone. Frame by
-    frame the copy's level then follows the input's band just under the cutoff.
+    but takes the continued slope, and a band that hiss already fills is left alone. With
+    ``follow_db`` the copy's level follows the input's band just under the cutoff frame by frame.
     ``y = x + hp(istft(H))``: ``H`` is zero below ``kc`` and ``hp`` is a
     linear-phase high-pass with a 100 dB stop band ending 200 Hz below the
     cutoff, so the band below the cutoff is untouched.

@@ -155,8 +155,9 @@ def test_bandwidth_extension_adds_nothing_where_the_band_is_already_full(rng):
     assert band_level_db(out - x, x, 12500.0, 19000.0) < -60
 
 
-def test_bandwidth_extension_respects_a_given_cutoff(band_limited):
-    out = get_restorer("bandwidth_extension_dsp", cutoff_hz=18000.0)(band_limited, SR)
+@pytest.mark.parametrize("follow_db", [0.0, 20.0])  # with nothing under the given cutoff to follow
+def test_bandwidth_extension_respects_a_given_cutoff(band_limited, follow_db):
+    out = get_restorer("bandwidth_extension_dsp", cutoff_hz=18000.0, follow_db=follow_db)(band_limited, SR)
     assert band_level_db(out - band_limited, band_limited, 0.0, 17750.0) < -80
     assert band_level_db(out, band_limited, 18500.0, 19500.0) > 60
 
