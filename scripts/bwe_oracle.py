@@ -31,7 +31,7 @@ import numpy as np
 from restorelab.analysis import lsd
 from restorelab.audio import load_audio
 from restorelab.degrade import degrade
-from restorelab.dsp import Stft
+from restorelab.dsp import Stft, long_term_power
 from restorelab.replication import Replication, guard_above_cutoff, replication_plan
 from restorers import get_restorer
 
@@ -62,8 +62,7 @@ def band_level_db(reference: np.ndarray, estimate: np.ndarray, sample_rate: int)
 def tail(audio: np.ndarray, sample_rate: int, start_hz: float, stop_hz: float, gain_db: float) -> np.ndarray | None:
     """The DSP copy between ``start_hz`` (faded in as the shipped band fades out) and ``stop_hz``."""
     spec = STFT.forward(audio)
-    power = np.mean(np.square(np.abs(spec)), axis=(0, 1))
-    plan = replication_plan(power, sample_rate, STFT, Replication(max_frequency_hz=stop_hz))
+    plan = replication_plan(long_term_power(spec), sample_rate, STFT, Replication(max_frequency_hz=stop_hz))
     if plan is None:
         return None
     frequency = np.maximum(STFT.bin_frequencies_hz(sample_rate), 1.0)
@@ -94,16 +93,12 @@ def oracles(clean: np.ndarray, degraded: np.ndarray, copied: np.ndarray) -> dict
 
 
 def main() -> None:
+    from codec_restorers import add_clip_arguments, clips_of  # this folder's: the same clips, chosen the same way
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="*", help="clean clips or folders")
-    parser.add_argument("--manifest", help="a training cache: take its recordings of --split")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--later-pieces", action="store_true",
-                        help="only the pieces after each track's first (as codec_restorers.py)")
+    add_clip_arguments(parser)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    from codec_restorers import clips_of  # this folder's: the same clips, chosen the same way
-
     files = clips_of(args)
     dsp, unet = get_restorer("bandwidth_extension_dsp"), get_restorer("unet_bwe")
     to_nyquist = get_restorer("bandwidth_extension_dsp", max_frequency_hz=24000.0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from codec_restorers import clips_of  # this folder's: the same clips, chosen the same way
+from codec_restorers import add_clip_arguments, clips_of  # this folder's: the same clips, chosen the same way
 
 from restorelab.analysis import lsd, si_sdr_db
 from restorelab.audio import load_audio
@@ -40,11 +40,7 @@ def oracles(clean: np.ndarray, coded: np.ndarray) -> dict[str, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="*", help="clean clips or folders")
-    parser.add_argument("--manifest", help="a training cache: take its recordings of --split")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--later-pieces", action="store_true",
-                        help="only the pieces after each track's first (as codec_restorers.py)")
+    add_clip_arguments(parser)
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
     files = clips_of(args)

@@ -41,6 +41,15 @@ BAND_EDGES_HZ = (0, 15000, 16000, 17000, 18000, 19000, 20000, 22050)
 PRESETS = ("clean", "opus_32k", "opus_64k", "mp3_64k", "mp3_128k", "vorbis_64k", "musicgen_codec")
 
 
+def add_clip_arguments(parser: argparse.ArgumentParser) -> None:
+    """The clean clips' options that :func:`clips_of` reads: files and folders, or a cache's split."""
+    parser.add_argument("clips", nargs="*", help="clean clips or folders")
+    parser.add_argument("--manifest", help="a training cache: take its recordings of --split")
+    parser.add_argument("--split", default="validation")
+    parser.add_argument("--later-pieces", action="store_true",
+                        help="only the pieces after each track's first (never in a build before the pieces)")
+
+
 def clips_of(args) -> list[Path]:
     """The clean clips: the recordings of a training cache's split, or the files and folders given."""
     if args.manifest:
@@ -89,11 +98,7 @@ def band_errors(clean: np.ndarray, estimate: np.ndarray, sample_rate: int) -> np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clips", nargs="*", help="clean clips or folders")
-    parser.add_argument("--manifest", help="a training cache: take its recordings of --split")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--later-pieces", action="store_true",
-                        help="only the pieces after each track's first (never in a build before the pieces)")
+    add_clip_arguments(parser)
     parser.add_argument("-r", "--restorer", action="append", required=True, help="NAME or NAME:CHECKPOINT")
     parser.add_argument("--preset", action="append", help="presets (default: all of PRESETS)")
     parser.add_argument("--seconds", type=float, default=15.0)
