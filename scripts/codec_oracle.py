@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from codec_restorers import add_clip_arguments, clips_of  # this folder's: the same clips, chosen the same way
 
 from restorelab.analysis import lsd, si_sdr_db
 from restorelab.audio import load_audio
@@ -39,6 +38,8 @@ def oracles(clean: np.ndarray, coded: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
+    from codec_restorers import add_clip_arguments, clips_of  # this folder's: the same clips, chosen the same way
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_clip_arguments(parser)
     parser.add_argument("--seconds", type=float, default=15.0)
