@@ -595,12 +595,15 @@ def _matched(reference: np.ndarray, estimate: np.ndarray) -> tuple[np.ndarray, n
     return reference[:, :n], estimate[:, :n]
 
 
-def log_spectral_error(reference: np.ndarray, estimate: np.ndarray) -> np.ndarray:
-    """Squared difference of log10 power per cell ``[channels, frames, bins]`` (:data:`LSD_STFT`,
-    power floored at :data:`LSD_POWER_FLOOR`): what :func:`lsd` averages."""
+def log_spectral_error(reference: np.ndarray, estimate: np.ndarray, stft: Stft | None = None,
+                       power_floor: float | None = None) -> np.ndarray:
+    """Squared difference of log10 power per cell ``[channels, frames, bins]`` (unless given,
+    :data:`LSD_STFT`, power floored at :data:`LSD_POWER_FLOOR`): what :func:`lsd` averages."""
     reference, estimate = _matched(reference, estimate)
-    p_ref = np.maximum(np.square(np.abs(LSD_STFT.forward(reference)), dtype=np.float64), LSD_POWER_FLOOR)
-    p_est = np.maximum(np.square(np.abs(LSD_STFT.forward(estimate)), dtype=np.float64), LSD_POWER_FLOOR)
+    stft = stft or LSD_STFT
+    power_floor = LSD_POWER_FLOOR if power_floor is None else power_floor
+    p_ref = np.maximum(np.square(np.abs(stft.forward(reference)), dtype=np.float64), power_floor)
+    p_est = np.maximum(np.square(np.abs(stft.forward(estimate)), dtype=np.float64), power_floor)
     return np.square(np.log10(p_ref) - np.log10(p_est))
 
 

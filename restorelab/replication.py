@@ -121,7 +121,7 @@ def replication_plan(power: np.ndarray, sample_rate: int, stft: Stft, p: Replica
     # Only the shortfall is filled: an empty band gets the whole envelope,
     # a band that hiss (or real content) already fills gets nothing.
     shortfall = np.maximum(10.0 ** (target_db / 10.0) - power[target_bins], 0.0)
-    fade = np.clip(np.log2(stop_hz / freqs[target_bins]) / _FADE_OCTAVES, 0.0, 1.0)
+    fade = fade_below(freqs[target_bins], stop_hz)
     # Capped so a near-empty source bin cannot turn its noise into a whistle.
     gain_db = np.minimum(db(shortfall) - db(power[origin[kc:k_stop]]), _MAX_GAIN_DB)
     gain = np.zeros(len(power))
@@ -154,6 +154,12 @@ def follow_gains(spec: np.ndarray, copy: np.ndarray, power: np.ndarray, plan: Re
     gain = np.sqrt((level_under + _FOLLOW_SILENCE) / (level_copy + _FOLLOW_SILENCE))
     limit = 10.0 ** (limit_db / 20.0)
     return np.clip(gain, 1 / limit, limit).astype(np.float32)
+
+
+def fade_below(freqs_hz: np.ndarray, stop_hz: float) -> np.ndarray:
+    """The generated band's amplitude fade: 1 up to a sixth of an octave below ``stop_hz``, then
+    linear in octaves to 0 at it."""
+    return np.clip(np.log2(stop_hz / np.maximum(freqs_hz, 1.0)) / _FADE_OCTAVES, 0.0, 1.0)
 
 
 def guard_above_cutoff(generated: np.ndarray, cutoff_bin: int, stft: Stft, sample_rate: int) -> np.ndarray:

@@ -28,11 +28,11 @@ import argparse
 
 import numpy as np
 
-from restorelab.analysis import lsd
+from restorelab.analysis import log_spectral_error, lsd
 from restorelab.audio import load_audio
 from restorelab.degrade import degrade
 from restorelab.dsp import Stft, long_term_power
-from restorelab.replication import Replication, guard_above_cutoff, replication_plan
+from restorelab.replication import Replication, fade_below, guard_above_cutoff, replication_plan
 from restorers import get_restorer
 
 STFT = Stft(2048, 512)  # the extensions' grid, and the papers' LSD
@@ -43,9 +43,8 @@ LEVEL_BAND_HZ = (16000.0, 19000.0)
 
 def papers_lsd(reference: np.ndarray, estimate: np.ndarray) -> float:
     """LSD in the papers' convention: n_fft 2048, hop 512, power floor 1e-8, log10 power."""
-    a = np.maximum(np.square(np.abs(STFT.forward(reference)), dtype=np.float64), PAPERS_POWER_FLOOR)
-    b = np.maximum(np.square(np.abs(STFT.forward(estimate)), dtype=np.float64), PAPERS_POWER_FLOOR)
-    return float(np.mean(np.sqrt(np.mean(np.square(np.log10(a) - np.log10(b)), axis=-1))))
+    squared = log_spectral_error(reference, estimate, STFT, PAPERS_POWER_FLOOR)
+    return float(np.mean(np.sqrt(np.mean(squared, axis=-1))))
 
 
 def band_level_db(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
@@ -65,8 +64,7 @@ def tail(audio: np.ndarray, sample_rate: int, start_hz: float, stop_hz: float, g
     plan = replication_plan(long_term_power(spec), sample_rate, STFT, Replication(max_frequency_hz=stop_hz))
     if plan is None:
         return None
-    frequency = np.maximum(STFT.bin_frequencies_hz(sample_rate), 1.0)
-    fade_in = 1 - np.clip(np.log2(start_hz / frequency) * 6, 0.0, 1.0)  # the shipped fade: a sixth of an octave
+    fade_in = 1 - fade_below(STFT.bin_frequencies_hz(sample_rate), start_hz)
     gain = (plan.gain * fade_in * 10 ** (gain_db / 20)).astype(np.float32)
     generated = STFT.inverse(spec[..., plan.origin] * gain, audio.shape[-1])
     return guard_above_cutoff(generated, plan.cutoff_bin, STFT, sample_rate)
