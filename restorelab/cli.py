@@ -394,7 +394,8 @@ def cmd_train(args) -> int:
 
     # Options left out take TrainSettings' defaults (the shipped checkpoints' recipe).
     given = {name: getattr(args, name) for name in ("steps", "batch", "seed", "recording_share", "musicgen_share",
-                                                    "max_frequency_hz", "sisdr_weight", "max_hiss_snr_db",
+                                                    "max_frequency_hz", "sisdr_weight", "dnh_sdr_weight", "dnh_sdr_db",
+                                                    "max_hiss_snr_db",
                                                     "hiss_band_limit_share", "learning_rate", "codec_band_limit_share",
                                                     "filter_frames", "pool", "workers", "device", "split")
              if getattr(args, name) is not None}
@@ -642,10 +643,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", default="a,b,hiss,musicgen",
                    help="denoising degradations, comma-separated: a, b, hiss, musicgen")
     p.add_argument("--terms", default=None,
-                   help="extra loss terms, comma-separated: hf, dnh, lsd, sisdr, or none "
+                   help="extra loss terms, comma-separated: hf, dnh, dnh_sdr, lsd, sisdr, or none "
                         "(default: hf,dnh,sisdr for denoise, hf,lsd for bwe, dnh,lsd,sisdr for codec)")
     p.add_argument("--sisdr-weight", type=float, default=None,
                    help="loss per dB of SI-SDR for the sisdr term (default: the shipped checkpoints')")
+    p.add_argument("--dnh-sdr-weight", type=float, default=None,
+                   help="dnh_sdr term: loss per dB that a clean item's SDR falls short of --dnh-sdr-db (default 0.05)")
+    p.add_argument("--dnh-sdr-db", type=float, default=None,
+                   help="dnh_sdr term: the SDR above which a clean item adds nothing (default 50)")
     p.add_argument("--max-hiss-snr-db", type=float, default=None,
                    help="denoise: the hiss domain's SNR is drawn from 18 dB to this "
                         "(default: the shipped checkpoints')")

@@ -11,7 +11,7 @@ from conftest import band_level_db, snr_db
 from restorelab import cli
 from restorelab.unet.corpus import MANIFEST_COLUMNS
 from restorelab import degrade as dg
-from restorelab.unet.losses import band_loss, mrstft_loss, sisdr_loss
+from restorelab.unet.losses import band_loss, mrstft_loss, shortfall_sdr_loss, sisdr_loss
 from restorelab.unet.train import (HISS_BAND_LIMIT_HZ, MIN_HISS_SNR_DB, PoolFolderError, TrainSettings,
                                    codec_pair, degrade_for_denoising, draw_excerpt, load_corpus, make_batch,
                                    make_pool, musicgen_chain, shared_pool)
@@ -210,6 +210,37 @@ def test_sisdr_loss_is_minus_the_snr_of_an_orthogonal_error_whatever_the_scale()
     assert bool(torch.isfinite(loss)) and bool(torch.isfinite(quiet.grad).all())
 
 
+def test_shortfall_sdr_loss_sees_a_phase_rotation_and_stops_at_its_floor():
+    rng = torch.Generator().manual_seed(3)
+    target = torch.randn(2, SR // 4, generator=rng)
+    assert float(shortfall_sdr_loss(target, target)) == 0.0
+    # A 90-degree rotation of every component: the same magnitudes, an error as loud as the music
+    # (SDR 3 dB under 0: the error is the difference of two equal, uncorrelated signals).
+    rotated = torch.fft.irfft(torch.fft.rfft(target) * 1j, n=target.shape[-1])
+    assert float(shortfall_sdr_loss(rotated, target)) == pytest.approx(50.0 + 3.01, abs=0.1)
+    noise = torch.randn(2, SR // 4, generator=rng)
+    noise = noise * (target.norm(dim=-1) / noise.norm(dim=-1) * 10 ** (-42 / 20))[:, None]  # SDR 42 dB
+    assert float(shortfall_sdr_loss(target + noise, target)) == pytest.approx(8.0, abs=0.01)
+    assert float(shortfall_sdr_loss(target + noise, target, floor_db=40.0)) == 0.0
+
+
+@pytest.mark.parametrize("bad, message", [(dict(dnh_sdr_weight=-1.0), "dnh_sdr_weight must not be negative"),
+                                          (dict(dnh_sdr_db=0.0), "dnh_sdr_db must be within")])
+def test_dnh_sdr_settings_refuse_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainSettings(task="codec", **bad)
+
+
+def test_dnh_sdr_alone_still_draws_clean_items():
+    """The term needs clean items in the batch, with or without ``dnh``."""
+    import restorelab.unet.train as train_module
+
+    clips = [np.random.default_rng(0).standard_normal((1, SR * 3)).astype(np.float32) * 0.1]
+    settings = TrainSettings(task="denoise", terms=("dnh_sdr",), batch=40, clean_share=0.5, domains=("hiss",))
+    _, _, is_clean, _ = train_module.make_batch(clips, settings, np.random.default_rng(1))
+    assert 5 < int(is_clean.sum()) < 35
+
+
 def test_train_command_writes_a_checkpoint_the_restorer_loads(tmp_path, corpus, cache):
     out = tmp_path / "model.pt"
     code = cli.main(["train", "--task", "denoise", "--representation", "mel", "--channels", "4,8", "--steps", "3",
@@ -362,16 +393,22 @@ def test_codec_settings_refuse_bad_values(bad, message):
         TrainSettings(task="codec", **bad)
 
 
-@pytest.mark.parametrize("filter_frames", [0, 1])
-def test_train_command_makes_a_codec_checkpoint_from_a_pool(tmp_path, corpus, cache, filter_frames):
+@pytest.mark.parametrize("filter_frames, terms", [(0, []), (1, ["--terms", "dnh,dnh_sdr,lsd,sisdr",
+                                                                   "--dnh-sdr-weight", "0.1", "--dnh-sdr-db", "45"])])
+def test_train_command_makes_a_codec_checkpoint_from_a_pool(tmp_path, corpus, cache, filter_frames, terms):
     out = tmp_path / "codec.pt"
     assert cli.main(["train", "--task", "codec", "--channels", "4,8", "--steps", "2", "--batch", "2",
                      "--pool", "4", "--workers", "2", "--codecs", "mp3,vorbis", "--cache", str(cache),
-                     "--filter-frames", str(filter_frames), "-o", str(out)]) == 0
+                     "--filter-frames", str(filter_frames), *terms, "-o", str(out)]) == 0
     model, meta = load_checkpoint(out)
     assert model.config.task == "codec" and meta["settings"]["codecs"] == ["mp3", "vorbis"]
     assert model.config.filter_frames == meta["settings"]["filter_frames"] == filter_frames
-    assert meta["settings"]["pool"] == 4 and meta["settings"]["terms"] == ["dnh", "lsd", "sisdr"]
+    assert meta["settings"]["pool"] == 4
+    if terms:
+        assert meta["settings"]["terms"] == ["dnh", "dnh_sdr", "lsd", "sisdr"]
+        assert meta["settings"]["dnh_sdr_weight"] == 0.1 and meta["settings"]["dnh_sdr_db"] == 45.0
+    else:
+        assert meta["settings"]["terms"] == ["dnh", "lsd", "sisdr"]
     from restorers import get_restorer
 
     audio = corpus[0][:, :SR]

@@ -5,7 +5,8 @@
 * :func:`band_loss`: log-magnitude L1 at 2048/512 over the bins from each item's start bin up;
 * :func:`lsd_loss`: the log-spectral distance as the evaluation defines it (log10 power, floor
   1e-10, RMS over bins, mean over frames) at 2048/512;
-* :func:`sisdr_loss`: minus the scale-invariant SDR in dB, each item capped.
+* :func:`sisdr_loss`: minus the scale-invariant SDR in dB, each item capped;
+* :func:`shortfall_sdr_loss`: how far each item's SDR (no rescaling) falls short of a floor, in dB.
 
 ``windows`` caches one Hann window per FFT size and device between calls.
 """
@@ -63,3 +64,14 @@ def sisdr_loss(estimate: torch.Tensor, target: torch.Tensor, cap_db: float = 50.
     kept = scale.square() * energy
     floor = kept * 10 ** (-cap_db / 10)
     return -(10 * torch.log10(kept.clamp_min(1e-20) / (error + floor).clamp_min(1e-20))).mean()
+
+
+def shortfall_sdr_loss(estimate: torch.Tensor, target: torch.Tensor, floor_db: float = 50.0) -> torch.Tensor:
+    """Mean over items of how many dB each item's SDR (the estimate against the target as it is,
+    no rescaling) falls short of ``floor_db``; an item at or above the floor adds nothing.
+
+    Meant for clean items, whose target is the input: it sees any change to the waveform, a
+    phase rotation included, where a magnitude ratio sees none."""
+    energy = target.square().sum(dim=-1).clamp_min(1e-12)
+    error = (estimate - target).square().sum(dim=-1).clamp_min(1e-20)
+    return torch.relu(floor_db - 10 * torch.log10(energy / error)).mean()

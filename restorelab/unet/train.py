@@ -14,6 +14,10 @@ The loss, with each extra term switched by name (``terms``):
   denoising (hiss lives there), above the cutoff for bandwidth extension;
 * ``dnh`` (do no harm, denoising and codec): a share of the batch is clean audio, and the
   mean absolute log gain the model applies to it is penalised;
+* ``dnh_sdr`` (do no harm to the waveform): the clean items' SDR against themselves, each
+  item's shortfall under ``dnh_sdr_db`` at ``dnh_sdr_weight`` per dB. A model with a complex
+  filter (``filter_frames``) can rotate a clean cell's phase, which ``dnh``'s magnitude ratio
+  does not see and SI-SDR does;
 * ``lsd``: the log-spectral distance itself (log10 power, floor 1e-10, RMS over
   bins, mean over frames) at 2048/512. Log-magnitude L1 is minimised by the
   median level; LSD by the mean, which differs where a band is sparse (lossy
@@ -49,12 +53,12 @@ from restorelab.audio import WORKING_RATE
 from restorelab.dsp import Stft, long_term_power
 from restorelab.replication import Replication, replication_plan
 from restorelab.unet.corpus import MIN_BANDWIDTH_HZ, SPLITS, read_manifest
-from restorelab.unet.losses import band_loss, lsd_loss, mrstft_loss, sisdr_loss
+from restorelab.unet.losses import band_loss, lsd_loss, mrstft_loss, shortfall_sdr_loss, sisdr_loss
 from restorelab.unet.model import (BandPlan, Frontend, SpectralUNet, UNetConfig, enhance, log_power_offset,
                                   save_checkpoint)
 
 DENOISE_DOMAINS = ("a", "b", "hiss", "musicgen")
-LOSS_TERMS = ("hf", "dnh", "lsd", "sisdr")
+LOSS_TERMS = ("hf", "dnh", "dnh_sdr", "lsd", "sisdr")
 #: Each task's extra loss terms, as the shipped checkpoints were trained.
 DEFAULT_TERMS = {"denoise": ("hf", "dnh", "sisdr"), "bwe": ("hf", "lsd"), "codec": ("dnh", "lsd", "sisdr")}
 #: Codec task: each codec's range of libsndfile compression levels (see ``degrade.codec_round_trip``).
@@ -90,6 +94,10 @@ class TrainSettings:
     clean_share: float = 0.15
     #: Loss per dB of SI-SDR, for the ``sisdr`` term.
     sisdr_weight: float = 0.2
+    #: Loss per dB that a clean item's SDR falls short of ``dnh_sdr_db``, for the ``dnh_sdr`` term.
+    dnh_sdr_weight: float = 0.05
+    #: The SDR (dB) above which the ``dnh_sdr`` term leaves a clean item alone.
+    dnh_sdr_db: float = 50.0
     #: Denoising: the ``hiss`` domain's SNR is drawn uniformly from ``MIN_HISS_SNR_DB`` to this.
     max_hiss_snr_db: float = 40.0
     #: Denoising: share of ``hiss`` items band-limited after the hiss is added (music and hiss
@@ -148,6 +156,10 @@ class TrainSettings:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         if self.sisdr_weight < 0:
             raise ValueError(f"sisdr_weight must not be negative, got {self.sisdr_weight}")
+        if self.dnh_sdr_weight < 0:
+            raise ValueError(f"dnh_sdr_weight must not be negative, got {self.dnh_sdr_weight}")
+        if not 0.0 < self.dnh_sdr_db <= 100.0:
+            raise ValueError(f"dnh_sdr_db must be within (0, 100], got {self.dnh_sdr_db}")
         if self.max_hiss_snr_db <= MIN_HISS_SNR_DB:
             raise ValueError(f"max_hiss_snr_db must be above {MIN_HISS_SNR_DB:g}, got {self.max_hiss_snr_db}")
         if not 0.0 <= self.musicgen_share <= 1.0:
@@ -286,7 +298,7 @@ def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.
                 continue
             plans.append(plan)
             target = clean
-        elif "dnh" in settings.terms and rng.random() < settings.clean_share:
+        elif {"dnh", "dnh_sdr"} & set(settings.terms) and rng.random() < settings.clean_share:
             x, target, flag = clean, clean, True
         elif settings.task == "codec":
             x, target = codec_pair(clean, rng, settings)
@@ -358,7 +370,8 @@ class PoolFolderError(ValueError):
 
 #: Settings that change only the model or how it is trained, not the pairs a pool holds.
 _NOT_IN_POOL = ("representation", "channels", "filter_frames", "terms", "steps", "batch", "learning_rate",
-                "sisdr_weight", "workers", "device", "checkpoint_every", "threads")
+                "sisdr_weight", "dnh_sdr_weight", "dnh_sdr_db", "workers", "device", "checkpoint_every",
+                "threads")
 
 
 def pool_key(settings: TrainSettings, cache: Path) -> dict:
@@ -366,7 +379,7 @@ def pool_key(settings: TrainSettings, cache: Path) -> dict:
     import hashlib
 
     key = {name: value for name, value in _settings_record(settings).items() if name not in _NOT_IN_POOL}
-    key["clean_items"] = "dnh" in settings.terms
+    key["clean_items"] = bool({"dnh", "dnh_sdr"} & set(settings.terms))
     key["manifest_sha256"] = hashlib.sha256((Path(cache) / "manifest.tsv").read_bytes()).hexdigest()
     return key
 
@@ -465,6 +478,9 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
         if "dnh" in settings.terms and config.task in ("denoise", "codec") and bool(is_clean.any()):
             gain = restored.abs() / spec.abs().clamp_min(1e-8)
             loss = loss + torch.log(gain[is_clean].clamp_min(1e-4)).abs().mean()
+        if "dnh_sdr" in settings.terms and config.task in ("denoise", "codec") and bool(is_clean.any()):
+            loss = loss + settings.dnh_sdr_weight * shortfall_sdr_loss(estimate[is_clean], target[is_clean],
+                                                                        settings.dnh_sdr_db)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
