@@ -393,12 +393,11 @@ def cmd_train(args) -> int:
     from restorelab.unet.train import PoolFolderError, TrainSettings, train
 
     # Options left out take TrainSettings' defaults (the shipped checkpoints' recipe).
-    given = {name: getattr(args, name) for name in ("steps", "batch", "seed", "recording_share", "musicgen_share",
-                                                    "max_frequency_hz", "sisdr_weight", "dnh_sdr_weight", "dnh_sdr_db",
-                                                    "max_hiss_snr_db",
-                                                    "hiss_band_limit_share", "learning_rate", "codec_band_limit_share",
-                                                    "filter_frames", "pool", "workers", "device", "split")
-             if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in (
+        "steps", "stop_after", "batch", "seed", "recording_share", "musicgen_share", "max_frequency_hz", "sisdr_weight",
+        "dnh_sdr_weight", "dnh_sdr_db", "max_hiss_snr_db", "hiss_band_limit_share", "learning_rate",
+        "codec_band_limit_share", "filter_frames", "pool", "workers", "device", "split")
+        if getattr(args, name) is not None}
     if args.codecs is not None:
         given["codecs"] = tuple(c for c in args.codecs.split(",") if c)
     if args.hiss_colours is not None:
@@ -662,6 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the shipped checkpoints', white and pink)")
     p.add_argument("--channels", default="12,24,48", help="U-Net channels per level")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the shipped checkpoints')")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="end after this many steps of the --steps schedule, its learning rate not fully decayed "
+                        "(default: all)")
     p.add_argument("--batch", type=int, default=None, help="excerpts per step (default: the shipped checkpoints')")
     p.add_argument("--recording-share", type=float, default=None,
                    help="share of excerpts from real recordings rather than MIDI renders "

@@ -430,6 +430,24 @@ def test_a_run_writes_checkpoints_as_it_goes_each_saying_how_far_it_got(tmp_path
     assert saved == []  # nowhere to write
 
 
+def test_stop_after_is_the_checkpoint_a_full_run_writes_at_that_step(tmp_path, cache, monkeypatch):
+    """A run cut short by ``stop_after`` is the one the whole schedule passes through, weights and all."""
+    from restorelab.unet import train as T
+
+    saved = {}
+    monkeypatch.setattr(T, "save_checkpoint", lambda path, model, meta: saved.setdefault(
+        meta["steps_done"], {k: v.clone() for k, v in model.state_dict().items()}))
+    settings = dict(task="denoise", channels=(4, 8), steps=6, batch=2, segment_s=0.5, domains=("hiss",), threads=1)
+    T.train(TrainSettings(**settings, checkpoint_every=3), cache, tmp_path / "whole.pt", log=lambda _: None)
+    whole = saved.pop(3)
+    model, meta = T.train(TrainSettings(**settings, stop_after=3), cache, tmp_path / "cut.pt", log=lambda _: None)
+    assert meta["steps_done"] == 3 and meta["settings"]["stop_after"] == 3 and meta["settings"]["steps"] == 6
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, whole[name])
+    with pytest.raises(ValueError, match=r"stop_after must be within \[0, steps=6\]"):
+        TrainSettings(**settings, stop_after=7)
+
+
 def test_train_command_refuses_bad_settings_in_one_line(tmp_path, cache, capsys):
     assert cli.main(["train", "--task", "codec", "--codecs", "aac", "--cache", str(cache),
                      "-o", str(tmp_path / "m.pt")]) == 2

@@ -88,6 +88,9 @@ class TrainSettings:
     #: Extra loss terms (None: the task's ``DEFAULT_TERMS``).
     terms: tuple[str, ...] | None = None
     steps: int = 2000
+    #: End the run after this many steps of the ``steps``-long schedule (0: all of them), the
+    #: learning rate not yet at the end of its decay: a candidate a time limit cut short, remade.
+    stop_after: int = 0
     batch: int = 8
     segment_s: float = 1.5
     learning_rate: float = 2e-3
@@ -150,6 +153,8 @@ class TrainSettings:
             raise ValueError(f"codec_band_limit_share must be within [0, 1], got {self.codec_band_limit_share}")
         if self.pool < 0 or self.workers < 0:
             raise ValueError("pool and workers must not be negative")
+        if not 0 <= self.stop_after <= self.steps:
+            raise ValueError(f"stop_after must be within [0, steps={self.steps}], got {self.stop_after}")
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be at least 1, got {self.checkpoint_every}")
         if self.split not in SPLITS:
@@ -369,7 +374,7 @@ class PoolFolderError(ValueError):
 
 
 #: Settings that change only the model or how it is trained, not the pairs a pool holds.
-_NOT_IN_POOL = ("representation", "channels", "filter_frames", "terms", "steps", "batch", "learning_rate",
+_NOT_IN_POOL = ("representation", "channels", "filter_frames", "terms", "steps", "stop_after", "batch", "learning_rate",
                 "sisdr_weight", "dnh_sdr_weight", "dnh_sdr_db", "workers", "device", "checkpoint_every",
                 "threads")
 
@@ -456,7 +461,8 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
     windows: dict = {}
     hf_start = int(round(4000 / (WORKING_RATE / config.n_fft)))
     history, started, running = [], time.time(), 0.0
-    for step in range(settings.steps):
+    steps_run = settings.stop_after or settings.steps
+    for step in range(steps_run):
         degraded, target, is_clean, plans = (pool.draw(settings.batch, rng) if pool is not None
                                              else make_batch(clips, settings, rng, weights))
         degraded, target, is_clean = degraded.to(device), target.to(device), is_clean.to(device)
@@ -487,16 +493,16 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
         optimiser.step()
         schedule.step()
         running += float(loss.detach())
-        if (step + 1) % 50 == 0 or step + 1 == settings.steps:
+        if (step + 1) % 50 == 0 or step + 1 == steps_run:
             mean = running / ((step % 50) + 1)
             running = 0.0
             history.append((step + 1, round(mean, 4)))
             log(f"step {step + 1}/{settings.steps}  loss {mean:.4f}  {time.time() - started:.0f} s")
-        if out is not None and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+        if out is not None and (step + 1) % settings.checkpoint_every == 0 and step + 1 < steps_run:
             # A run cut short keeps its work; ``steps_done`` says where it stood.
             save_checkpoint(out, model, _meta(settings, model, history, started, step + 1))
     model.eval()
-    meta = _meta(settings, model, history, started, settings.steps)
+    meta = _meta(settings, model, history, started, steps_run)
     if out is not None:
         save_checkpoint(out, model, meta)
         log(f"wrote {out}")
