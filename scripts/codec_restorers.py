@@ -139,8 +139,8 @@ def main() -> None:
             print(f"| {name} | {table[:, 0].mean():.3f} | {table[:, 1].mean():.3f} | {table[:, 2].mean():.2f} |"
                   f"{visqol}", flush=True)
         if preset == "clean":  # the target asks for clean music back above CLEAN_SI_SDR_DB, clip by clip
-            print(f"\nclean clips, SI-SDR clip by clip\n\n| restorer | lowest (dB) | clips under {CLEAN_SI_SDR_DB:g} dB |"
-                  "\n|---|---|---|")
+            print("\nclean clips, SI-SDR clip by clip\n\n"
+                  f"| restorer | lowest (dB) | clips under {CLEAN_SI_SDR_DB:g} dB |\n|---|---|---|")
             for name in restorers:
                 si_sdr = np.array(rows[name])[:, 2]
                 print(f"| {name} | {si_sdr.min():.2f} | {int((si_sdr < CLEAN_SI_SDR_DB).sum())} |")

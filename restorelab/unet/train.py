@@ -374,9 +374,9 @@ class PoolFolderError(ValueError):
 
 
 #: Settings that change only the model or how it is trained, not the pairs a pool holds.
-_NOT_IN_POOL = ("representation", "channels", "filter_frames", "terms", "steps", "stop_after", "batch", "learning_rate",
-                "sisdr_weight", "dnh_sdr_weight", "dnh_sdr_db", "workers", "device", "checkpoint_every",
-                "threads")
+_NOT_IN_POOL = ("representation", "channels", "filter_frames", "terms", "steps", "stop_after", "batch",
+                "learning_rate", "sisdr_weight", "dnh_sdr_weight", "dnh_sdr_db", "workers", "device",
+                "checkpoint_every", "threads")
 
 
 def pool_key(settings: TrainSettings, cache: Path) -> dict:
