@@ -79,12 +79,14 @@ def _cached_weights(name: str, model_dir: str) -> str:
         if folder.is_dir() and (any(folder.glob(f"{name}.yaml")) or any(folder.glob(f"{name}*.th"))):
             return str(folder)
         return ""
-    try:
-        from huggingface_hub import snapshot_download
+    repository, cache = f"{_HF_NAMESPACE}/{_hf_repository(name)}", _hf_hub_cache()
+    if (cache / f"models--{repository.replace('/', '--')}").is_dir():  # else no need to import the hub
+        try:
+            from huggingface_hub import snapshot_download
 
-        return snapshot_download(f"{_HF_NAMESPACE}/{_hf_repository(name)}", local_files_only=True)
-    except Exception:  # not in the Hugging Face cache
-        pass
+            return snapshot_download(repository, local_files_only=True, cache_dir=cache)
+        except Exception:  # not a complete snapshot
+            pass
     checkpoint = _torch_hub_dir() / "checkpoints" / _TORCH_HUB_FILES.get(name, "")
     return str(checkpoint) if name in _TORCH_HUB_FILES and checkpoint.is_file() else ""
 
@@ -95,6 +97,16 @@ def _hf_repository(name: str) -> str:
     if name == "htdemucs" or name.startswith("htdemucs_"):
         return "HTDemucs" + name[len("htdemucs"):].replace("_", "-", 1)
     return f"Demucs-{name}"
+
+
+def _hf_hub_cache() -> Path:
+    """huggingface_hub's download cache as it works it out ($HF_HUB_CACHE, else the legacy
+    $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
+    ~/.cache/huggingface/hub), found without importing it (a third of a second)."""
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
+    home = os.path.expandvars(os.path.expanduser(os.environ.get("HF_HOME", os.path.join(cache, "huggingface"))))
+    hub = os.environ.get("HF_HUB_CACHE", os.environ.get("HUGGINGFACE_HUB_CACHE", os.path.join(home, "hub")))
+    return Path(os.path.expandvars(os.path.expanduser(hub)))
 
 
 def _torch_hub_dir() -> Path:

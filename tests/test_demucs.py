@@ -68,3 +68,43 @@ def test_the_weight_cache_is_found_where_demucs_and_torch_look_without_importing
     assert demucs_remix._torch_hub_dir() == Path(torch.hub.get_dir())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     assert demucs_remix._torch_hub_dir() == Path(torch.hub.get_dir()) == tmp_path / "th" / "hub"
+
+
+@pytest.mark.parametrize("env", [{}, {"XDG_CACHE_HOME": "xdg"}, {"HF_HOME": "home", "XDG_CACHE_HOME": "xdg"},
+                                 {"HUGGINGFACE_HUB_CACHE": "legacy", "HF_HOME": "home"},
+                                 {"HF_HUB_CACHE": "hub", "HUGGINGFACE_HUB_CACHE": "legacy"}])
+def test_the_hugging_face_cache_is_where_huggingface_hub_looks(monkeypatch, tmp_path, env):
+    """Worked out as huggingface_hub does (its constants, read in a fresh process), and named as it
+    names a model's folder."""
+    import json
+    import subprocess
+    import sys
+
+    from huggingface_hub.file_download import repo_folder_name
+
+    from restorers import demucs_remix
+
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    for name, folder in env.items():
+        monkeypatch.setenv(name, str(tmp_path / folder))
+    theirs = subprocess.run([sys.executable, "-c", "import json, huggingface_hub.constants as c; "
+                             "print(json.dumps(c.HF_HUB_CACHE))"], capture_output=True, text=True, check=True)
+    assert demucs_remix._hf_hub_cache() == Path(json.loads(theirs.stdout))
+    assert repo_folder_name(repo_id="adefossez/HTDemucs", repo_type="model") == "models--adefossez--HTDemucs"
+
+
+def test_weights_in_the_hugging_face_cache_are_found(monkeypatch, tmp_path):
+    """A complete snapshot in the cache is used; a model folder without one is not."""
+    from restorers import demucs_remix
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert demucs_remix._cached_weights("htdemucs", "") == ""  # an empty cache
+    folder = tmp_path / "models--adefossez--HTDemucs"
+    (folder / "refs").mkdir(parents=True)
+    assert demucs_remix._cached_weights("htdemucs", "") == ""  # a folder, but no snapshot in it
+    (folder / "refs" / "main").write_text("0" * 40)
+    (folder / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    assert Path(demucs_remix._cached_weights("htdemucs", "")) == folder / "snapshots" / ("0" * 40)
