@@ -600,7 +600,7 @@ def log_spectral_error(reference: np.ndarray, estimate: np.ndarray, stft: Stft |
     """Squared difference of log10 power per cell ``[channels, frames, bins]`` (unless given,
     :data:`LSD_STFT`, power floored at :data:`LSD_POWER_FLOOR`): what :func:`lsd` averages."""
     reference, estimate = _matched(reference, estimate)
-    stft = stft or LSD_STFT
+    stft = LSD_STFT if stft is None else stft
     power_floor = LSD_POWER_FLOOR if power_floor is None else power_floor
     p_ref = np.maximum(np.square(np.abs(stft.forward(reference)), dtype=np.float64), power_floor)
     p_est = np.maximum(np.square(np.abs(stft.forward(estimate)), dtype=np.float64), power_floor)

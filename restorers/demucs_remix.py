@@ -103,8 +103,7 @@ def _hf_hub_cache() -> Path:
     """huggingface_hub's download cache as it works it out ($HF_HUB_CACHE, else the legacy
     $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
     ~/.cache/huggingface/hub), found without importing it (a third of a second)."""
-    cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
-    home = os.path.expandvars(os.path.expanduser(os.environ.get("HF_HOME", os.path.join(cache, "huggingface"))))
+    home = os.path.expandvars(os.path.expanduser(os.environ.get("HF_HOME", os.path.join(_user_cache(), "huggingface"))))
     hub = os.environ.get("HF_HUB_CACHE", os.environ.get("HUGGINGFACE_HUB_CACHE", os.path.join(home, "hub")))
     return Path(os.path.expandvars(os.path.expanduser(hub)))
 
@@ -112,8 +111,12 @@ def _hf_hub_cache() -> Path:
 def _torch_hub_dir() -> Path:
     """torch.hub's folder as torch documents it ($TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub, else
     ~/.cache/torch/hub), found without importing torch."""
-    cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
-    return Path(os.path.expanduser(os.environ.get("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
+    return Path(os.path.expanduser(os.environ.get("TORCH_HOME", os.path.join(_user_cache(), "torch")))) / "hub"
+
+
+def _user_cache() -> str:
+    """$XDG_CACHE_HOME, else ~/.cache (unexpanded): where both caches go by default."""
+    return os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
 
 
 class DemucsRemix(Restorer):

@@ -180,6 +180,11 @@ class TrainSettings:
         self.channels = tuple(int(c) for c in self.channels)
         self.config()  # the architecture's own checks (filter_frames with its task and front end)
 
+    @property
+    def clean_items(self) -> bool:
+        """Whether batches hold clean items (``clean_share`` of them): for the do-no-harm terms."""
+        return self.task != "bwe" and bool({"dnh", "dnh_sdr"} & set(self.terms))
+
     def config(self) -> UNetConfig:
         return UNetConfig(task=self.task, representation=self.representation, channels=self.channels,
                           filter_frames=self.filter_frames)
@@ -303,7 +308,7 @@ def make_batch(clips: list[np.ndarray], settings: TrainSettings, rng: np.random.
                 continue
             plans.append(plan)
             target = clean
-        elif {"dnh", "dnh_sdr"} & set(settings.terms) and rng.random() < settings.clean_share:
+        elif settings.clean_items and rng.random() < settings.clean_share:
             x, target, flag = clean, clean, True
         elif settings.task == "codec":
             x, target = codec_pair(clean, rng, settings)
@@ -384,7 +389,7 @@ def pool_key(settings: TrainSettings, cache: Path) -> dict:
     import hashlib
 
     key = {name: value for name, value in _settings_record(settings).items() if name not in _NOT_IN_POOL}
-    key["clean_items"] = bool({"dnh", "dnh_sdr"} & set(settings.terms))
+    key["clean_items"] = settings.clean_items
     key["manifest_sha256"] = hashlib.sha256((Path(cache) / "manifest.tsv").read_bytes()).hexdigest()
     return key
 
@@ -481,12 +486,13 @@ def train(settings: TrainSettings, cache: Path, out: Path | None = None, log: Ca
             loss = loss + lsd_loss(estimate, target, windows)
         if "sisdr" in settings.terms and not bool(is_clean.all()):
             loss = loss + settings.sisdr_weight * sisdr_loss(estimate[~is_clean], target[~is_clean])
-        if "dnh" in settings.terms and config.task in ("denoise", "codec") and bool(is_clean.any()):
-            gain = restored.abs() / spec.abs().clamp_min(1e-8)
-            loss = loss + torch.log(gain[is_clean].clamp_min(1e-4)).abs().mean()
-        if "dnh_sdr" in settings.terms and config.task in ("denoise", "codec") and bool(is_clean.any()):
-            loss = loss + settings.dnh_sdr_weight * shortfall_sdr_loss(estimate[is_clean], target[is_clean],
-                                                                        settings.dnh_sdr_db)
+        if settings.clean_items and bool(is_clean.any()):
+            if "dnh" in settings.terms:
+                gain = restored.abs() / spec.abs().clamp_min(1e-8)
+                loss = loss + torch.log(gain[is_clean].clamp_min(1e-4)).abs().mean()
+            if "dnh_sdr" in settings.terms:
+                loss = loss + settings.dnh_sdr_weight * shortfall_sdr_loss(estimate[is_clean], target[is_clean],
+                                                                            settings.dnh_sdr_db)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
